@@ -1,0 +1,74 @@
+"""The sizes of a full run and of a ``--quick`` smoke run, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FULL", "QUICK", "Sizes"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every count and time bound a benchmark run uses."""
+
+    #: fan-out: client counts, runs per point (the median is reported), in-flight window
+    clients: tuple[int, ...]
+    runs: int
+    window: int
+    #: fan-out: deliveries aimed at per run (messages = deliveries / clients, clamped)
+    deliveries: int
+    min_messages: int
+    max_messages: int
+    latency_messages: int
+    time_limit: float
+    #: history cost: messages sent (= final history length), receiving clients
+    history: int
+    history_clients: int
+    history_bucket: int
+    #: memory and start-up
+    memory_clients: int
+    start_repeats: int
+    #: reconnect: drops timed, herd size
+    reconnect_drops: int
+    herd_clients: int
+
+    def messages_for(self, clients: int) -> int:
+        """Messages to send to ``clients`` receivers in one fan-out run."""
+        return max(self.min_messages, min(self.max_messages, self.deliveries // clients))
+
+
+FULL = Sizes(
+    clients=(10, 100, 1000),
+    runs=3,
+    window=16,
+    deliveries=200_000,
+    min_messages=200,
+    max_messages=5000,
+    latency_messages=100,
+    time_limit=20.0,
+    history=2000,
+    history_clients=10,
+    history_bucket=100,
+    memory_clients=1000,
+    start_repeats=50,
+    reconnect_drops=20,
+    herd_clients=1000,
+)
+
+QUICK = Sizes(
+    clients=(10,),
+    runs=1,
+    window=16,
+    deliveries=500,
+    min_messages=50,
+    max_messages=50,
+    latency_messages=20,
+    time_limit=5.0,
+    history=50,
+    history_clients=10,
+    history_bucket=10,
+    memory_clients=10,
+    start_repeats=5,
+    reconnect_drops=3,
+    herd_clients=1000,
+)

@@ -1,0 +1,507 @@
+"""ChatClient: a reconnecting chat client for notebooks and scripts.
+
+The client runs as one asyncio task on the loop of whoever calls
+:meth:`ChatClient.connect`: in a notebook that is the kernel's own loop, so its
+handlers and state changes happen there, between cells, never on another
+thread. Plain blocking code uses :class:`BlockingChatClient`, which runs the
+same client on a loop thread of its own.
+
+One connection, as the browser sees it (the raw event log)::
+
+    open -> message* -> [error] -> close(code, reason)
+    then, if the close was not ours and the code is retried: wait, connect again
+
+On every reconnect the client sends its id, token, ``roomId`` and
+``lastMessageId``, takes the messages it missed from ``connected``, and resends
+every message the server has not acknowledged (once: the server de-duplicates
+by ``clientMessageId``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import ssl as ssl_module
+import threading
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+
+from .clock import Clock, SystemClock
+from .protocol import (
+    CloseCode,
+    Connected,
+    Connecting,
+    Disconnected,
+    ErrorEvent,
+    Joined,
+    MessageEntry,
+    MessageWritten,
+    ProtocolError,
+    WriteMessage,
+    describe_close,
+    encode,
+    parse_server_event,
+)
+from .retry import RetryPolicy
+
+__all__ = ["BlockingChatClient", "ChatClient", "PendingMessage", "RawEvent", "Status"]
+
+T = TypeVar("T")
+Status = Literal["idle", "connecting", "online", "reconnecting", "offline"]
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One event as a browser's ``WebSocket`` object would fire it.
+
+    ``type`` is ``open``, ``message``, ``error`` or ``close``; ``data`` is the
+    frame of a ``message`` (``str`` for text, ``bytes`` for binary); ``code``,
+    ``reason`` and ``was_clean`` describe a ``close``; ``detail`` an ``error``.
+    """
+
+    type: Literal["open", "message", "error", "close"]
+    data: str | bytes | None = None
+    code: int | None = None
+    reason: str = ""
+    was_clean: bool | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.type == "message":
+            return f"message {self.data!r}"
+        if self.type == "close":
+            return f"close code={self.code} reason={self.reason!r} wasClean={self.was_clean}"
+        if self.type == "error":
+            return f"error {self.detail}"
+        return "open"
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A message sent (or queued) and not yet acknowledged by the server."""
+
+    client_message_id: str
+    message: str
+
+
+class ChatClient:
+    """A chat client that reconnects by itself. See the module docstring.
+
+    Args:
+        url: the server's socket URL (``ws://.../chat`` or ``wss://...``).
+        username: the name to join with (the server may keep an earlier bound one).
+        id: the user id; a random one if omitted. Keep it, with :attr:`token`, to
+            come back as the same user.
+        token: the identity token from an earlier ``connected``.
+        policy: when and how long to wait before reconnecting.
+        reconnect: ``False`` to never reconnect by itself.
+        rng: random source for the backoff's jitter (seed it in tests).
+        clock: where the uptime guard reads time.
+        ssl: a client :class:`ssl.SSLContext` for ``wss://`` with a private CA.
+        origin: an ``Origin`` header to send (browsers always send one).
+        max_log: how many raw events :attr:`events` keeps.
+
+    All methods and handlers run on the loop that called :meth:`connect`; call
+    them from that loop's thread only.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        *,
+        id: str | None = None,
+        token: str | None = None,
+        policy: RetryPolicy | None = None,
+        reconnect: bool = True,
+        rng: Callable[[], float] = random.random,
+        clock: Clock | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        origin: str | None = None,
+        max_log: int = 1000,
+    ) -> None:
+        self.url = url
+        self.username = username
+        self.id = id or "u-" + secrets.token_hex(6)
+        self.token = token
+        self.policy = policy or RetryPolicy()
+        self.reconnect = reconnect
+        self.ssl = ssl
+        self.origin = origin
+        self._rng = rng
+        self._clock = clock or SystemClock()
+
+        self.status: Status = "idle"
+        self.users: dict[str, str] = {}  # id -> username, in the server's order
+        self.messages: list[MessageEntry] = []  # by messageId, each once
+        self.pending: list[PendingMessage] = []  # unacknowledged, in send order
+        self.errors: list[ErrorEvent] = []  # error events the server sent
+        self.events: deque[RawEvent] = deque(maxlen=max_log)
+        self.room_id: str | None = None
+        self.was_page_reload = False
+        self.last_close: tuple[int, str] | None = None
+        self.next_retry_in: float | None = None
+        self.attempts = 0  # connection attempts so far, for lessons and tests
+
+        # Handlers: set any of these to a callable; they run on the client's loop.
+        self.on_connected: Callable[[Connected], Any] | None = None
+        self.on_joined: Callable[[Joined], Any] | None = None
+        self.on_disconnected: Callable[[Disconnected], Any] | None = None
+        self.on_message: Callable[[MessageEntry], Any] | None = None
+        self.on_close: Callable[[int, str], Any] | None = None
+        self.on_error: Callable[[ErrorEvent], Any] | None = None
+        self.on_change: Callable[[ChatClient], Any] | None = None  # any state change
+
+        self._socket: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._wake: asyncio.Event | None = None
+        self._waiters: list[tuple[Callable[[ChatClient], bool], asyncio.Future[None]]] = []
+        self._message_ids: set[int] = set()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def online(self) -> bool:
+        """Whether the client is connected and has received ``connected``."""
+        return self.status == "online"
+
+    @property
+    def last_message_id(self) -> int | None:
+        """The newest ``messageId`` seen, sent as ``lastMessageId`` on reconnect."""
+        return self.messages[-1]["messageId"] if self.messages else None
+
+    async def connect(self, timeout: float | None = 10.0) -> ChatClient:
+        """Start the client and wait until it is online (received ``connected``).
+
+        Raises:
+            ConnectionError: the client went offline for good before joining
+                (refused handshake, 1008, 1009, ...).
+            TimeoutError: not online within ``timeout`` seconds (it keeps trying).
+        """
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        await self.wait_for(lambda c: c.online or c.status == "offline", timeout)
+        if not self.online:
+            raise ConnectionError(f"could not join: {self.describe_last_close()}")
+        return self
+
+    def start(self) -> None:
+        """Start connecting in the background and return at once (no waiting)."""
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def send_message(self, text: str) -> str:
+        """Send a chat message, or queue it while offline; return its ``clientMessageId``.
+
+        The message stays in :attr:`pending` until the server acknowledges it.
+        """
+        pending = PendingMessage("m-" + secrets.token_hex(8), text)
+        self.pending.append(pending)
+        self._changed()
+        if self.online:
+            await self._send_pending(pending)
+        return pending.client_message_id
+
+    async def send_raw(self, data: str | bytes) -> None:
+        """Send one frame as it is (text or binary): for lessons on bad input.
+
+        Raises:
+            ConnectionError: the client has no open connection.
+        """
+        socket = self._socket
+        if socket is None:
+            raise ConnectionError("not connected")
+        await socket.send(data)
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection with ``code`` and stop reconnecting. Safe to repeat."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        socket = self._socket
+        if socket is not None:
+            await socket.close(code, reason)
+        task = self._task
+        if task is not None and not task.done():
+            await task
+        if self.status != "offline":
+            self.status = "offline"
+            self._changed()
+
+    async def wait_for(
+        self, predicate: Callable[[ChatClient], bool], timeout: float | None = 10.0
+    ) -> None:
+        """Wait until ``predicate(client)`` is true; it is checked after every change.
+
+        Raises:
+            TimeoutError: still false after ``timeout`` seconds.
+        """
+        if predicate(self):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (predicate, future)
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def wait_for_message(self, text: str, timeout: float | None = 10.0) -> MessageEntry:
+        """Wait until a message with this exact text is in :attr:`messages`; return it."""
+        await self.wait_for(lambda c: any(m["message"] == text for m in c.messages), timeout)
+        return next(m for m in self.messages if m["message"] == text)
+
+    def describe_last_close(self) -> str:
+        """The last close code with its meaning, for a person."""
+        if self.last_close is None:
+            return "never closed"
+        code, reason = self.last_close
+        return describe_close(code) + (f" reason={reason!r}" if reason else "")
+
+    def texts(self) -> list[str]:
+        """The text of every message in order: handy in lessons and tests."""
+        return [m["message"] for m in self.messages]
+
+    def __repr__(self) -> str:
+        return f"<ChatClient {self.username!r} id={self.id} {self.status}>"
+
+    # ------------------------------------------------------------------ the task
+
+    async def _run(self) -> None:
+        delays = self.policy.delays(self._rng)
+        failures = 0
+        while not self._closing:
+            uptime, retryable = await self._connect_once()
+            if uptime is not None and uptime >= self.policy.min_uptime:
+                delays, failures = self.policy.delays(self._rng), 0  # it held: start over
+            failures += 1
+            limit = self.policy.max_attempts
+            if not (retryable and self.reconnect) or self._closing:
+                break
+            if limit is not None and failures > limit:
+                break
+            delay = next(delays)
+            self.status, self.next_retry_in = "reconnecting", delay
+            self._changed()
+            await self._sleep(delay)
+        self.status, self.next_retry_in = "offline", None
+        self._changed()
+
+    async def _connect_once(self) -> tuple[float | None, bool]:
+        """One connection from handshake to close.
+
+        Returns its uptime after ``connected`` (``None`` if it never joined) and
+        whether the policy retries the way it ended.
+        """
+        self.status = "connecting"
+        self.attempts += 1
+        self._changed()
+        try:
+            socket = await connect(
+                self.url,
+                ssl=self.ssl,
+                origin=self.origin,  # type: ignore[arg-type]
+                max_size=16 * 2**20,
+                compression=None,
+                open_timeout=10,
+                close_timeout=2,
+            )
+        except (OSError, TimeoutError, WebSocketException) as error:
+            # As in a browser: a failed handshake fires error, then close 1006.
+            self._record(RawEvent("error", detail=_describe_failure(error)))
+            self._closed(CloseCode.ABNORMAL_CLOSURE, "", was_clean=False)
+            # A refused handshake (403, 404) would be refused again: not retried.
+            return None, not isinstance(error, (InvalidStatus, InvalidURI))
+        self._socket = socket
+        joined_at: float | None = None
+        self._record(RawEvent("open"))
+        try:
+            hello = Connecting(
+                self.id,
+                self.username,
+                self.token,
+                last_message_id=self.last_message_id,
+                room_id=self.room_id,
+            )
+            await socket.send(encode(hello))
+            async for data in socket:
+                self._record(RawEvent("message", data=data))
+                if await self._handle(data):
+                    joined_at = self._clock.monotonic()
+        except ConnectionClosed:
+            pass
+        self._socket = None
+        code = socket.close_code if socket.close_code is not None else 1006
+        if code in (CloseCode.MESSAGE_TOO_BIG, CloseCode.POLICY_VIOLATION):
+            self._record(RawEvent("error", detail=describe_close(code)))
+        self._closed(code, socket.close_reason or "", was_clean=code != 1006)
+        uptime = None if joined_at is None else self._clock.monotonic() - joined_at
+        return uptime, self.policy.should_retry(code, closed_by_us=self._closing)
+
+    def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
+        self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
+        self.last_close = (code, reason)
+        if self.on_close is not None:
+            self.on_close(code, reason)
+        self._changed()
+
+    async def _handle(self, data: str | bytes) -> bool:
+        """Apply one server frame; return True if it was ``connected``."""
+        try:
+            event = parse_server_event(data)
+        except ProtocolError:
+            return False  # the raw log has it; nothing for the chat state
+        if isinstance(event, Connected):
+            self._on_connected(event)
+            if self.on_connected is not None:
+                self.on_connected(event)
+            for pending in list(self.pending):
+                await self._send_pending(pending)
+            return True
+        if isinstance(event, MessageWritten):
+            self._add_message(event.message)
+        elif isinstance(event, Joined):
+            self.users[event.id] = event.username
+            if self.on_joined is not None:
+                self.on_joined(event)
+        elif isinstance(event, Disconnected):
+            self.users.pop(event.id, None)
+            if self.on_disconnected is not None:
+                self.on_disconnected(event)
+        elif isinstance(event, ErrorEvent):
+            self.errors.append(event)
+            if self.on_error is not None:
+                self.on_error(event)
+        self._changed()
+        return False
+
+    def _on_connected(self, event: Connected) -> None:
+        self.id, self.username, self.token = event.id, event.username, event.token
+        if self.room_id is not None and event.room_id != self.room_id:
+            # A different room (a restarted server without a store): its messageIds
+            # start again, so the old list cannot be merged into the new one.
+            self.messages.clear()
+            self._message_ids.clear()
+        self.room_id = event.room_id
+        self.was_page_reload = event.was_page_reload
+        self.users = {u["id"]: u["username"] for u in event.connected_user_list}
+        for entry in event.messages_list:
+            self._add_message(entry, notify=False)
+        self.status, self.next_retry_in = "online", None
+        self._changed()
+
+    def _add_message(self, entry: MessageEntry, *, notify: bool = True) -> None:
+        if entry["id"] == self.id and "clientMessageId" in entry:
+            cmid = entry["clientMessageId"]
+            self.pending = [p for p in self.pending if p.client_message_id != cmid]
+        if entry["messageId"] in self._message_ids:
+            return
+        self._message_ids.add(entry["messageId"])
+        if self.messages and entry["messageId"] < self.messages[-1]["messageId"]:
+            self.messages.append(entry)
+            self.messages.sort(key=lambda m: m["messageId"])
+        else:
+            self.messages.append(entry)
+        if notify and self.on_message is not None:
+            self.on_message(entry)
+
+    async def _send_pending(self, pending: PendingMessage) -> None:
+        socket = self._socket
+        if socket is None:
+            return  # sent again after the next connected
+        with contextlib.suppress(ConnectionClosed):
+            await socket.send(encode(WriteMessage(pending.message, pending.client_message_id)))
+
+    async def _sleep(self, delay: float) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _record(self, event: RawEvent) -> None:
+        self.events.append(event)
+
+    def _changed(self) -> None:
+        for predicate, future in list(self._waiters):
+            if not future.done() and predicate(self):
+                future.set_result(None)
+        if self.on_change is not None:
+            self.on_change(self)
+
+
+def _describe_failure(error: BaseException) -> str:
+    if isinstance(error, InvalidStatus):
+        return f"handshake refused: HTTP {error.response.status_code}"
+    return f"{type(error).__name__}: {error}"
+
+
+class BlockingChatClient:
+    """A :class:`ChatClient` for plain blocking code, on a loop thread of its own.
+
+    Every method blocks the caller until done. Handlers set on :attr:`client` run
+    on the client's thread, not the caller's. Call from any thread but that one.
+    """
+
+    def __init__(self, url: str, username: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="wslab-client", daemon=True
+        )
+        self._thread.start()
+        self.client = self._run(_make_client(url, username, options))
+
+    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def connect(self, timeout: float | None = 10.0) -> BlockingChatClient:
+        """Connect and wait until online (see :meth:`ChatClient.connect`)."""
+        self._run(self.client.connect(timeout))
+        return self
+
+    def send_message(self, text: str) -> str:
+        """Send or queue a message; return its ``clientMessageId``."""
+        return self._run(self.client.send_message(text))
+
+    def wait_for(self, predicate: Callable[[ChatClient], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(client)`` is true (see :meth:`ChatClient.wait_for`)."""
+        self._run(self.client.wait_for(predicate, timeout))
+
+    def wait_for_message(self, text: str, timeout: float = 10.0) -> MessageEntry:
+        """Wait until a message with this text arrived; return it."""
+        return self._run(self.client.wait_for_message(text, timeout))
+
+    def close(self) -> None:
+        """Close the client with 1000 and stop its thread. Safe to repeat."""
+        if self._loop.is_closed():
+            return
+        self._run(self.client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> BlockingChatClient:
+        return self.connect()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Read-only views (status, users, messages, events, ...) come from the client.
+        return getattr(self.client, name)
+
+
+async def _make_client(url: str, username: str, options: dict[str, Any]) -> ChatClient:
+    return ChatClient(url, username, **options)
+

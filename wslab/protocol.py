@@ -1,0 +1,433 @@
+"""The wslab chat protocol: events, parsing, validation, error codes, close codes.
+
+This module is pure: no asyncio, no sockets, no threads. Text goes in, a typed
+event or a typed :class:`ProtocolError` comes out; events go in, JSON text comes
+out. The server, the Python client and the lessons all use it.
+
+Every application message is one JSON object with a string field ``event``::
+
+    client -> server   connecting, writeMessage
+    server -> client   connected, joined, disconnected, messageWritten, error
+
+Bad input never raises anything but :class:`ProtocolError`, whose ``code`` is
+what the server answers in its ``error`` event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import Any, TypedDict, Union
+
+__all__ = [
+    "CLIENT_EVENTS",
+    "MAX_ID_LENGTH",
+    "MAX_MESSAGE_LENGTH",
+    "MAX_USERNAME_LENGTH",
+    "SERVER_EVENTS",
+    "ClientEvent",
+    "CloseCode",
+    "Connected",
+    "Connecting",
+    "Disconnected",
+    "ErrorCode",
+    "ErrorEvent",
+    "Joined",
+    "MessageEntry",
+    "MessageWritten",
+    "ProtocolError",
+    "ServerEvent",
+    "UserEntry",
+    "WriteMessage",
+    "describe_close",
+    "encode",
+    "parse_client_event",
+    "parse_server_event",
+    "valid_id",
+]
+
+MAX_ID_LENGTH = 64
+MAX_USERNAME_LENGTH = 32
+MAX_MESSAGE_LENGTH = 2000
+MAX_CLIENT_MESSAGE_ID_LENGTH = 64
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class CloseCode(IntEnum):
+    """The WebSocket close codes the kit produces, each with a one-line meaning."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    ABNORMAL_CLOSURE = 1006
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+
+    @property
+    def explanation(self) -> str:
+        """One line a person can read: what this code means and who sends it."""
+        return _CLOSE_EXPLANATIONS[self]
+
+
+_CLOSE_EXPLANATIONS = {
+    CloseCode.NORMAL_CLOSURE: "normal closure: one side called close() and the other agreed",
+    CloseCode.GOING_AWAY: "going away: the server is stopping or the page was left",
+    CloseCode.ABNORMAL_CLOSURE: (
+        "abnormal closure: the connection died without a close frame "
+        "(never sent on the wire)"
+    ),
+    CloseCode.POLICY_VIOLATION: (
+        "policy violation: the server refused this client (id spoofing, repeated errors)"
+    ),
+    CloseCode.MESSAGE_TOO_BIG: "message too big: a frame was over the server's max_size",
+    CloseCode.INTERNAL_ERROR: "internal error: the server's handler failed",
+    CloseCode.SERVICE_RESTART: "service restart: the server is restarting, reconnect soon",
+    CloseCode.TRY_AGAIN_LATER: "try again later: the server is full",
+}
+
+
+def describe_close(code: int | None) -> str:
+    """Return ``"1001 (going away: ...)"`` for any close code, known or not."""
+    if code is None:
+        return "no close code"
+    try:
+        return f"{code} ({CloseCode(code).explanation})"
+    except ValueError:
+        return f"{code} (not a code this kit uses)"
+
+
+class ErrorCode(str, Enum):
+    """The ``code`` of an ``error`` event: what the server blames the client for."""
+
+    BAD_JSON = "bad_json"
+    UNKNOWN_EVENT = "unknown_event"
+    INVALID_FIELD = "invalid_field"
+    NOT_CONNECTED = "not_connected"
+    ALREADY_CONNECTED = "already_connected"
+    RATE_LIMITED = "rate_limited"
+    ID_TAKEN = "id_taken"
+
+    @property
+    def is_strike(self) -> bool:
+        """Whether this error counts toward the ten that close a socket with 1008.
+
+        ``rate_limited`` does not (PROTOCOL.md); ``id_taken`` closes at once anyway.
+        """
+        return self not in (ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN)
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol: answer it with an ``error`` event of this code."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class UserEntry(TypedDict):
+    """One entry of ``connectedUserList``."""
+
+    id: str
+    username: str
+
+
+class _MessageEntryRequired(TypedDict):
+    messageId: int
+    id: str
+    username: str
+    message: str
+    ts: str
+
+
+class MessageEntry(_MessageEntryRequired, total=False):
+    """One chat message as stored in history and sent in ``messageWritten``.
+
+    ``clientMessageId`` is present when the author sent one, so that the author's
+    clients can match the server's acknowledgement to what they sent.
+    """
+
+    clientMessageId: str
+
+
+# --------------------------------------------------------------------------- client events
+
+
+@dataclass(frozen=True)
+class Connecting:
+    """``connecting``: the first message of every connection."""
+
+    id: str
+    username: str
+    token: str | None = None
+    last_message_id: int | None = None
+    room_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": "connecting", "id": self.id, "username": self.username}
+        if self.token is not None:
+            data["token"] = self.token
+        if self.last_message_id is not None:
+            data["lastMessageId"] = self.last_message_id
+        if self.room_id is not None:
+            data["roomId"] = self.room_id
+        return data
+
+
+@dataclass(frozen=True)
+class WriteMessage:
+    """``writeMessage``: a chat message from a connected client."""
+
+    message: str
+    client_message_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": "writeMessage", "message": self.message}
+        if self.client_message_id is not None:
+            data["clientMessageId"] = self.client_message_id
+        return data
+
+
+ClientEvent = Union[Connecting, WriteMessage]
+
+# --------------------------------------------------------------------------- server events
+
+
+@dataclass(frozen=True)
+class Connected:
+    """``connected``: the answer to ``connecting``, for the connecting socket only."""
+
+    id: str
+    username: str
+    token: str
+    connected_user_list: list[UserEntry]
+    messages_list: list[MessageEntry]
+    was_page_reload: bool
+    room_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": "connected",
+            "roomId": self.room_id,
+            "id": self.id,
+            "username": self.username,
+            "token": self.token,
+            "connectedUserList": self.connected_user_list,
+            "messagesList": self.messages_list,
+            "wasPageReload": self.was_page_reload,
+        }
+
+
+@dataclass(frozen=True)
+class Joined:
+    """``joined``: a new user arrived (not sent for a reload or a second tab)."""
+
+    id: str
+    username: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "joined", "id": self.id, "username": self.username}
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """``disconnected``: a user left and did not come back within the grace."""
+
+    id: str
+    username: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "disconnected", "id": self.id, "username": self.username}
+
+
+@dataclass(frozen=True)
+class MessageWritten:
+    """``messageWritten``: a stored message; ``messages_list`` only in seed mode."""
+
+    message: MessageEntry
+    messages_list: list[MessageEntry] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": "messageWritten", "message": self.message}
+        if self.messages_list is not None:
+            data["messagesList"] = self.messages_list
+        return data
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """``error``: what the offending socket did wrong, for a person to read."""
+
+    code: ErrorCode
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "error", "code": self.code.value, "detail": self.detail}
+
+
+ServerEvent = Union[Connected, Joined, Disconnected, MessageWritten, ErrorEvent]
+
+CLIENT_EVENTS = ("connecting", "writeMessage")
+SERVER_EVENTS = ("connected", "joined", "disconnected", "messageWritten", "error")
+
+
+def encode(event: ClientEvent | ServerEvent) -> str:
+    """Serialize an event to the JSON text of one frame (compact, UTF-8 safe)."""
+    return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _load_object(data: str | bytes) -> dict[str, Any]:
+    """Decode one frame into a JSON object with a string ``event``, or raise bad_json."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(
+            ErrorCode.BAD_JSON, "binary frames are not part of the chat protocol; send text"
+        )
+    try:
+        obj = json.loads(data, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and the rejected constants
+        raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(
+            ErrorCode.BAD_JSON, f"expected a JSON object, got {type(obj).__name__}"
+        )
+    if not isinstance(obj.get("event"), str):
+        raise ProtocolError(ErrorCode.BAD_JSON, 'the object needs a string field "event"')
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's parser accepts them unless told not to.
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _field_error(name: str, expectation: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.INVALID_FIELD, f"{name}: {expectation}")
+
+
+def _string(obj: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise _field_error(name, "is required")
+        return None  # an optional field may be absent or null
+    if not isinstance(value, str):
+        raise _field_error(name, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def valid_id(value: object) -> bool:
+    """Whether ``value`` is a valid user id: 1-64 of ``[A-Za-z0-9_-]``."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
+def _parse_connecting(obj: dict[str, Any]) -> Connecting:
+    user_id = _string(obj, "id", required=True)
+    if not valid_id(user_id):
+        raise _field_error("id", "must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
+    raw_name = _string(obj, "username", required=True)
+    assert user_id is not None and raw_name is not None
+    username = raw_name.strip()
+    if not 1 <= len(username) <= MAX_USERNAME_LENGTH:
+        raise _field_error("username", f"must be 1-{MAX_USERNAME_LENGTH} characters after trimming")
+    token = _string(obj, "token", required=False)
+    if token is not None and not 1 <= len(token) <= 256:
+        raise _field_error("token", "must be 1-256 characters")
+    last = obj.get("lastMessageId")
+    if last is not None and (
+        isinstance(last, bool) or not isinstance(last, int) or not 0 <= last < 2**53
+    ):
+        raise _field_error("lastMessageId", "must be a non-negative integer")
+    room_id = _string(obj, "roomId", required=False)
+    return Connecting(user_id, username, token, last_message_id=last, room_id=room_id)
+
+
+def _parse_write_message(obj: dict[str, Any]) -> WriteMessage:
+    message = _string(obj, "message", required=True)
+    assert message is not None
+    if not 1 <= len(message) <= MAX_MESSAGE_LENGTH or not message.strip():
+        raise _field_error("message", f"must be 1-{MAX_MESSAGE_LENGTH} characters, not only spaces")
+    cmid = _string(obj, "clientMessageId", required=False)
+    if cmid is not None and not 1 <= len(cmid) <= MAX_CLIENT_MESSAGE_ID_LENGTH:
+        raise _field_error("clientMessageId", "must be 1-64 characters")
+    # A "username" field is ignored on purpose: the server uses the bound name.
+    return WriteMessage(message=message, client_message_id=cmid)
+
+
+_CLIENT_PARSERS = {"connecting": _parse_connecting, "writeMessage": _parse_write_message}
+
+
+def parse_client_event(data: str | bytes) -> ClientEvent:
+    """Parse one frame a client sent into an event.
+
+    Checks run in the order PROTOCOL.md fixes: JSON shape, event name, fields.
+
+    Raises:
+        ProtocolError: ``bad_json``, ``unknown_event`` or ``invalid_field``; never
+            any other exception, whatever the input.
+    """
+    obj = _load_object(data)
+    parser = _CLIENT_PARSERS.get(obj["event"])
+    if parser is None:
+        name = obj["event"][:40]
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_EVENT,
+            f"unknown event {name!r}; a client may send {', '.join(CLIENT_EVENTS)}",
+        )
+    return parser(obj)
+
+
+# --------------------------------------------------------------------------- server events in
+
+
+def _finite_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_server_event(data: str | bytes) -> ServerEvent:
+    """Parse one frame the server sent (used by the Python client).
+
+    Raises:
+        ProtocolError: ``bad_json`` or ``unknown_event`` if the server broke the protocol.
+    """
+    obj = _load_object(data)
+    name = obj["event"]
+    try:
+        if name == "connected":
+            return Connected(
+                id=obj["id"],
+                username=obj["username"],
+                token=obj.get("token") or "",
+                connected_user_list=list(obj.get("connectedUserList") or []),
+                messages_list=list(obj.get("messagesList") or []),
+                was_page_reload=bool(obj.get("wasPageReload", False)),
+                room_id=str(obj.get("roomId", "")),
+            )
+        if name == "joined":
+            return Joined(id=obj["id"], username=obj["username"])
+        if name == "disconnected":
+            return Disconnected(id=obj["id"], username=obj["username"])
+        if name == "messageWritten":
+            entry = obj["message"]
+            if not isinstance(entry, dict) or not _finite_int(entry.get("messageId")):
+                raise KeyError("message")
+            history = obj.get("messagesList")
+            return MessageWritten(message=entry, messages_list=history)  # type: ignore[arg-type]
+        if name == "error":
+            try:
+                code = ErrorCode(obj["code"])
+            except ValueError:
+                raise KeyError("code") from None
+            return ErrorEvent(code=code, detail=str(obj.get("detail", "")))
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{name}: bad field {exc}") from None
+    raise ProtocolError(ErrorCode.UNKNOWN_EVENT, f"unknown server event {name[:40]!r}")

@@ -1,0 +1,424 @@
+"""The chat room: one state machine for presence, reload grace, identity, history.
+
+Pure: no asyncio, no sockets, no threads. The server hands the room what
+happened on a socket (``open``, ``receive``, ``close``) and asks it to ``expire``
+grace timers; the room answers with an :class:`Outcome`: which sockets must get
+which event, and which socket must be closed with which code. Sockets are any
+hashable handle the caller chooses (the server uses its connection objects,
+tests use strings).
+
+Presence in one picture::
+
+    connecting (new id)          -> present, others get "joined"
+    connecting (id, token)       -> same user: second tab, or a reload in grace
+    last socket closes           -> in grace (still present, nobody told)
+    grace runs out               -> gone, others get "disconnected"
+
+Not thread-safe: call it from one thread (the server's loop thread).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .clock import Clock, SystemClock, iso_utc
+from .protocol import (
+    CloseCode,
+    Connected,
+    Connecting,
+    Disconnected,
+    ErrorCode,
+    ErrorEvent,
+    Joined,
+    MessageEntry,
+    MessageWritten,
+    ProtocolError,
+    ServerEvent,
+    UserEntry,
+    WriteMessage,
+    parse_client_event,
+)
+
+__all__ = [
+    "CloseSocket",
+    "HistoryStore",
+    "Outcome",
+    "Room",
+    "Send",
+    "TokenBucket",
+]
+
+Socket = Hashable
+MessageFilter = Callable[[str, str], str]
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send ``event`` to every socket in ``to`` (serialize it once for all of them)."""
+
+    to: tuple[Socket, ...]
+    event: ServerEvent
+
+
+@dataclass(frozen=True)
+class CloseSocket:
+    """Close ``socket`` with ``code`` after the sends of the same outcome."""
+
+    socket: Socket
+    code: CloseCode
+    reason: str
+
+
+@dataclass
+class Outcome:
+    """What the caller must do: the sends in order, then at most one close."""
+
+    sends: list[Send] = field(default_factory=list)
+    close: CloseSocket | None = None
+
+    def extend(self, other: Outcome) -> None:
+        self.sends.extend(other.sends)
+        self.close = self.close or other.close
+
+
+class TokenBucket:
+    """A token bucket: ``rate`` tokens per second, holding at most ``burst``."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        """Take one token if there is one; ``False`` means: over the limit."""
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class HistoryStore(Protocol):
+    """Durable storage the room writes through (see :mod:`wslab.store`)."""
+
+    def room_id(self) -> str:
+        """The stored room's id, the same across restarts."""
+
+    def load_messages(self, limit: int) -> list[MessageEntry]:
+        """The newest ``limit`` messages, oldest first."""
+
+    def last_message_id(self) -> int:
+        """The highest ``messageId`` ever stored, 0 if none."""
+
+    def load_tokens(self) -> dict[str, str]:
+        """Every id's token."""
+
+    def save_message(self, entry: MessageEntry) -> None:
+        """Store and commit one message; return only once it is durable."""
+
+    def save_token(self, user_id: str, token: str) -> None:
+        """Store and commit an id's token."""
+
+
+@dataclass
+class _User:
+    id: str
+    username: str
+    token: str
+    sockets: set[Socket] = field(default_factory=set)
+    grace_deadline: float | None = None  # set while no socket is open
+
+    def entry(self) -> UserEntry:
+        return {"id": self.id, "username": self.username}
+
+
+@dataclass
+class _SocketState:
+    bucket: TokenBucket | None
+    user_id: str | None = None  # set by a successful "connecting"
+    strikes: int = 0
+    limited: bool = False  # inside a run of rate-limited frames
+
+
+class Room:
+    """The chat room state machine. See the module docstring.
+
+    Args:
+        grace: seconds an id stays present after its last socket closed (0 allowed).
+        history: how many messages ``connected`` and seed-mode events carry.
+        rate_limit: frames per second per socket (0 turns the limit off).
+        rate_burst: frames a socket may send at once before the rate applies.
+        max_strikes: protocol errors after which a socket is closed with 1008.
+        max_clients: open sockets beyond which a new one is closed with 1013.
+        seed_compatible: behave like the original design (full ``messagesList`` in
+            every ``messageWritten``, tokens ignored).
+        clock: where time comes from (:class:`~wslab.clock.FakeClock` in tests).
+        token_factory: makes identity tokens (default: 128 random bits, url-safe).
+        message_filter: ``f(username, text) -> text`` applied to each new message;
+            if it raises, the exception propagates (the server closes with 1011).
+        store: optional durable history and tokens.
+        dedupe_capacity: how many ``clientMessageId`` values are remembered.
+    """
+
+    def __init__(
+        self,
+        *,
+        grace: float = 1.0,
+        history: int = 100,
+        rate_limit: float = 20.0,
+        rate_burst: float = 40.0,
+        max_strikes: int = 10,
+        max_clients: int = 1000,
+        seed_compatible: bool = False,
+        clock: Clock | None = None,
+        token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+        message_filter: MessageFilter | None = None,
+        store: HistoryStore | None = None,
+        dedupe_capacity: int = 10_000,
+    ) -> None:
+        if grace < 0:
+            raise ValueError("grace must be >= 0")
+        if history < 1:
+            raise ValueError("history must be >= 1")
+        self.grace = grace
+        self.history_cap = history
+        self.rate_limit = rate_limit
+        self.rate_burst = max(rate_burst, 1.0)
+        self.max_strikes = max_strikes
+        self.max_clients = max_clients
+        self.seed_compatible = seed_compatible
+        self.clock: Clock = clock or SystemClock()
+        self._new_token = token_factory
+        self._filter = message_filter
+        self._store = store
+        self._dedupe_capacity = dedupe_capacity
+
+        self._sockets: dict[Socket, _SocketState] = {}
+        self._members: dict[Socket, None] = {}  # sockets past "connecting", in order
+        self._users: dict[str, _User] = {}  # present ids, in order of arrival
+        self._tokens: dict[str, str] = {}  # every id's token, present or not
+        self._history: deque[MessageEntry] = deque(maxlen=history)
+        self._accepted: OrderedDict[tuple[str, str], MessageEntry] = OrderedDict()
+        self._last_message_id = 0
+        # Names this room's history: a client that comes back to a different room
+        # (a restarted server without a store) must not trust its lastMessageId.
+        self.room_id = secrets.token_hex(8)
+        if store is not None:
+            self._load(store)
+
+    def _load(self, store: HistoryStore) -> None:
+        self.room_id = store.room_id()
+        self._tokens.update(store.load_tokens())
+        self._last_message_id = store.last_message_id()
+        for entry in store.load_messages(max(self.history_cap, self._dedupe_capacity)):
+            self._remember(entry)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def users(self) -> list[UserEntry]:
+        """Present users (online or inside their grace), one per id, by arrival."""
+        return [user.entry() for user in self._users.values()]
+
+    @property
+    def history(self) -> list[MessageEntry]:
+        """The kept history, oldest first."""
+        return list(self._history)
+
+    @property
+    def socket_count(self) -> int:
+        """Open sockets, whether or not they have sent ``connecting``."""
+        return len(self._sockets)
+
+    def sockets_of(self, user_id: str) -> list[Socket]:
+        """The open sockets of an id (several for several tabs)."""
+        user = self._users.get(user_id)
+        return list(user.sockets) if user else []
+
+    def user_of(self, socket: Socket) -> str | None:
+        """The id a socket connected as, or ``None`` before ``connecting``."""
+        state = self._sockets.get(socket)
+        return state.user_id if state else None
+
+    def next_deadline(self) -> float | None:
+        """The earliest grace deadline (clock seconds), or ``None`` if none runs."""
+        deadlines = [u.grace_deadline for u in self._users.values() if u.grace_deadline]
+        return min(deadlines) if deadlines else None
+
+    # ------------------------------------------------------------------ inputs
+
+    def open(self, socket: Socket) -> Outcome:
+        """A socket opened. Closes it with 1013 when the room is full."""
+        if len(self._sockets) >= self.max_clients:
+            reason = f"server full ({self.max_clients} clients); try again later"
+            return Outcome(close=CloseSocket(socket, CloseCode.TRY_AGAIN_LATER, reason))
+        now = self.clock.monotonic()
+        bucket = TokenBucket(self.rate_limit, self.rate_burst, now) if self.rate_limit else None
+        self._sockets[socket] = _SocketState(bucket=bucket)
+        return Outcome()
+
+    def receive(self, socket: Socket, data: str | bytes) -> Outcome:
+        """A socket sent a frame (text or binary). Bad input becomes an ``error``."""
+        state = self._sockets.get(socket)
+        if state is None:
+            return Outcome()  # closed or refused already: nothing to answer
+        if state.bucket is not None and not state.bucket.take(self.clock.monotonic()):
+            if state.limited:
+                return Outcome()  # one error per run of dropped frames, not one each
+            state.limited = True
+            detail = f"over {self.rate_limit:g} messages/s; this message was dropped"
+            return Outcome([Send((socket,), ErrorEvent(ErrorCode.RATE_LIMITED, detail))])
+        state.limited = False
+        try:
+            event = parse_client_event(data)
+            if isinstance(event, Connecting):
+                return self._connect(socket, state, event)
+            return self._write(socket, state, event)
+        except ProtocolError as error:
+            return self._refuse(socket, state, error)
+
+    def close(self, socket: Socket) -> Outcome:
+        """A socket closed (cleanly or not). Starts the grace of its id if it was the last."""
+        state = self._sockets.pop(socket, None)
+        self._members.pop(socket, None)
+        if state is None or state.user_id is None:
+            return Outcome()
+        user = self._users[state.user_id]
+        user.sockets.discard(socket)
+        if user.sockets:
+            return Outcome()  # another tab of the same id is still open
+        if self.grace == 0:
+            return self._depart(user)
+        user.grace_deadline = self.clock.monotonic() + self.grace
+        return Outcome()
+
+    def expire(self) -> Outcome:
+        """End every grace that ran out: those users are announced as ``disconnected``."""
+        now = self.clock.monotonic()
+        outcome = Outcome()
+        due = [u for u in self._users.values() if u.grace_deadline and u.grace_deadline <= now]
+        for user in sorted(due, key=lambda u: u.grace_deadline or 0.0):
+            outcome.extend(self._depart(user))
+        return outcome
+
+    # ------------------------------------------------------------------ handlers
+
+    def _connect(self, socket: Socket, state: _SocketState, event: Connecting) -> Outcome:
+        if state.user_id is not None:
+            raise ProtocolError(
+                ErrorCode.ALREADY_CONNECTED, "this socket already sent connecting"
+            )
+        user = self._users.get(event.id)
+        was_page_reload = False
+        if user is not None:
+            if not self.seed_compatible and not _same_token(event.token, user.token):
+                raise ProtocolError(
+                    ErrorCode.ID_TAKEN,
+                    f"id {event.id!r} is in use; only its owner (with its token) may use it",
+                )
+            # Same user again: a reload inside the grace, or a second tab.
+            was_page_reload = not user.sockets
+            user.grace_deadline = None
+        else:
+            known = self._tokens.get(event.id)
+            if known is not None and _same_token(event.token, known):
+                token = known  # a returning owner keeps its token
+            else:
+                token = self._new_token()  # a new id, or a claim without proof
+                self._tokens[event.id] = token
+                if self._store is not None:
+                    self._store.save_token(event.id, token)
+            user = _User(id=event.id, username=event.username, token=token)
+            self._users[event.id] = user
+        is_new = not user.sockets and not was_page_reload
+        user.sockets.add(socket)
+        state.user_id = user.id
+        others = tuple(self._members)
+        self._members[socket] = None
+
+        connected = Connected(
+            id=user.id,
+            username=user.username,
+            token=user.token,
+            connected_user_list=self.users,
+            messages_list=self._history_after(event),
+            was_page_reload=was_page_reload,
+            room_id=self.room_id,
+        )
+        outcome = Outcome([Send((socket,), connected)])
+        if is_new and others:
+            outcome.sends.append(Send(others, Joined(id=user.id, username=user.username)))
+        return outcome
+
+    def _write(self, socket: Socket, state: _SocketState, event: WriteMessage) -> Outcome:
+        if state.user_id is None:
+            raise ProtocolError(ErrorCode.NOT_CONNECTED, "send connecting first")
+        user = self._users[state.user_id]
+        cmid = event.client_message_id
+        if cmid is not None:
+            earlier = self._accepted.get((user.id, cmid))
+            if earlier is not None:
+                # Already stored: acknowledge again, to this socket only.
+                return Outcome([Send((socket,), self._message_event(earlier))])
+        text = self._filter(user.username, event.message) if self._filter else event.message
+        entry: MessageEntry = {
+            "messageId": self._last_message_id + 1,
+            "id": user.id,
+            "username": user.username,
+            "message": text,
+            "ts": iso_utc(self.clock.time()),
+        }
+        if cmid is not None:
+            entry["clientMessageId"] = cmid
+        if self._store is not None:
+            self._store.save_message(entry)  # durable before anyone is told
+        self._remember(entry)
+        return Outcome([Send(tuple(self._members), self._message_event(entry))])
+
+    def _refuse(self, socket: Socket, state: _SocketState, error: ProtocolError) -> Outcome:
+        outcome = Outcome([Send((socket,), ErrorEvent(error.code, error.detail))])
+        if error.code is ErrorCode.ID_TAKEN:
+            outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, "id taken")
+        elif error.code.is_strike:
+            state.strikes += 1
+            if state.strikes >= self.max_strikes:
+                reason = f"{state.strikes} protocol errors"
+                outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, reason)
+        return outcome
+
+    # ------------------------------------------------------------------ helpers
+
+    def _remember(self, entry: MessageEntry) -> None:
+        self._last_message_id = max(self._last_message_id, entry["messageId"])
+        self._history.append(entry)
+        cmid = entry.get("clientMessageId")
+        if cmid is not None:
+            self._accepted[(entry["id"], cmid)] = entry
+            if len(self._accepted) > self._dedupe_capacity:
+                self._accepted.popitem(last=False)
+
+    def _message_event(self, entry: MessageEntry) -> MessageWritten:
+        return MessageWritten(entry, self.history if self.seed_compatible else None)
+
+    def _history_after(self, event: Connecting) -> list[MessageEntry]:
+        last = event.last_message_id
+        if last is None or (event.room_id is not None and event.room_id != self.room_id):
+            return self.history  # a first visit, or ids from another room's history
+        return [e for e in self._history if e["messageId"] > last]
+
+    def _depart(self, user: _User) -> Outcome:
+        del self._users[user.id]
+        if not self._members:
+            return Outcome()
+        return Outcome([Send(tuple(self._members), Disconnected(user.id, user.username))])
+
+
+def _same_token(offered: str | None, expected: str) -> bool:
+    return offered is not None and secrets.compare_digest(offered.encode(), expected.encode())
+
