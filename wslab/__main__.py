@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from . import exercises
 from .server import ChatServer
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the original design: full history in every message, ids trusted (insecure)",
     )
     serve.add_argument("--store", default=None, help="SQLite file that keeps history and tokens")
+    exercises.add_parser(commands)
     return parser
 
 
@@ -67,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "exercises":
+        return exercises.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

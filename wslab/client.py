@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import secrets
 import ssl as ssl_module
@@ -52,6 +53,8 @@ from .protocol import (
 from .retry import RetryPolicy
 
 __all__ = ["BlockingChatClient", "ChatClient", "PendingMessage", "RawEvent", "Status"]
+
+logger = logging.getLogger("wslab.client")
 
 T = TypeVar("T")
 Status = Literal["idle", "connecting", "online", "reconnecting", "offline"]
@@ -192,7 +195,9 @@ class ChatClient:
             self._task = asyncio.get_running_loop().create_task(self._run())
         await self.wait_for(lambda c: c.online or c.status == "offline", timeout)
         if not self.online:
-            raise ConnectionError(f"could not join: {self.describe_last_close()}")
+            errors = [e.detail for e in self.events if e.type == "error"]
+            detail = f"; last error: {errors[-1]}" if errors else ""
+            raise ConnectionError(f"could not join: {self.describe_last_close()}{detail}")
         return self
 
     def start(self) -> None:
@@ -284,7 +289,12 @@ class ChatClient:
         delays = self.policy.delays(self._rng)
         failures = 0
         while not self._closing:
-            uptime, retryable = await self._connect_once()
+            try:
+                uptime, retryable = await self._connect_once()
+            except Exception as error:  # a bug or a bad option: report it, do not spin
+                logger.exception("ChatClient stopped by an unexpected error")
+                self._record(RawEvent("error", detail=f"{type(error).__name__}: {error}"))
+                break
             if uptime is not None and uptime >= self.policy.min_uptime:
                 delays, failures = self.policy.delays(self._rng), 0  # it held: start over
             failures += 1
@@ -310,21 +320,22 @@ class ChatClient:
         self.attempts += 1
         self._changed()
         try:
+            options: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
             socket = await connect(
                 self.url,
-                ssl=self.ssl,
                 origin=self.origin,  # type: ignore[arg-type]
                 max_size=16 * 2**20,
                 compression=None,
                 open_timeout=10,
                 close_timeout=2,
+                **options,
             )
         except (OSError, TimeoutError, WebSocketException) as error:
             # As in a browser: a failed handshake fires error, then close 1006.
             self._record(RawEvent("error", detail=_describe_failure(error)))
             self._closed(CloseCode.ABNORMAL_CLOSURE, "", was_clean=False)
-            # A refused handshake (403, 404) would be refused again: not retried.
-            return None, not isinstance(error, (InvalidStatus, InvalidURI))
+            # A refused handshake (403, 404, a bad certificate) would fail again: not retried.
+            return None, not isinstance(error, (InvalidStatus, InvalidURI, ssl_module.SSLError))
         self._socket = socket
         joined_at: float | None = None
         self._record(RawEvent("open"))
@@ -354,8 +365,7 @@ class ChatClient:
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
         self.last_close = (code, reason)
-        if self.on_close is not None:
-            self.on_close(code, reason)
+        self._call(self.on_close, code, reason)
         self._changed()
 
     async def _handle(self, data: str | bytes) -> bool:
@@ -366,8 +376,7 @@ class ChatClient:
             return False  # the raw log has it; nothing for the chat state
         if isinstance(event, Connected):
             self._on_connected(event)
-            if self.on_connected is not None:
-                self.on_connected(event)
+            self._call(self.on_connected, event)
             for pending in list(self.pending):
                 await self._send_pending(pending)
             return True
@@ -375,16 +384,13 @@ class ChatClient:
             self._add_message(event.message)
         elif isinstance(event, Joined):
             self.users[event.id] = event.username
-            if self.on_joined is not None:
-                self.on_joined(event)
+            self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
             self.users.pop(event.id, None)
-            if self.on_disconnected is not None:
-                self.on_disconnected(event)
+            self._call(self.on_disconnected, event)
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
-            if self.on_error is not None:
-                self.on_error(event)
+            self._call(self.on_error, event)
         self._changed()
         return False
 
@@ -415,8 +421,8 @@ class ChatClient:
             self.messages.sort(key=lambda m: m["messageId"])
         else:
             self.messages.append(entry)
-        if notify and self.on_message is not None:
-            self.on_message(entry)
+        if notify:
+            self._call(self.on_message, entry)
 
     async def _send_pending(self, pending: PendingMessage) -> None:
         socket = self._socket
@@ -437,8 +443,17 @@ class ChatClient:
         for predicate, future in list(self._waiters):
             if not future.done() and predicate(self):
                 future.set_result(None)
-        if self.on_change is not None:
-            self.on_change(self)
+        self._call(self.on_change, self)
+
+    @staticmethod
+    def _call(handler: Callable[..., Any] | None, *args: Any) -> None:
+        """Run a user's handler; its bug is logged and must not stop the client."""
+        if handler is None:
+            return
+        try:
+            handler(*args)
+        except Exception:
+            logger.exception("a ChatClient handler raised; the client goes on")
 
 
 def _describe_failure(error: BaseException) -> str:
@@ -504,4 +519,3 @@ class BlockingChatClient:
 
 async def _make_client(url: str, username: str, options: dict[str, Any]) -> ChatClient:
     return ChatClient(url, username, **options)
-

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Any, TypedDict, Union
+from typing import Any, TypedDict
 
 __all__ = [
     "CLIENT_EVENTS",
@@ -78,8 +79,7 @@ _CLOSE_EXPLANATIONS = {
     CloseCode.NORMAL_CLOSURE: "normal closure: one side called close() and the other agreed",
     CloseCode.GOING_AWAY: "going away: the server is stopping or the page was left",
     CloseCode.ABNORMAL_CLOSURE: (
-        "abnormal closure: the connection died without a close frame "
-        "(never sent on the wire)"
+        "abnormal closure: the connection died without a close frame (never sent on the wire)"
     ),
     CloseCode.POLICY_VIOLATION: (
         "policy violation: the server refused this client (id spoofing, repeated errors)"
@@ -193,7 +193,7 @@ class WriteMessage:
         return data
 
 
-ClientEvent = Union[Connecting, WriteMessage]
+ClientEvent = Connecting | WriteMessage
 
 # --------------------------------------------------------------------------- server events
 
@@ -270,7 +270,7 @@ class ErrorEvent:
         return {"event": "error", "code": self.code.value, "detail": self.detail}
 
 
-ServerEvent = Union[Connected, Joined, Disconnected, MessageWritten, ErrorEvent]
+ServerEvent = Connected | Joined | Disconnected | MessageWritten | ErrorEvent
 
 CLIENT_EVENTS = ("connecting", "writeMessage")
 SERVER_EVENTS = ("connected", "joined", "disconnected", "messageWritten", "error")
@@ -297,9 +297,7 @@ def _load_object(data: str | bytes) -> dict[str, Any]:
     except ValueError as exc:  # JSONDecodeError and the rejected constants
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
-        raise ProtocolError(
-            ErrorCode.BAD_JSON, f"expected a JSON object, got {type(obj).__name__}"
-        )
+        raise ProtocolError(ErrorCode.BAD_JSON, f"expected a JSON object, got {type(obj).__name__}")
     if not isinstance(obj.get("event"), str):
         raise ProtocolError(ErrorCode.BAD_JSON, 'the object needs a string field "event"')
     return obj
@@ -363,7 +361,10 @@ def _parse_write_message(obj: dict[str, Any]) -> WriteMessage:
     return WriteMessage(message=message, client_message_id=cmid)
 
 
-_CLIENT_PARSERS = {"connecting": _parse_connecting, "writeMessage": _parse_write_message}
+_CLIENT_PARSERS: dict[str, Callable[[dict[str, Any]], ClientEvent]] = {
+    "connecting": _parse_connecting,
+    "writeMessage": _parse_write_message,
+}
 
 
 def parse_client_event(data: str | bytes) -> ClientEvent:

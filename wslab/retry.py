@@ -50,14 +50,12 @@ def backoff(
 
 
 def should_retry(code: int | None, *, closed_by_us: bool) -> bool:
-    """Whether a client should reconnect after a close with this code.
+    """Whether a client should reconnect after a close with this code (default policy).
 
     A close we asked for is never retried; a close without a code (the network
     died) counts as 1006.
     """
-    if closed_by_us:
-        return False
-    return (code if code is not None else CloseCode.ABNORMAL_CLOSURE) in RETRIED_CLOSE_CODES
+    return RetryPolicy().should_retry(code, closed_by_us=closed_by_us)
 
 
 @dataclass(frozen=True)

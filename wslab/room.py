@@ -311,9 +311,7 @@ class Room:
 
     def _connect(self, socket: Socket, state: _SocketState, event: Connecting) -> Outcome:
         if state.user_id is not None:
-            raise ProtocolError(
-                ErrorCode.ALREADY_CONNECTED, "this socket already sent connecting"
-            )
+            raise ProtocolError(ErrorCode.ALREADY_CONNECTED, "this socket already sent connecting")
         user = self._users.get(event.id)
         was_page_reload = False
         if user is not None:
@@ -421,4 +419,3 @@ class Room:
 
 def _same_token(offered: str | None, expected: str) -> bool:
     return offered is not None and secrets.compare_digest(offered.encode(), expected.encode())
-

@@ -441,7 +441,7 @@ class ChatServer:
 
 
 def _file_response(name: str, content_type: str) -> Response:
-    body = resources.files("wslab").joinpath("static", name).read_bytes()
+    body = resources.files("wslab").joinpath("static").joinpath(name).read_bytes()
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
@@ -470,4 +470,3 @@ def _has_running_loop() -> bool:
     except RuntimeError:
         return False
     return True
-

@@ -1,0 +1,71 @@
+"""The package's shape: public names, pure modules, and the lint and type checks."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import wslab
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE_MODULES = ["protocol", "room", "retry", "clock"]
+IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
+
+
+def imported_roots(module: str) -> set[str]:
+    tree = ast.parse((ROOT / "wslab" / f"{module}.py").read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_every_public_name_is_exported_and_exists() -> None:
+    assert sorted(wslab.__all__) == wslab.__all__
+    for name in wslab.__all__:
+        assert getattr(wslab, name) is not None
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_modules_import_no_io(module: str) -> None:
+    assert imported_roots(module) & IO_IMPORTS == set()
+
+
+def test_the_server_never_imports_the_widget_and_the_client_never_the_server() -> None:
+    source = (ROOT / "wslab" / "server.py").read_text()
+    assert "widget" not in {n.split(".")[-1] for n in imported_roots("server")}
+    assert "from .widget" not in source
+    assert "from .server" not in (ROOT / "wslab" / "client.py").read_text()
+
+
+def test_the_package_ships_its_type_marker_and_page() -> None:
+    assert (ROOT / "wslab" / "py.typed").exists()
+    for name in ["index.html", "chat.js", "chat.css"]:
+        assert (ROOT / "wslab" / "static" / name).exists()
+
+
+def run_tool(*command: str) -> None:
+    if shutil.which(command[0]) is None and command[0] != sys.executable:
+        pytest.fail(f"{command[0]} is not installed: pip install -e '.[dev]'")
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_lint_is_clean() -> None:
+    run_tool("ruff", "check", "wslab", "tests", "benchmarks")
+
+
+def test_ruff_format_is_clean() -> None:
+    run_tool("ruff", "format", "--check", "wslab", "tests", "benchmarks")
+
+
+def test_mypy_strict_is_clean() -> None:
+    run_tool(sys.executable, "-m", "mypy")
