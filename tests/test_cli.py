@@ -19,7 +19,18 @@ from .conftest import WAIT
 @pytest.fixture
 def cli_server() -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "wslab", "serve", "--port", "0", "--grace", "0", "--rate-limit", "0"],
+        [
+            sys.executable,
+            "-m",
+            "wslab",
+            "serve",
+            "--port",
+            "0",
+            "--grace",
+            "0",
+            "--rate-limit",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -55,7 +66,10 @@ def test_serve_runs_until_a_signal_then_closes_clients_with_1001(
 
 def test_serve_help_lists_every_option() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "wslab", "serve", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "wslab", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for option in [
         "--host", "--port", "--grace", "--max-size", "--max-clients", "--history",

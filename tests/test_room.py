@@ -355,7 +355,9 @@ def test_errors_answer_the_socket_and_keep_it_open(frame: str | bytes, code: str
     h = Harness()
     h.room.open("s")
     outcome = h.room.receive("s", frame)
-    assert to(outcome, "s") == [{"event": "error", "code": code, "detail": to(outcome, "s")[0]["detail"]}]
+    assert to(outcome, "s") == [
+        {"event": "error", "code": code, "detail": to(outcome, "s")[0]["detail"]}
+    ]
     assert outcome.close is None
 
 

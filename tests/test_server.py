@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import ssl
 import threading
 import time
@@ -209,6 +212,36 @@ def test_other_paths_get_404_and_foreign_origins_get_403(make_server: MakeServer
     run(scenario())
 
 
+def handshake_status(port: int, headers: dict[str, str]) -> int:
+    """Send a WebSocket handshake by hand (any Host header) and return the HTTP status."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        "GET /chat HTTP/1.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw:
+        raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status_line = raw.recv(1024).split(b"\r\n")[0]
+    return int(status_line.split()[1])
+
+
+def test_same_origin_through_a_jupyterhub_proxy_is_trusted_only_under_jupyterhub(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxied = {"Host": "hub.example.org", "Origin": "https://hub.example.org"}
+    local = make_server()
+    assert handshake_status(local.port, proxied) == 403  # could be DNS rebinding
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ann/")
+    hub = make_server()
+    assert handshake_status(hub.port, proxied) == 101
+    assert handshake_status(hub.port, {**proxied, "Origin": "https://evil.example"}) == 403
+    assert hub.proxied_page_url == f"/user/ann/proxy/{hub.port}/"
+
+
 def test_get_slash_serves_the_chat_page(make_server: MakeServer) -> None:
     server = make_server()
     with urllib.request.urlopen(server.page_url, timeout=WAIT) as response:
@@ -296,7 +329,9 @@ def test_backoff_resets_only_after_a_connection_held(make_server: MakeServer) ->
         async with serve(flaky, "127.0.0.1", 0) as flaky_server:
             port = flaky_server.sockets[0].getsockname()[1]
             policy = RetryPolicy(initial=0.02, factor=2, cap=1, min_uptime=min_uptime)
-            client = ChatClient(f"ws://127.0.0.1:{port}/chat", "ann", policy=policy, rng=lambda: 1.0)
+            client = ChatClient(
+                f"ws://127.0.0.1:{port}/chat", "ann", policy=policy, rng=lambda: 1.0
+            )
             seen: list[float] = []
             client.on_change = lambda c: (
                 seen.append(c.next_retry_in)
@@ -349,7 +384,10 @@ def test_blocking_client_from_plain_code(make_server: MakeServer) -> None:
         entry = bob.wait_for_message("from a script", WAIT)
         assert entry["username"] == "ann"
         assert entry["ts"] == "2026-01-01T00:00:00.000Z"
-        assert server.users == [{"id": ann.id, "username": "ann"}, {"id": bob.id, "username": "bob"}]
+        assert server.users == [
+            {"id": ann.id, "username": "ann"},
+            {"id": bob.id, "username": "bob"},
+        ]
 
 
 def test_wss_with_a_certificate_made_at_run_time(make_server: MakeServer) -> None:

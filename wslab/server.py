@@ -116,6 +116,10 @@ class ChatServer:
         self._allowed_hosts = _LOCAL_HOSTS | {_origin_host(o) for o in allowed_origins}
         if host not in _WILDCARD_HOSTS:
             self._allowed_hosts |= {host.strip("[]").lower()}
+        # Under JupyterHub (Binder) the page comes through jupyter-server-proxy, which
+        # checked the learner's login and forwards the hub's Host and Origin as they are.
+        # Only the proxy can reach this server there, so a same-origin request is trusted.
+        self._trust_same_origin = bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
         if isinstance(store, (str, os.PathLike)):
             from .store import SQLiteStore
 
@@ -365,7 +369,7 @@ class ChatServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == CHAT_PATH:
-            if not self._origin_allowed(request.headers.get("Origin")):
+            if not self._origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
                 return connection.respond(
                     http.HTTPStatus.FORBIDDEN, "This page's origin may not open the chat.\n"
                 )
@@ -378,10 +382,13 @@ class ChatServer:
         name, content_type = static
         return _file_response(name, content_type)
 
-    def _origin_allowed(self, origin: str | None) -> bool:
+    def _origin_allowed(self, origin: str | None, host_header: str | None) -> bool:
         if origin is None:
             return True  # not a browser: Origin only protects browsers' users
-        return _origin_host(origin) in self._allowed_hosts
+        origin_host = _origin_host(origin)
+        if origin_host in self._allowed_hosts:
+            return True
+        return self._trust_same_origin and origin_host == _origin_host(host_header or "")
 
     async def _handle(self, socket: ServerConnection) -> None:
         room = self.room
@@ -407,7 +414,6 @@ class ChatServer:
     async def _apply(self, outcome: Outcome, socket: ServerConnection) -> bool:
         """Deliver an outcome; return True if it closed ``socket``."""
         self._apply_now(outcome)
-        self._schedule_expiry()
         close = outcome.close
         if close is None:
             return False
@@ -421,6 +427,8 @@ class ChatServer:
             broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
 
     def _schedule_expiry(self) -> None:
+        # Only a close starts a grace, so this runs after closes and timers, not per frame.
+        # (A reconnect that cancels a grace leaves the timer to fire and find nothing.)
         deadline = self.room.next_deadline()
         if self._timer is not None:
             if deadline is not None and self._timer_deadline == deadline:

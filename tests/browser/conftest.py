@@ -1,6 +1,6 @@
 """Fixtures for the browser tests: a real chromium, a real ChatServer on port 0.
 
-One headless chromium per session (starting it costs ~0.5 s), a fresh browser
+One headless chromium for the package (starting it costs ~0.5 s), a fresh browser
 context per test (so a fresh localStorage: every test starts with new ids), and
 servers that are always stopped on teardown. Every wait is a condition with a
 timeout, in units scaled by the environment variable WSLAB_TIME_SCALE (default 1):
@@ -40,13 +40,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives the chat page in a real chromium")
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps its asyncio loop marked
+# as running on the main thread while it lives, so any later test calling
+# asyncio.run() would fail. One chromium for all of tests/browser/, stopped
+# before pytest moves on to the other tests.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # Fail, do not skip: a skipped browser suite would look green while testing nothing.
     if not CHROMIUM.exists():

@@ -15,18 +15,22 @@ GRACE_S = 1.0 * UNIT_S  # the server's reload grace in these tests
 
 def received(page: Page, event: str) -> list[dict[str, Any]]:
     """The server events named `event` that this page received, from its raw log."""
-    return page.evaluate(
+    events: list[dict[str, Any]] = page.evaluate(
         """(name) => window.wslabChat.events
-            .filter((e) => e.type === "message")
+            .filter((e) => e.type === "message" && typeof e.data === "string")
             .map((e) => ({ ...JSON.parse(e.data), receivedAt: e.t }))
             .filter((m) => m.event === name)""",
         event,
     )
+    return events
 
 
 def closes(page: Page) -> list[dict[str, Any]]:
     """The close events this page's sockets saw: code, reason, wasClean."""
-    return page.evaluate('window.wslabChat.events.filter((e) => e.type === "close")')
+    found: list[dict[str, Any]] = page.evaluate(
+        'window.wslabChat.events.filter((e) => e.type === "close")'
+    )
+    return found
 
 
 def wait_until(page: Page, expression: str, arg: Any = None, timeout_units: float = 10) -> None:

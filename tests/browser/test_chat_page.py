@@ -7,6 +7,7 @@ closing) and checks what they show, plus the page's raw socket log
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Dialog, Locator, Page, expect
 
 from wslab import ChatServer
 
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.browser
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def user_item(page: Page, user_id: str) -> object:
+def user_item(page: Page, user_id: str) -> Locator:
+    """The user list's entry for `user_id`."""
     return page.locator(f'#users li[data-id="{user_id}"]')
 
 
@@ -88,9 +90,12 @@ def test_a_burst_from_two_pages_arrives_once_in_the_same_order_on_both(
     assert delivered(bob).all_text_contents() == on_alice
     assert [t for t in on_alice if t.startswith("a")] == [f"a{n}" for n in range(1, 6)]
     assert [t for t in on_alice if t.startswith("b")] == [f"b{n}" for n in range(1, 6)]
-    shown_ids = [int(i) for i in alice.locator("#messages li[data-message-id]").evaluate_all(
-        "items => items.map((li) => li.dataset.messageId)"
-    )]
+    shown_ids = [
+        int(i)
+        for i in alice.locator("#messages li[data-message-id]").evaluate_all(
+            "items => items.map((li) => li.dataset.messageId)"
+        )
+    ]
     assert shown_ids == sorted(shown_ids) and len(set(shown_ids)) == 10
 
 
@@ -150,9 +155,7 @@ def test_pages_come_back_after_a_server_restart_and_deliver_offline_messages_onc
         assert (first_close["code"], first_close["wasClean"]) == (1001, True)
 
     send_message(alice, "typed while offline")
-    expect(alice.locator("#messages li.pending")).to_contain_text(
-        ["typed while offline (pending)"]
-    )
+    expect(alice.locator("#messages li.pending")).to_contain_text(["typed while offline (pending)"])
 
     start_server(port=server.port)
     for page in (alice, bob):
@@ -163,12 +166,13 @@ def test_pages_come_back_after_a_server_restart_and_deliver_offline_messages_onc
         expect(page.locator("#messages li.pending")).to_have_count(0)
 
     # A round trip after the restart: anything still in flight has arrived by now.
+    # The old room's history stays above a divider: the new server numbers from 1.
     send_message(bob, "after the restart")
     for page in (alice, bob):
-        expect(delivered(page).filter(has_text="after the restart")).to_have_count(1)
-        texts = delivered(page).all_text_contents()
-        assert texts.count("typed while offline") == 1, texts
-        assert texts.index("typed while offline") < texts.index("after the restart")
+        expect(delivered(page)).to_have_text(
+            ["before the restart", "typed while offline", "after the restart"]
+        )
+        expect(page.locator("#messages li.divider")).to_have_count(1)
 
 
 def test_markup_in_names_and_messages_shows_as_text_and_never_runs(
@@ -185,7 +189,15 @@ def test_markup_in_names_and_messages_shows_as_text_and_never_runs(
         "<b>bold?</b> &amp; <i>",
     ]
     dialogs: list[str] = []
-    context.on("page", lambda page: page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss())))
+
+    def record(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()  # an undismissed alert() would block the page
+
+    def watch_dialogs(page: Page) -> None:
+        page.on("dialog", record)
+
+    context.on("page", watch_dialogs)
 
     bob = open_chat("bob")
     mallory = open_chat(evil_name)
@@ -239,14 +251,13 @@ def test_the_socket_url_is_resolved_against_the_page_url(
     assert page.evaluate("wslabChat.socketUrl") == f"ws://127.0.0.1:{server.port}/chat"
     assert page.evaluate("wslabChat.socketUrl") == server.url
     resolve = "(href) => wslabChat.socketUrlFor(href)"
-    examples = {
-        "https://hub.example.org/user/ada/proxy/8765/?username=a":
-            "wss://hub.example.org/user/ada/proxy/8765/chat",
-        "http://localhost:8888/user/ada/proxy/8765/#top":
-            "ws://localhost:8888/user/ada/proxy/8765/chat",
-        "http://127.0.0.1:8765/": "ws://127.0.0.1:8765/chat",
-    }
-    for href, socket_url in examples.items():
+    prefix = "/user/ada/proxy/8765/"  # jupyter-server-proxy on a hub, as on Binder
+    examples = [
+        (f"https://hub.example.org{prefix}?username=a", f"wss://hub.example.org{prefix}chat"),
+        (f"http://localhost:8888{prefix}#top", f"ws://localhost:8888{prefix}chat"),
+        ("http://127.0.0.1:8765/", "ws://127.0.0.1:8765/chat"),
+    ]
+    for href, socket_url in examples:
         assert page.evaluate(resolve, href) == socket_url
 
 
@@ -262,8 +273,9 @@ def test_a_hijacked_id_is_refused_and_the_page_stays_offline(
     intruder_context = browser.new_context()
     try:
         # A forged localStorage identity: alice's id, no token.
+        forged = json.dumps({"id": alice_id})
         intruder_context.add_init_script(
-            "localStorage.setItem('wslab:identity:eve', JSON.stringify({ id: %r }))" % alice_id
+            f"localStorage.setItem('wslab:identity:eve', {json.dumps(forged)})"
         )
         eve = intruder_context.new_page()
         eve.goto(f"{server.page_url}?username={quote('eve')}")
@@ -279,3 +291,24 @@ def test_a_hijacked_id_is_refused_and_the_page_stays_offline(
     expect(delivered(alice)).to_have_text(["still me"])
     assert received(alice, "joined") == []
     assert received(alice, "disconnected") == []
+
+
+def test_a_connection_dropped_at_once_keeps_the_backoff_growing(
+    server: ChatServer, open_chat: Callable[..., Page]
+) -> None:
+    """A connection lost right after `connected` (here: no close frame, 1006) does
+    not reset the backoff, so a flapping server is not hammered every 0.3 s; a
+    connection that stays up 2 s does reset it."""
+    page = open_chat("alice")
+    alice_id = page.evaluate("wslabChat.id")
+    for attempt in (1, 2, 3):
+        assert server.drop(alice_id) == 1
+        # The close counts one more attempt; the `connected` that follows must not
+        # reset the count (the close handler sets state and attempt together).
+        wait_until(page, "(n) => wslabChat.attempt === n", attempt)
+        expect(page.locator("#status")).to_have_attribute("data-close-code", "1006")
+        wait_until(page, "wslabChat.state === 'online'")
+    assert [c["code"] for c in closes(page)] == [1006, 1006, 1006]
+    assert not any(c["wasClean"] for c in closes(page))
+    # Up for 2 s after `connected`: now a lost connection retries quickly again.
+    wait_until(page, "wslabChat.attempt === 0")

@@ -5,7 +5,7 @@
 //   - joins under ?username=NAME, or asks for a name first;
 //   - keeps its id and token in localStorage, so a reload is the same user;
 //   - reconnects by itself (full-jitter exponential backoff) and recovers the
-//     messages it missed (lastMessageId);
+//     messages it missed (roomId + lastMessageId);
 //   - queues messages typed while offline and resends them until acknowledged;
 //   - renders user data only as text (textContent), never as HTML.
 "use strict";
@@ -58,14 +58,9 @@
   }
 
   function describeClose(close) {
-    const meaning = CLOSE_MEANINGS[close.code] || "unknown";
-    const reason = close.reason ? `, "${close.reason}"` : "";
-    return `${close.code} (${meaning}${reason})`;
-  }
-
-  // Two entries with one messageId are the same message only if they agree.
-  function sameEntry(a, b) {
-    return a.id === b.id && a.ts === b.ts && a.message === b.message;
+    const meaning = CLOSE_MEANINGS[close.code] || "unknown code";
+    const reason = close.reason ? ` "${close.reason}"` : "";
+    return `${close.code} (${meaning})${reason}`;
   }
 
   // ---------------------------------------------------------------------------
@@ -112,7 +107,8 @@
     users: new Map(), // id -> username
     messages: [], // entries of the current history, sorted by messageId
     byMessageId: new Map(), // messageId -> entry, for the dedupe
-    pastHistories: [], // lists of entries from servers that have since restarted
+    pastHistories: [], // lists of entries from rooms that are gone (server restarts)
+    roomId: null, // names the server's history: its messageIds mean nothing elsewhere
     lastMessageId: null,
     outbox: [], // { clientMessageId, message }: sent or not, not yet acknowledged
     events: [], // the raw socket log, for learners and tests
@@ -234,28 +230,29 @@
   // Messages: keyed by messageId, so nothing ever shows twice.
   // ---------------------------------------------------------------------------
   function addMessage(entry) {
-    const known = chat.byMessageId.get(entry.messageId);
-    if (known && sameEntry(known, entry)) {
-      // A repeat: the server's answer to a resend, or recovery overlapping what we had.
-    } else {
-      if (chat.lastMessageId !== null && entry.messageId <= chat.lastMessageId) {
-        // Within one server's history, ids only grow. An id we already passed,
-        // carrying another message, means a new server started numbering at 1
-        // again (no durable history). Keep what we saw, start a new history.
-        chat.pastHistories.push(chat.messages);
-        chat.messages = [];
-        chat.byMessageId.clear();
-        chat.lastMessageId = null;
-      }
-      chat.byMessageId.set(entry.messageId, entry);
-      chat.messages.push(entry);
-      chat.messages.sort((a, b) => a.messageId - b.messageId);
-      chat.lastMessageId = Math.max(chat.lastMessageId ?? entry.messageId, entry.messageId);
-    }
-    // Whatever it is, it acknowledges our own message with that clientMessageId.
+    // New or a repeat (the answer to a resend, or recovery overlapping what we
+    // had), it acknowledges our own message with that clientMessageId.
     if (entry.clientMessageId && entry.id === chat.id) {
       chat.outbox = chat.outbox.filter((item) => item.clientMessageId !== entry.clientMessageId);
     }
+    if (chat.byMessageId.has(entry.messageId)) return;
+    chat.byMessageId.set(entry.messageId, entry);
+    chat.messages.push(entry);
+    chat.messages.sort((a, b) => a.messageId - b.messageId);
+    chat.lastMessageId = Math.max(chat.lastMessageId ?? entry.messageId, entry.messageId);
+  }
+
+  function enterRoom(roomId) {
+    if (chat.roomId !== null && roomId !== chat.roomId) {
+      // Another room: a restarted server without a durable store, numbering its
+      // messages from 1 again. Its ids cannot be merged with ours, so keep what we
+      // saw above a divider and start a new list.
+      chat.pastHistories.push(chat.messages);
+      chat.messages = [];
+      chat.byMessageId.clear();
+      chat.lastMessageId = null;
+    }
+    chat.roomId = roomId;
   }
 
   // ---------------------------------------------------------------------------
@@ -273,6 +270,7 @@
 
   function setState(state) {
     chat.state = state;
+    document.body.dataset.state = state; // lets the CSS grey out a stale user list
     clearInterval(timers.countdown);
     if (state === "reconnecting") timers.countdown = setInterval(renderStatus, 100);
     renderStatus();
@@ -294,7 +292,12 @@
       const hello = { event: "connecting", id: chat.id, username: chat.requestedName };
       if (chat.token) hello.token = chat.token;
       // Only a reconnect knows what it already has; a fresh page wants the history.
-      if (chat.lastMessageId !== null) hello.lastMessageId = chat.lastMessageId;
+      // The roomId tells the server which history our lastMessageId counts in: a
+      // restarted server has another one, and then sends us all of its own.
+      if (chat.lastMessageId !== null) {
+        hello.lastMessageId = chat.lastMessageId;
+        if (chat.roomId) hello.roomId = chat.roomId;
+      }
       send(hello);
     });
 
@@ -303,7 +306,7 @@
       log("message", { data: message.data });
       let event;
       try {
-        event = JSON.parse(message.data);
+        event = JSON.parse(message.data); // a binary frame (a Blob) fails here too
       } catch (err) {
         return; // Not ours to understand (e.g. a lesson's echo); the log keeps it.
       }
@@ -334,7 +337,6 @@
       } else {
         scheduleReconnect();
       }
-      renderMessages();
     });
   }
 
@@ -358,6 +360,7 @@
         chat.token = event.token;
         saveIdentity(chat.requestedName, { id: chat.id, token: chat.token });
         chat.users = new Map(event.connectedUserList.map((u) => [u.id, u.username]));
+        enterRoom(event.roomId ?? null);
         for (const entry of event.messagesList) addMessage(entry);
         chat.error = null;
         chat.failedAttempts = 0;
@@ -450,7 +453,9 @@
     get users() { return Array.from(chat.users, ([id, username]) => ({ id, username })); },
     get messages() { return copy([...chat.pastHistories.flat(), ...chat.messages]); },
     get pending() { return copy(chat.outbox); },
+    get roomId() { return chat.roomId; },
     get lastMessageId() { return chat.lastMessageId; },
+    get attempt() { return chat.attempt; }, // the backoff exponent: 0 after a stable connection
     get lastClose() { return chat.lastClose && { ...chat.lastClose }; },
     get socketUrl() { return chat.socketUrl; },
     get events() { return chat.events; }, // the live log: open/message/error/close/send
