@@ -20,13 +20,13 @@ def test_full_jitter_spreads_each_delay_over_zero_to_the_ceiling() -> None:
     assert list(islice(backoff(rng=lambda: 0.0), 3)) == [0.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("code", [1001, 1006, 1011, 1012, 1013, None])
-def test_going_away_abnormal_and_server_trouble_are_retried(code: int | None) -> None:
+@pytest.mark.parametrize("code", [1000, 1001, 1006, 1011, 1012, 1013, 4000, None])
+def test_every_close_we_did_not_ask_for_is_retried(code: int | None) -> None:
     assert should_retry(code, closed_by_us=False)
 
 
-@pytest.mark.parametrize("code", [1000, 1008, 1009])
-def test_normal_policy_and_too_big_are_not_retried(code: int) -> None:
+@pytest.mark.parametrize("code", [1008, 1009])
+def test_policy_violation_and_too_big_are_not_retried(code: int) -> None:
     assert not should_retry(code, closed_by_us=False)
 
 
@@ -43,3 +43,4 @@ def test_policies_are_plain_data() -> None:
     assert list(islice(policy.delays(), 3)) == [1, 3, 5]
     assert policy.should_retry(4000, closed_by_us=False)
     assert not policy.should_retry(1001, closed_by_us=False)
+    assert not RetryPolicy(retry_codes=frozenset({1008})).should_retry(1008, closed_by_us=False)

@@ -5,6 +5,8 @@ client (:class:`ChatClient`), a notebook widget (:class:`ChatWidget`) and a
 browser page, all speaking one JSON protocol (:mod:`wslab.protocol`).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .client import BlockingChatClient, ChatClient, PendingMessage, RawEvent
 from .clock import FakeClock, SystemClock
 from .protocol import CloseCode, ErrorCode, ProtocolError, describe_close
@@ -12,10 +14,25 @@ from .retry import RetryPolicy, backoff, should_retry
 from .room import Room
 from .server import ChatServer
 
+if TYPE_CHECKING:
+    from .widget import ChatWidget, chat
+
+
+def __getattr__(name: str) -> Any:
+    # The widget pulls in ipywidgets and IPython: load it only when asked for,
+    # so a server or a script does not pay for it.
+    if name in ("ChatWidget", "chat"):
+        from . import widget
+
+        return getattr(widget, name)
+    raise AttributeError(f"module 'wslab' has no attribute {name!r}")
+
+
 __all__ = [
     "BlockingChatClient",
     "ChatClient",
     "ChatServer",
+    "ChatWidget",
     "CloseCode",
     "ErrorCode",
     "FakeClock",
@@ -26,6 +43,7 @@ __all__ = [
     "Room",
     "SystemClock",
     "backoff",
+    "chat",
     "describe_close",
     "should_retry",
 ]

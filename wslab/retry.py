@@ -16,19 +16,12 @@ from dataclasses import dataclass
 
 from .protocol import CloseCode
 
-__all__ = ["RETRIED_CLOSE_CODES", "RetryPolicy", "backoff", "should_retry"]
+__all__ = ["FINAL_CLOSE_CODES", "RetryPolicy", "backoff", "should_retry"]
 
-#: Close codes after which a client reconnects by itself. 1008 (policy) and 1009
-#: (too big) are absent: a retry would only be refused again.
-RETRIED_CLOSE_CODES = frozenset(
-    {
-        CloseCode.GOING_AWAY,
-        CloseCode.ABNORMAL_CLOSURE,
-        CloseCode.INTERNAL_ERROR,
-        CloseCode.SERVICE_RESTART,
-        CloseCode.TRY_AGAIN_LATER,
-    }
-)
+#: Close codes after which a client does not reconnect: 1008 (policy) and 1009 (too
+#: big) would only be refused again. Every other close the client did not ask for
+#: (1000 or 1001 from the server, 1006, 1011, 1012, 1013, ...) is retried.
+FINAL_CLOSE_CODES = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG})
 
 
 def backoff(
@@ -65,6 +58,9 @@ class RetryPolicy:
     ``min_uptime`` guards against a server that accepts and then closes at once:
     the backoff starts over only after a connection stayed up that long, so such
     a server sees attempts slow down instead of a steady hammering.
+
+    ``final_codes`` are never retried. ``retry_codes``, when given, narrows the
+    retried codes to that set (the original design retried only 1006).
     """
 
     initial: float = 0.3
@@ -73,7 +69,8 @@ class RetryPolicy:
     jitter: bool = True
     min_uptime: float = 2.0
     max_attempts: int | None = None
-    retry_codes: frozenset[int] = RETRIED_CLOSE_CODES
+    final_codes: frozenset[int] = FINAL_CLOSE_CODES
+    retry_codes: frozenset[int] | None = None
 
     def delays(self, rng: Callable[[], float] = random.random) -> Iterator[float]:
         """A fresh sequence of delays, one per attempt."""
@@ -83,7 +80,10 @@ class RetryPolicy:
         """Like :func:`should_retry`, with this policy's codes."""
         if closed_by_us:
             return False
-        return (code if code is not None else CloseCode.ABNORMAL_CLOSURE) in self.retry_codes
+        code = code if code is not None else CloseCode.ABNORMAL_CLOSURE  # no code: it died
+        if code in self.final_codes:
+            return False
+        return self.retry_codes is None or code in self.retry_codes
 
 
 #: The policy of the original design, for lessons: a fixed 300 ms, no jitter.
