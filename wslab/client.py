@@ -40,6 +40,7 @@ from .protocol import (
     Connected,
     Connecting,
     Disconnected,
+    ErrorCode,
     ErrorEvent,
     Joined,
     MessageEntry,
@@ -109,6 +110,8 @@ class ChatClient:
         clock: where the uptime guard reads time.
         ssl: a client :class:`ssl.SSLContext` for ``wss://`` with a private CA.
         origin: an ``Origin`` header to send (browsers always send one).
+        compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
+            the server: it costs more CPU than it saves on short chat messages).
         max_log: how many raw events :attr:`events` keeps.
 
     All methods and handlers run on the loop that called :meth:`connect`; call
@@ -128,6 +131,7 @@ class ChatClient:
         clock: Clock | None = None,
         ssl: ssl_module.SSLContext | None = None,
         origin: str | None = None,
+        compression: str | None = None,
         max_log: int = 1000,
     ) -> None:
         self.url = url
@@ -138,6 +142,7 @@ class ChatClient:
         self.reconnect = reconnect
         self.ssl = ssl
         self.origin = origin
+        self.compression = compression
         self._rng = rng
         self._clock = clock or SystemClock()
 
@@ -168,6 +173,9 @@ class ChatClient:
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[Callable[[ChatClient], bool], asyncio.Future[None]]] = []
         self._message_ids: set[int] = set()
+        self._resend_task: asyncio.Task[None] | None = None
+        #: Seconds to wait after a ``rate_limited`` error before resending what is pending.
+        self.rate_limit_pause = 1.0
 
     # ------------------------------------------------------------------ public API
 
@@ -235,6 +243,8 @@ class ChatClient:
         self._closing = True
         if self._wake is not None:
             self._wake.set()
+        if self._resend_task is not None:
+            self._resend_task.cancel()
         socket = self._socket
         if socket is not None:
             await socket.close(code, reason)
@@ -294,6 +304,9 @@ class ChatClient:
             except Exception as error:  # a bug or a bad option: report it, do not spin
                 logger.exception("ChatClient stopped by an unexpected error")
                 self._record(RawEvent("error", detail=f"{type(error).__name__}: {error}"))
+                if self._socket is not None:
+                    self._socket.transport.abort()
+                    self._socket = None
                 break
             if uptime is not None and uptime >= self.policy.min_uptime:
                 delays, failures = self.policy.delays(self._rng), 0  # it held: start over
@@ -325,7 +338,7 @@ class ChatClient:
                 self.url,
                 origin=self.origin,  # type: ignore[arg-type]
                 max_size=16 * 2**20,
-                compression=None,
+                compression=self.compression,
                 open_timeout=10,
                 close_timeout=2,
                 **options,
@@ -336,6 +349,10 @@ class ChatClient:
             self._closed(CloseCode.ABNORMAL_CLOSURE, "", was_clean=False)
             # A refused handshake (403, 404, a bad certificate) would fail again: not retried.
             return None, not isinstance(error, (InvalidStatus, InvalidURI, ssl_module.SSLError))
+        if self._closing:  # close() was called during the handshake
+            await socket.close()
+            self._closed(CloseCode.NORMAL_CLOSURE, "", was_clean=True)
+            return None, False
         self._socket = socket
         joined_at: float | None = None
         self._record(RawEvent("open"))
@@ -390,6 +407,8 @@ class ChatClient:
             self._call(self.on_disconnected, event)
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
+            if event.code is ErrorCode.RATE_LIMITED:
+                self._resend_later()
             self._call(self.on_error, event)
         self._changed()
         return False
@@ -430,6 +449,22 @@ class ChatClient:
             return  # sent again after the next connected
         with contextlib.suppress(ConnectionClosed):
             await socket.send(encode(WriteMessage(pending.message, pending.client_message_id)))
+
+    def _resend_later(self) -> None:
+        """Resend what is pending once the server's rate limit had time to refill.
+
+        The server dropped some of our messages; they are still pending (no
+        acknowledgement came), and resending the others is harmless.
+        """
+        if self._resend_task is not None and not self._resend_task.done():
+            return
+
+        async def resend() -> None:
+            await asyncio.sleep(self.rate_limit_pause)
+            for pending in list(self.pending):
+                await self._send_pending(pending)
+
+        self._resend_task = asyncio.get_running_loop().create_task(resend())
 
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None

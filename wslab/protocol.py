@@ -320,7 +320,19 @@ def _string(obj: dict[str, Any], name: str, *, required: bool) -> str | None:
         return None  # an optional field may be absent or null
     if not isinstance(value, str):
         raise _field_error(name, f"must be a string, got {type(value).__name__}")
+    if not _is_unicode_text(value):
+        raise _field_error(name, "must be valid Unicode text (no lone surrogates)")
     return value
+
+
+def _is_unicode_text(value: str) -> bool:
+    # JSON may spell a lone surrogate ("\ud800"): Python accepts it in a str, but it
+    # cannot be encoded as UTF-8, so it could never be sent on to anyone.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def valid_id(value: object) -> bool:
@@ -397,38 +409,72 @@ def _finite_int(value: Any) -> bool:
 def parse_server_event(data: str | bytes) -> ServerEvent:
     """Parse one frame the server sent (used by the Python client).
 
+    Every field is type-checked, so a client can trust what it gets.
+
     Raises:
-        ProtocolError: ``bad_json`` or ``unknown_event`` if the server broke the protocol.
+        ProtocolError: ``bad_json``, ``unknown_event`` or ``invalid_field`` if the
+            server broke the protocol; never any other exception.
     """
     obj = _load_object(data)
     name = obj["event"]
-    try:
-        if name == "connected":
-            return Connected(
-                id=obj["id"],
-                username=obj["username"],
-                token=obj.get("token") or "",
-                connected_user_list=list(obj.get("connectedUserList") or []),
-                messages_list=list(obj.get("messagesList") or []),
-                was_page_reload=bool(obj.get("wasPageReload", False)),
-                room_id=str(obj.get("roomId", "")),
-            )
-        if name == "joined":
-            return Joined(id=obj["id"], username=obj["username"])
-        if name == "disconnected":
-            return Disconnected(id=obj["id"], username=obj["username"])
-        if name == "messageWritten":
-            entry = obj["message"]
-            if not isinstance(entry, dict) or not _finite_int(entry.get("messageId")):
-                raise KeyError("message")
-            history = obj.get("messagesList")
-            return MessageWritten(message=entry, messages_list=history)  # type: ignore[arg-type]
-        if name == "error":
-            try:
-                code = ErrorCode(obj["code"])
-            except ValueError:
-                raise KeyError("code") from None
-            return ErrorEvent(code=code, detail=str(obj.get("detail", "")))
-    except (KeyError, TypeError) as exc:
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{name}: bad field {exc}") from None
+    if name == "connected":
+        return Connected(
+            id=_text(obj, "id"),
+            username=_text(obj, "username"),
+            token=_text(obj, "token"),
+            connected_user_list=[_user(u) for u in _list(obj, "connectedUserList")],
+            messages_list=[_entry(m) for m in _list(obj, "messagesList")],
+            was_page_reload=obj.get("wasPageReload") is True,
+            room_id=_text(obj, "roomId") if "roomId" in obj else "",
+        )
+    if name == "joined":
+        return Joined(id=_text(obj, "id"), username=_text(obj, "username"))
+    if name == "disconnected":
+        return Disconnected(id=_text(obj, "id"), username=_text(obj, "username"))
+    if name == "messageWritten":
+        history = None
+        if obj.get("messagesList") is not None:
+            history = [_entry(m) for m in _list(obj, "messagesList")]
+        return MessageWritten(message=_entry(obj.get("message")), messages_list=history)
+    if name == "error":
+        try:
+            code = ErrorCode(obj.get("code"))
+        except ValueError:
+            raise _field_error("code", "must be a known error code") from None
+        detail = obj.get("detail", "")
+        return ErrorEvent(code=code, detail=detail if isinstance(detail, str) else str(detail))
     raise ProtocolError(ErrorCode.UNKNOWN_EVENT, f"unknown server event {name[:40]!r}")
+
+
+def _text(obj: Any, name: str) -> str:
+    if not isinstance(obj, dict):
+        raise _field_error(name, "must be inside an object")
+    value = _string(obj, name, required=True)
+    assert value is not None
+    return value
+
+
+def _list(obj: dict[str, Any], name: str) -> list[Any]:
+    value = obj.get(name, [])
+    if not isinstance(value, list):
+        raise _field_error(name, "must be a list")
+    return value
+
+
+def _user(value: Any) -> UserEntry:
+    return {"id": _text(value, "id"), "username": _text(value, "username")}
+
+
+def _entry(value: Any) -> MessageEntry:
+    if not isinstance(value, dict) or not _finite_int(value.get("messageId")):
+        raise _field_error("message", "must be an entry with an integer messageId")
+    entry: MessageEntry = {
+        "messageId": value["messageId"],
+        "id": _text(value, "id"),
+        "username": _text(value, "username"),
+        "message": _text(value, "message"),
+        "ts": _text(value, "ts"),
+    }
+    if value.get("clientMessageId") is not None:
+        entry["clientMessageId"] = _text(value, "clientMessageId")
+    return entry

@@ -348,6 +348,8 @@ class ChatServer:
             self._ready.set()
             return
         self._port = self._server.sockets[0].getsockname()[1]
+        threading.current_thread().name = f"wslab-server-{self._port}"
+        self._schedule_expiry()  # graces that ran while a restarted server was down
         self._ready.set()
         await self._server.wait_closed()
 
@@ -397,13 +399,15 @@ class ChatServer:
         try:
             async for data in socket:
                 try:
-                    outcome = room.receive(socket, data)
+                    closed = await self._apply(room.receive(socket, data), socket)
+                except ConnectionClosed:
+                    raise
                 except Exception:
                     self.handler_errors += 1
                     logger.exception("handler error; closing this socket with 1011")
                     await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
                     return
-                if await self._apply(outcome, socket):
+                if closed:
                     return
         except ConnectionClosed:
             pass  # the peer's close code is on the socket; the room only needs to know
