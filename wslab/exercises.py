@@ -1,0 +1,331 @@
+"""Exercises: make the student notebooks from the solutions, and check both.
+
+The solution notebooks in ``notebooks/solutions/`` are the source of truth. In a
+solution's code cell, the answer sits between two marker lines::
+
+    def broadcast_targets(sockets, sender):
+        # BEGIN SOLUTION
+        return [s for s in sockets if s != sender]
+        # END SOLUTION
+
+``--generate`` writes ``notebooks/<same name>.ipynb`` where each such region is
+replaced by ``raise NotImplementedError("your code here")`` at the marker's
+indentation, and where every cell tagged ``check`` also gets the tag
+``raises-exception`` (nbval then expects that cell to fail). A student notebook
+whose cells already match is left alone, so its stored outputs survive; a
+rewritten one has no outputs until it is executed again.
+
+``--check`` verifies, per notebook, that the student version is the one generated
+from its solution, that the solution has at least one region and one check cell,
+and (unless ``--no-execute``) executes both in a fresh kernel of this Python:
+every solution cell must pass, and in the student version exactly the check cells
+must fail, each with ``CheckFailed``. It prints one line per notebook and returns
+1 if anything is wrong.
+
+Run from the repository: ``python -m wslab exercises --generate`` then
+``python -m wslab exercises --check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BEGIN", "END", "STUB", "NotebookReport", "check", "generate", "student_source"]
+
+BEGIN = "# BEGIN SOLUTION"
+END = "# END SOLUTION"
+STUB = 'raise NotImplementedError("your code here")'
+CHECK_TAG = "check"
+RAISES_TAG = "raises-exception"
+EXPECTED_ERROR = "CheckFailed"
+CELL_TIMEOUT = 60  # seconds; a lesson cell takes well under one
+
+
+class MarkerError(ValueError):
+    """A solution cell's markers are not in BEGIN / END pairs."""
+
+
+def student_source(source: str) -> tuple[str, int]:
+    """Replace every solution region of one cell's source by the stub.
+
+    Returns the new source and how many regions were replaced.
+
+    Raises:
+        MarkerError: an END without a BEGIN, a BEGIN inside a region, or a
+            region left open.
+    """
+    out: list[str] = []
+    regions = 0
+    inside = False
+    for line in source.split("\n"):
+        marker = line.strip()
+        if marker == BEGIN:
+            if inside:
+                raise MarkerError(f"{BEGIN!r} inside a solution region")
+            inside = True
+            regions += 1
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(indent + STUB)
+        elif marker == END:
+            if not inside:
+                raise MarkerError(f"{END!r} without {BEGIN!r}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise MarkerError(f"{BEGIN!r} without {END!r}")
+    return "\n".join(out), regions
+
+
+def _tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def make_student(solution: Any) -> tuple[Any, int, int]:
+    """Build the student notebook from a solution notebook (outputs cleared).
+
+    Returns the notebook, its number of solution regions and of check cells.
+    """
+    student = copy.deepcopy(solution)
+    regions = checks = 0
+    for cell in student.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.source, found = student_source(cell.source)
+        regions += found
+        cell.outputs = []
+        cell.execution_count = None
+        if CHECK_TAG in _tags(cell):
+            checks += 1
+            tags = _tags(cell)
+            if RAISES_TAG not in tags:
+                tags.append(RAISES_TAG)
+            cell.metadata["tags"] = tags
+    return student, regions, checks
+
+
+def _shape(nb: Any) -> list[tuple[str, str, list[str]]]:
+    """What must be equal between a stored and a generated student notebook."""
+    return [(c.cell_type, c.source, sorted(_tags(c))) for c in nb.cells]
+
+
+def _pairs(root: Path, names: Sequence[str]) -> list[tuple[str, Path, Path]]:
+    solutions = sorted((root / "solutions").glob("*.ipynb"))
+    wanted = {Path(n).stem for n in names}
+    pairs = [(p.stem, p, root / p.name) for p in solutions if not wanted or p.stem in wanted]
+    missing = wanted - {stem for stem, _, _ in pairs}
+    if missing:
+        raise SystemExit(f"no solution notebook for: {', '.join(sorted(missing))}")
+    return pairs
+
+
+def _nbformat() -> Any:
+    """nbformat, imported when needed (``serve`` does not need it; it has no types)."""
+    import nbformat
+
+    return nbformat
+
+
+def generate(root: Path, names: Sequence[str] = ()) -> int:
+    """Write the student notebooks of ``root/solutions`` (all, or ``names``) into ``root``."""
+    nbformat = _nbformat()
+    for stem, solution_path, student_path in _pairs(root, names):
+        solution = nbformat.read(solution_path, as_version=4)
+        student, regions, checks = make_student(solution)
+        if student_path.exists():
+            stored = nbformat.read(student_path, as_version=4)
+            if _shape(stored) == _shape(student):
+                print(f"unchanged {stem}")
+                continue
+        nbformat.write(student, student_path)
+        print(
+            f"wrote     {stem}: {regions} solution regions, {checks} check cells "
+            "(execute it to store its outputs)"
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------------- check
+
+
+@dataclass
+class NotebookReport:
+    """What ``--check`` found for one notebook."""
+
+    name: str
+    problems: list[str] = field(default_factory=list)
+    regions: int = 0
+    checks: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        if self.problems:
+            first, *rest = self.problems
+            return "\n".join([f"FAIL {self.name}: {first}", *(f"     {p}" for p in rest)])
+        return (
+            f"ok   {self.name}: {self.regions} solution regions, {self.checks} check cells; "
+            f"solution passes, student fails only its checks ({self.seconds:.1f} s)"
+        )
+
+
+def _execute(nb: Any, cwd: Path) -> Any:
+    """Run every cell of ``nb`` in a fresh kernel of this Python; errors are recorded."""
+    import ipykernel.kernelspec
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    class CurrentPythonSpecs(KernelSpecManager):
+        # Like nbval --nbval-current-env: whatever the notebook names, use this Python.
+        def get_kernel_spec(self, kernel_name: str) -> Any:
+            return self.kernel_spec_class(
+                resource_dir=ipykernel.kernelspec.RESOURCES,
+                **ipykernel.kernelspec.get_kernel_dict(),
+            )
+
+    nb = copy.deepcopy(nb)
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentPythonSpecs())
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT,
+        allow_errors=True,
+        store_widget_state=False,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    # The kernel's own log (startup warnings) goes to a file, shown only on failure.
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as log:
+        try:
+            client.execute(stdout=log, stderr=log)
+        except Exception:
+            log.seek(0)
+            sys.stderr.write(log.read())
+            raise
+        finally:
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
+    return nb
+
+
+def _errors(nb: Any) -> dict[int, str]:
+    """The cells that raised: cell index -> exception name."""
+    found = {}
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                found[index] = output.get("ename", "?")
+    return found
+
+
+def _check_one(stem: str, solution_path: Path, student_path: Path, run: bool) -> NotebookReport:
+    nbformat = _nbformat()
+    report = NotebookReport(stem)
+    started = time.monotonic()
+    solution = nbformat.read(solution_path, as_version=4)
+    try:
+        expected, report.regions, report.checks = make_student(solution)
+    except MarkerError as error:
+        report.problems.append(f"solution markers: {error}")
+        return report
+    if report.regions == 0:
+        report.problems.append(f"the solution has no {BEGIN!r} region")
+    if report.checks == 0:
+        report.problems.append(f"the solution has no code cell tagged {CHECK_TAG!r}")
+    if not student_path.exists():
+        report.problems.append(f"{student_path} is missing: run --generate")
+        return report
+    stored = nbformat.read(student_path, as_version=4)
+    if _shape(stored) != _shape(expected):
+        report.problems.append(
+            "the student notebook is not the one generated from its solution: run --generate"
+        )
+    if not run or report.problems:
+        report.seconds = time.monotonic() - started
+        return report
+
+    check_cells = {i for i, c in enumerate(solution.cells) if CHECK_TAG in _tags(c)}
+    solved_errors = _errors(_execute(solution, solution_path.parent))
+    for index, name in sorted(solved_errors.items()):
+        report.problems.append(f"solution cell {index} raised {name}")
+    student_errors = _errors(_execute(stored, student_path.parent))
+    for index, name in sorted(student_errors.items()):
+        if index not in check_cells:
+            report.problems.append(f"student cell {index} raised {name} (only checks may fail)")
+        elif name != EXPECTED_ERROR:
+            report.problems.append(
+                f"student check cell {index} raised {name}, not {EXPECTED_ERROR}"
+            )
+    for index in sorted(check_cells - set(student_errors)):
+        report.problems.append(f"student check cell {index} passed without a solution")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def check(root: Path, names: Sequence[str] = (), *, run: bool = True, jobs: int = 1) -> int:
+    """Check the notebooks of ``root`` (all, or ``names``); print one line each."""
+    pairs = _pairs(root, names)
+    problems = 0
+    wanted = {Path(n).stem for n in names}
+    for orphan in sorted(root.glob("*.ipynb")):
+        if not (root / "solutions" / orphan.name).exists() and (
+            not wanted or orphan.stem in wanted
+        ):
+            print(f"FAIL {orphan.stem}: a student notebook without a solution")
+            problems += 1
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        futures = [pool.submit(_check_one, *pair, run) for pair in pairs]
+        for future in futures:
+            report = future.result()
+            print(report.line(), flush=True)
+            problems += bool(report.problems)
+    verdict = "all ok" if not problems else f"{problems} with problems"
+    print(f"checked {len(pairs)} notebooks: {verdict}")
+    return 1 if problems else 0
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def _default_root() -> Path:
+    here = Path("notebooks")
+    if (here / "solutions").is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def add_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add the ``exercises`` subcommand to the parser's subcommands."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "exercises",
+        help="generate the student notebooks, or check them against the solutions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--generate", action="store_true", help="write the student notebooks")
+    action.add_argument("--check", action="store_true", help="check (and execute) both versions")
+    parser.add_argument("names", nargs="*", help="notebooks to handle, e.g. 01_events (all)")
+    parser.add_argument("--root", type=Path, default=None, help="the notebooks folder")
+    parser.add_argument("--no-execute", action="store_true", help="--check without running")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (1)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``python -m wslab exercises ...``."""
+    root = args.root or _default_root()
+    if not (root / "solutions").is_dir():
+        print(f"no solutions folder in {root}")
+        return 2
+    if args.generate:
+        return generate(root, args.names)
+    return check(root, args.names, run=not args.no_execute, jobs=args.jobs)
