@@ -11,10 +11,12 @@ __all__ = ["FULL", "QUICK", "Sizes"]
 class Sizes:
     """Every count and time bound a benchmark run uses."""
 
-    #: fan-out: client counts, runs per point (the median is reported), in-flight window
+    #: fan-out: client counts, runs per point (the median is reported), in-flight window,
+    #: unmeasured messages first (they also fill the default history cap of 100)
     clients: tuple[int, ...]
     runs: int
     window: int
+    warmup: int
     #: fan-out: deliveries aimed at per run (messages = deliveries / clients, clamped)
     deliveries: int
     min_messages: int
@@ -25,8 +27,9 @@ class Sizes:
     history: int
     history_clients: int
     history_bucket: int
-    #: memory and start-up
+    #: memory and start-up: idle clients, seconds idle before reading RSS, starts timed
     memory_clients: int
+    memory_settle: float
     start_repeats: int
     #: reconnect: drops timed, herd size
     reconnect_drops: int
@@ -36,20 +39,26 @@ class Sizes:
         """Messages to send to ``clients`` receivers in one fan-out run."""
         return max(self.min_messages, min(self.max_messages, self.deliveries // clients))
 
+    def latency_messages_for(self, clients: int) -> int:
+        """Messages sent one at a time for fan-out latency (fewer when each is slow)."""
+        return max(20, min(self.latency_messages, 20_000 // clients))
+
 
 FULL = Sizes(
     clients=(10, 100, 1000),
     runs=3,
     window=16,
+    warmup=100,
     deliveries=200_000,
     min_messages=200,
     max_messages=5000,
     latency_messages=100,
-    time_limit=20.0,
+    time_limit=10.0,
     history=2000,
     history_clients=10,
     history_bucket=100,
     memory_clients=1000,
+    memory_settle=1.0,
     start_repeats=50,
     reconnect_drops=20,
     herd_clients=1000,
@@ -59,6 +68,7 @@ QUICK = Sizes(
     clients=(10,),
     runs=1,
     window=16,
+    warmup=10,
     deliveries=500,
     min_messages=50,
     max_messages=50,
@@ -68,6 +78,7 @@ QUICK = Sizes(
     history_clients=10,
     history_bucket=10,
     memory_clients=10,
+    memory_settle=0.2,
     start_repeats=5,
     reconnect_drops=3,
     herd_clients=1000,

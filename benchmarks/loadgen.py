@@ -1,10 +1,11 @@
 """The load generator: N light chat clients in one process, one of them the sender.
 
 It runs in its own process, pinned to its own core by the caller, so that its work is
-never counted as the server's. The clients are picows on uvloop: a frame costs them
-about a microsecond, far less than a server spends sending it, so the server is what
-saturates. Every client completes the chat handshake (``connecting`` -> ``connected``)
-before the sender starts.
+never counted as the server's. The clients are picows on uvloop: receiving a frame costs
+them about half of what a Python server spends sending it (both sides pay a system call
+per frame), so the server is what saturates; each result reports both CPU figures.
+Every client completes the chat handshake (``connecting`` -> ``connected``) before the
+sender starts.
 
 The sender writes messages whose text starts with ``seq=NNNNNNNN;``. A receiver finds
 the sequence number with one ``rfind`` instead of parsing JSON (the last occurrence is
@@ -14,7 +15,9 @@ its send to that moment, on the load process's monotonic clock.
 
 Pacing: the sender keeps at most ``window`` messages in flight (it sends message ``i``
 only once message ``i - window`` reached everyone), so queues stay bounded and the rate
-measured is the rate the server sustains. Two phases run on the same connections:
+measured is the rate the server sustains. On the same connections, after ``warmup``
+unmeasured messages (which also fill a capped history), each of ``runs`` runs has two
+phases:
 
 * ``throughput``: ``messages`` messages with the given window;
 * ``latency``: ``latency_messages`` messages with a window of 1 (the unloaded fan-out).
@@ -30,21 +33,22 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import psutil
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from .stats import percentile
+from .targets import WireName
 
 __all__ = ["LoadSpec", "main", "run_load"]
 
-WireName = Literal["chat", "socketio"]
 SEQ_MARK = b"seq="
 MESSAGE_LENGTH = 64
 
@@ -64,10 +68,14 @@ class LoadSpec:
     messages: int = 100
     window: int = 16
     latency_messages: int = 50
+    warmup: int = 0
+    runs: int = 1
     time_limit: float = 20.0
     connect_concurrency: int = 50
     server_pid: int | None = None
     per_message: bool = False
+    #: connect, report, then keep the clients idle until stdin closes (memory runs)
+    hold: bool = False
 
 
 class Wire(Protocol):
@@ -174,6 +182,11 @@ class PhaseResult:
     bytes_per_delivery: float = 0.0
     server_cpu_percent: float | None = None
     load_cpu_percent: float = 0.0
+    #: CPU used by every other process on the machine meanwhile (100 = one core)
+    other_cpu_percent: float = 0.0
+    #: CPU time per delivery: the work done, less sensitive to a busy machine than rates
+    server_cpu_us_per_delivery: float | None = None
+    load_cpu_us_per_delivery: float | None = None
     timed_out: bool = False
 
 
@@ -253,7 +266,7 @@ class LoadClient(WSListener):
             transport.disconnect()
         elif kind == WSMsgType.TEXT:
             payload = frame.get_payload_as_bytes()
-            if not self.counting:
+            if not self.in_room.done():
                 self._setup(transport, payload)
             elif reply := self.wire.keepalive(payload):
                 transport.send(WSMsgType.TEXT, reply)
@@ -293,20 +306,40 @@ class LoadClient(WSListener):
             self.transport.disconnect()
 
 
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds (user + system) used so far by the server, this process, and all cores."""
+
+    server: float
+    load: float
+    machine: float
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of a process, all its threads, at nanosecond resolution.
+
+    Linux exposes every process's CPU clock as ``((~pid) << 3) | 2`` (clock_getcpuclockid);
+    psutil's figure, the fallback, moves in 10 ms ticks: too coarse for short runs.
+    """
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)
+    except OSError:
+        t = psutil.Process(pid).cpu_times()
+        return float(t.user + t.system)
+
+
 class CpuMeter:
-    """User+system CPU seconds of the server process and of this one, between two reads."""
+    """Reads :class:`CpuSample` values; the machine figure exposes other work on the box."""
 
     def __init__(self, server_pid: int | None) -> None:
-        self.server = psutil.Process(server_pid) if server_pid else None
-        self.me = psutil.Process(os.getpid())
+        self.server = server_pid
 
-    def read(self) -> tuple[float, float]:
-        """(server CPU seconds or NaN, load CPU seconds) so far."""
-        def seconds(p: psutil.Process) -> float:
-            t = p.cpu_times()
-            return t.user + t.system
-
-        return (seconds(self.server) if self.server else float("nan"), seconds(self.me))
+    def read(self) -> CpuSample:
+        """A sample now (``server`` is NaN without a server pid)."""
+        total = psutil.cpu_times()
+        busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
+        server = process_cpu_seconds(self.server) if self.server else float("nan")
+        return CpuSample(server, time.process_time(), busy)
 
 
 async def _connect_all(spec: LoadSpec, tally: Tally) -> list[LoadClient]:
@@ -329,96 +362,146 @@ async def _connect_all(spec: LoadSpec, tally: Tally) -> list[LoadClient]:
     return list(await asyncio.gather(*(join(i) for i in range(spec.clients))))
 
 
+async def _wait_for_progress(tally: Tally, until: float) -> bool:
+    """Wait until some message is fully delivered; False on failure or at ``until``."""
+    tally.progress.clear()
+    if tally.failure:
+        return False
+    try:
+        await asyncio.wait_for(tally.progress.wait(), until - time.perf_counter())
+    except asyncio.TimeoutError:
+        return False
+    return not tally.failure
+
+
 async def _send_phase(
     sender: LoadClient, tally: Tally, seqs: range, window: int, spec: LoadSpec, cpu: CpuMeter
 ) -> PhaseResult:
+    """Send ``seqs`` with at most ``window`` in flight, drain, and measure the phase."""
     wire = WIRES[spec.wire]
-    result = PhaseResult()
-    deliveries_before, bytes_before = tally.deliveries, tally.wire_bytes
-    delivered_before = tally.delivered
-    server_cpu0, load_cpu0 = cpu.read()
+    before = (tally.deliveries, tally.wire_bytes, tally.delivered)
+    sent = 0
+    timed_out = False
+    cpu0 = cpu.read()
     start = time.perf_counter()
     deadline = start + spec.time_limit
     for seq in seqs:
-        while result.messages_sent - (tally.delivered - delivered_before) >= window:
-            tally.progress.clear()
-            if tally.failure or time.perf_counter() > deadline:
-                break
-            try:
-                await asyncio.wait_for(tally.progress.wait(), deadline - time.perf_counter())
-            except TimeoutError:
+        while sent - (tally.delivered - before[2]) >= window:
+            if not await _wait_for_progress(tally, deadline):
                 break
         if tally.failure or time.perf_counter() > deadline:
-            result.timed_out = tally.failure is None
+            timed_out = tally.failure is None
             break
         tally.send_ns[seq] = time.perf_counter_ns()
         sender.send(wire.write(seq))
-        result.messages_sent += 1
+        sent += 1
     # Drain what is in flight, bounded too.
     drain_deadline = time.perf_counter() + min(5.0, spec.time_limit)
-    sent_end = seqs.start + result.messages_sent
-    while tally.delivered - delivered_before < result.messages_sent and not tally.failure:
-        tally.progress.clear()
-        left = drain_deadline - time.perf_counter()
-        if left <= 0:
-            result.timed_out = True
+    while tally.delivered - before[2] < sent and not tally.failure:
+        progressed = await _wait_for_progress(tally, drain_deadline)
+        if not progressed and time.perf_counter() >= drain_deadline:
+            timed_out = True
             break
-        try:
-            await asyncio.wait_for(tally.progress.wait(), left)
-        except TimeoutError:
-            continue
-    done = [s for s in range(seqs.start, sent_end) if tally.remaining[s] == 0]
-    end_ns = max((tally.done_ns[s] for s in done), default=0)
-    elapsed = (end_ns / 1e9 - start) if done else time.perf_counter() - start
-    server_cpu1, load_cpu1 = cpu.read()
-    deliveries = tally.deliveries - deliveries_before
-    latencies = [(tally.done_ns[s] - tally.send_ns[s]) / 1e6 for s in done]
-    result.messages_delivered = len(done)
-    result.deliveries = deliveries
-    result.seconds = elapsed
-    result.deliveries_per_s = deliveries / elapsed if elapsed > 0 else 0.0
-    result.messages_per_s = len(done) / elapsed if elapsed > 0 else 0.0
-    result.latency_p50_ms = percentile(latencies, 50)
-    result.latency_p99_ms = percentile(latencies, 99)
-    result.bytes_per_delivery = (tally.wire_bytes - bytes_before) / deliveries if deliveries else 0
+    cpu1 = cpu.read()
     wall = time.perf_counter() - start
-    if cpu.server is not None:
-        result.server_cpu_percent = 100 * (server_cpu1 - server_cpu0) / wall
-    result.load_cpu_percent = 100 * (load_cpu1 - load_cpu0) / wall
-    return result
+    done = [s for s in range(seqs.start, seqs.start + sent) if tally.remaining[s] == 0]
+    end = max((tally.done_ns[s] for s in done), default=0) / 1e9
+    elapsed = end - start if done else wall
+    deliveries = tally.deliveries - before[0]
+    latencies = [(tally.done_ns[s] - tally.send_ns[s]) / 1e6 for s in done]
+    server = cpu1.server - cpu0.server  # NaN without a server pid
+    load = cpu1.load - cpu0.load
+    others = cpu1.machine - cpu0.machine - load - (0.0 if math.isnan(server) else server)
+    return PhaseResult(
+        messages_sent=sent,
+        messages_delivered=len(done),
+        deliveries=deliveries,
+        seconds=elapsed,
+        deliveries_per_s=deliveries / elapsed if elapsed > 0 else 0.0,
+        messages_per_s=len(done) / elapsed if elapsed > 0 else 0.0,
+        latency_p50_ms=percentile(latencies, 50),
+        latency_p99_ms=percentile(latencies, 99),
+        bytes_per_delivery=(tally.wire_bytes - before[1]) / deliveries if deliveries else 0.0,
+        server_cpu_percent=None if math.isnan(server) else 100 * server / wall,
+        load_cpu_percent=100 * load / wall,
+        other_cpu_percent=100 * max(0.0, others) / wall,
+        server_cpu_us_per_delivery=(
+            1e6 * server / deliveries if deliveries and not math.isnan(server) else None
+        ),
+        load_cpu_us_per_delivery=1e6 * load / deliveries if deliveries else None,
+        timed_out=timed_out,
+    )
+
+
+async def _wait_for_stdin_close(limit: float) -> None:
+    """Return when the parent closes our stdin (or after ``limit`` seconds)."""
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        if not os.read(fd, 4096) and not closed.done():
+            closed.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(closed, limit)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(fd)
 
 
 async def run_load(spec: LoadSpec) -> dict[str, Any]:
     """Connect, run both phases, disconnect; return the result as plain data."""
-    tally = Tally(spec.clients, spec.messages + spec.latency_messages)
+    per_run = spec.messages + spec.latency_messages
+    tally = Tally(spec.clients, spec.warmup + spec.runs * per_run)
     cpu = CpuMeter(spec.server_pid)
     started = time.perf_counter()
     clients = await asyncio.wait_for(_connect_all(spec, tally), 30 + spec.clients / 20)
     connect_s = time.perf_counter() - started
     # Let the join announcements of the last clients settle before measuring.
     await asyncio.sleep(0.2)
+    if spec.hold:
+        print(json.dumps({"connected": len(clients), "connect_s": connect_s}), flush=True)
+        await _wait_for_stdin_close(spec.time_limit)
+        for client in clients:
+            client.leave()
+        return {"clients": spec.clients, "connect_s": connect_s, "failure": tally.failure}
     sender = clients[0]
-    throughput = await _send_phase(
-        sender, tally, range(spec.messages), spec.window, spec, cpu
-    )
-    latency = await _send_phase(
-        sender, tally, range(spec.messages, tally.total), 1, spec, cpu
-    )
+    next_seq = 0
+
+    async def phase(count: int, window: int) -> PhaseResult:
+        nonlocal next_seq
+        seqs = range(next_seq, next_seq + count)
+        next_seq += count
+        return await _send_phase(sender, tally, seqs, window, spec, cpu)
+
+    if spec.warmup:
+        await phase(spec.warmup, spec.window)
+    runs = []
+    for _ in range(spec.runs):
+        if tally.failure:
+            break
+        throughput = await phase(spec.messages, spec.window)
+        latency = await phase(spec.latency_messages, 1)
+        runs.append({"throughput": asdict(throughput), "latency": asdict(latency)})
     out: dict[str, Any] = {
         "url": spec.url,
         "wire": spec.wire,
         "clients": spec.clients,
         "window": spec.window,
+        "warmup": spec.warmup,
         "connect_s": connect_s,
-        "throughput": asdict(throughput),
-        "latency": asdict(latency),
+        "runs": runs,
         "failure": tally.failure,
     }
     if spec.per_message:
         out["per_message"] = {
             "bytes_per_delivery": [b / spec.clients for b in tally.bytes_by_seq],
             "latency_ms": [
-                (d - s) / 1e6 if d else None for d, s in zip(tally.done_ns, tally.send_ns, strict=True)
+                (d - s) / 1e6 if d else None
+                for d, s in zip(tally.done_ns, tally.send_ns, strict=True)
             ],
             "done_s": [d / 1e9 if d else None for d in tally.done_ns],
         }
@@ -436,9 +519,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--latency-messages", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=20.0)
     parser.add_argument("--server-pid", type=int)
     parser.add_argument("--per-message", action="store_true")
+    parser.add_argument("--hold", action="store_true")
     args = parser.parse_args(argv)
     spec = LoadSpec(
         url=args.url,
@@ -447,9 +533,12 @@ def main(argv: list[str] | None = None) -> None:
         messages=args.messages,
         window=args.window,
         latency_messages=args.latency_messages,
+        warmup=args.warmup,
+        runs=args.runs,
         time_limit=args.time_limit,
         server_pid=args.server_pid,
         per_message=args.per_message,
+        hold=args.hold,
     )
     # Reference cycles are few here; a collection pass mid-run would only add jitter.
     gc.disable()

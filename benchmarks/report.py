@@ -34,11 +34,13 @@ def machine_info() -> dict[str, Any]:
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         model = next(
-            line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
         )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -66,9 +68,13 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table whose columns line up in a terminal too."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
     rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
@@ -111,6 +117,7 @@ def print_checks(checks: Sequence[Check]) -> None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write results as indented JSON (NaN becomes null)."""
+
     def clean(obj: Any) -> Any:
         if isinstance(obj, float) and math.isnan(obj):
             return None

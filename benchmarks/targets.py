@@ -30,6 +30,8 @@ __all__ = [
     "Pinning",
     "ServerProcess",
     "Target",
+    "WireName",
+    "child_env",
     "pinned",
     "pinning",
     "wslab_available",
@@ -37,6 +39,10 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parent.parent
 _URL_RE = re.compile(r"listening on (wss?://[^\s:/]+:\d+/\S*)")
+
+
+#: What the load generator's clients speak: the wslab chat protocol or Socket.IO.
+WireName = Literal["chat", "socketio"]
 
 
 class BenchmarkError(RuntimeError):
@@ -49,7 +55,7 @@ class Target:
 
     name: str
     argv: tuple[str, ...]
-    wire: Literal["chat", "socketio"]
+    wire: WireName
     needs_wslab: bool = False
 
     def with_args(self, *extra: str) -> Target:
@@ -57,11 +63,15 @@ class Target:
         return dataclasses.replace(self, argv=self.argv + extra)
 
 
-_WSLAB = (sys.executable, "-m", "wslab", "serve", "--port", "0", "--rate-limit", "0",
-          "--max-clients", "5000")
+_WSLAB = (
+    sys.executable, "-m", "wslab", "serve", "--port", "0", "--rate-limit", "0",
+    "--max-clients", "5000",
+)  # fmt: skip
 
 TARGETS: dict[str, Target] = {
-    "baseline": Target("baseline", (sys.executable, "-m", "benchmarks.servers", "baseline"), "chat"),
+    "baseline": Target(
+        "baseline", (sys.executable, "-m", "benchmarks.servers", "baseline"), "chat"
+    ),
     "wslab": Target("wslab", _WSLAB, "chat", needs_wslab=True),
     "wslab-seed": Target("wslab-seed", (*_WSLAB, "--seed-compatible"), "chat", needs_wslab=True),
     "socketio": Target(
@@ -155,7 +165,9 @@ class ServerProcess:
             try:
                 line = self._lines.get(timeout=self.start_timeout)
             except Empty:
-                raise BenchmarkError(f"{self.target.name}: no 'listening on' line in time") from None
+                raise BenchmarkError(
+                    f"{self.target.name}: no 'listening on' line in time"
+                ) from None
             if line is None:
                 tail = "\n".join(self.output)
                 raise BenchmarkError(f"{self.target.name} exited before listening:\n{tail}")

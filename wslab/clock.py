@@ -8,7 +8,6 @@ make a second pass in no time at all. Pure: no asyncio, no threads.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Protocol
 
 __all__ = ["Clock", "FakeClock", "SystemClock", "iso_utc"]
@@ -60,5 +59,7 @@ class FakeClock:
 
 def iso_utc(timestamp: float) -> str:
     """Format Unix seconds as ISO-8601 UTC with milliseconds: ``2026-01-01T00:00:00.000Z``."""
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # time.strftime on a struct is about twice as fast as going through datetime,
+    # and this runs once per chat message.
+    milliseconds = int(timestamp * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{milliseconds:03d}Z"

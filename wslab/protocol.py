@@ -276,9 +276,13 @@ CLIENT_EVENTS = ("connecting", "writeMessage")
 SERVER_EVENTS = ("connected", "joined", "disconnected", "messageWritten", "error")
 
 
+# Built once: json.dumps and json.loads with options build a new coder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(event: ClientEvent | ServerEvent) -> str:
     """Serialize an event to the JSON text of one frame (compact, UTF-8 safe)."""
-    return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(event.to_dict())
 
 
 # --------------------------------------------------------------------------- parsing
@@ -291,7 +295,7 @@ def _load_object(data: str | bytes) -> dict[str, Any]:
             ErrorCode.BAD_JSON, "binary frames are not part of the chat protocol; send text"
         )
     try:
-        obj = json.loads(data, parse_constant=_reject_constant)
+        obj = _DECODER.decode(data)
     except RecursionError:
         raise ProtocolError(ErrorCode.BAD_JSON, "JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and the rejected constants
@@ -306,6 +310,9 @@ def _load_object(data: str | bytes) -> dict[str, Any]:
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; Python's parser accepts them unless told not to.
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _field_error(name: str, expectation: str) -> ProtocolError:

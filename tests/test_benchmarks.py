@@ -1,0 +1,30 @@
+"""The benchmark suite's smoke run: every benchmark still runs end to end (seconds).
+
+Speed is never asserted here; the benchmarks print their ratios and verdicts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_benchmarks_run_and_report_every_target() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "all", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    verdicts = [line for line in result.stdout.splitlines() if "PASS" in line or "MISS" in line]
+    assert len(verdicts) >= 6, result.stdout[-3000:]
+    for plot in ["fanout.png", "history.png", "herd.png"]:
+        assert (ROOT / "benchmarks" / "results" / "quick" / plot).stat().st_size > 0
