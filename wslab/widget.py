@@ -42,7 +42,7 @@ import asyncio
 import html
 import logging
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped]
@@ -531,9 +531,13 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+# IPython 9 types get_ipython and IPython 8 does not: one alias serves both for mypy.
+_get_ipython: Callable[[], Any] = get_ipython
+
+
 def _current_request_id() -> str | None:
     """The id of the kernel request being handled (the running cell), if any."""
-    kernel = getattr(get_ipython(), "kernel", None)  # type: ignore[no-untyped-call]
+    kernel = getattr(_get_ipython(), "kernel", None)
     if kernel is None:
         return None
     try:
