@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         checks.extend(data.get("checks", []))
         data["seconds"] = time.monotonic() - section_started
-        data["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        data["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         results[section] = data
         write_json(path, results)  # after each section: a later failure keeps the rest
     print("\n== targets (reported, not asserted) ==")

@@ -369,7 +369,7 @@ async def _wait_for_progress(tally: Tally, until: float) -> bool:
         return False
     try:
         await asyncio.wait_for(tally.progress.wait(), until - time.perf_counter())
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return not tally.failure
 
@@ -446,7 +446,7 @@ async def _wait_for_stdin_close(limit: float) -> None:
     loop.add_reader(fd, readable)
     try:
         await asyncio.wait_for(closed, limit)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     finally:
         loop.remove_reader(fd)

@@ -18,7 +18,7 @@ import asyncio
 import itertools
 import json
 import signal
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["main", "message_entry", "serve_baseline", "serve_socketio"]
@@ -36,7 +36,7 @@ def message_entry(message_id: int, user: tuple[str, str], data: dict[str, Any]) 
         "id": user[0],
         "username": user[1],
         "message": str(data.get("message", "")),
-        "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     if "clientMessageId" in data:
         entry["clientMessageId"] = data["clientMessageId"]

@@ -468,7 +468,7 @@ class ChatClient:
 
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None
-        with contextlib.suppress(asyncio.TimeoutError):  # not the builtin before 3.11
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
 
     def _record(self, event: RawEvent) -> None:

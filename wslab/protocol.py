@@ -101,7 +101,7 @@ def describe_close(code: int | None) -> str:
         return f"{code} (not a code this kit uses)"
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(str, Enum):  # noqa: UP042 (str() of a member stays "ErrorCode.X")
     """The ``code`` of an ``error`` event: what the server blames the client for."""
 
     BAD_JSON = "bad_json"
