@@ -166,9 +166,6 @@ def test_1011_when_a_handler_raises_and_the_server_lives_on(make_server: MakeSer
         await other.wait_for_message("still here", WAIT)
         await other.close()
 
-    with pytest.raises(RuntimeError, match="filter"):
-        # The error is logged with its traceback; re-raise it here to check it.
-        explode("x", "boom")
     run(scenario())
 
 
