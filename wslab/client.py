@@ -174,6 +174,7 @@ class ChatClient:
         self._waiters: list[tuple[Callable[[ChatClient], bool], asyncio.Future[None]]] = []
         self._message_ids: set[int] = set()
         self._resend_task: asyncio.Task[None] | None = None
+        self._resend_wanted = False
         #: Seconds to wait after a ``rate_limited`` error before resending what is pending.
         self.rate_limit_pause = 1.0
 
@@ -371,6 +372,10 @@ class ChatClient:
                     joined_at = self._clock.monotonic()
         except ConnectionClosed:
             pass
+        except asyncio.CancelledError:
+            socket.transport.abort()  # our task was cancelled: leave no socket behind
+            self._socket = None
+            raise
         self._socket = None
         code = socket.close_code if socket.close_code is not None else 1006
         if code in (CloseCode.MESSAGE_TOO_BIG, CloseCode.POLICY_VIOLATION):
@@ -456,13 +461,16 @@ class ChatClient:
         The server dropped some of our messages; they are still pending (no
         acknowledgement came), and resending the others is harmless.
         """
+        self._resend_wanted = True  # a running resend goes round once more
         if self._resend_task is not None and not self._resend_task.done():
             return
 
         async def resend() -> None:
-            await asyncio.sleep(self.rate_limit_pause)
-            for pending in list(self.pending):
-                await self._send_pending(pending)
+            while self._resend_wanted:
+                self._resend_wanted = False
+                await asyncio.sleep(self.rate_limit_pause)
+                for pending in list(self.pending):
+                    await self._send_pending(pending)
 
         self._resend_task = asyncio.get_running_loop().create_task(resend())
 

@@ -172,9 +172,19 @@ class Soak:
     async def converge(self) -> dict[str, Any]:
         """Wait until every survivor is online with nothing pending and has all history."""
         timeout = unit(40)
-        await asyncio.gather(
-            *(c.wait_for(lambda c: c.online and not c.pending, timeout) for c in self.live)
-        )
+        try:
+            await asyncio.gather(
+                *(c.wait_for(lambda c: c.online and not c.pending, timeout) for c in self.live)
+            )
+        except TimeoutError:
+            stuck = [
+                f"{c.id}: {c.status}, pending={len(c.pending)}, errors="
+                f"{[e.code.value for e in c.errors][-3:]}, last close {c.last_close}, "
+                f"attempts {c.attempts}, events {[str(e)[:60] for e in c.events][-4:]}"
+                for c in self.live
+                if not (c.online and not c.pending)
+            ]
+            pytest.fail("survivors did not converge:\n" + "\n".join(stuck))
         history = await asyncio.to_thread(lambda: self.server.history)
         last = history[-1]["messageId"] if history else None
         await asyncio.gather(
@@ -204,7 +214,12 @@ async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, A
     soak.stop.set()
     await chatting
     chaos_seconds = time.monotonic() - started
-    end = await soak.converge()
+    try:
+        end = await soak.converge()
+    except BaseException:
+        for client in list(soak.live):  # a failed run must not leak sockets into the next test
+            await client.close()
+        raise
     history, survivors = end["history"], end["survivors"]
 
     texts = [m["message"] for m in history]
