@@ -347,6 +347,50 @@ def test_backoff_resets_only_after_a_connection_held(make_server: MakeServer) ->
     run(scenario())
 
 
+def test_a_503_during_a_shutdown_is_retried_but_a_403_is_not() -> None:
+    """A server that is stopping answers handshakes with 503: that is worth another try."""
+    refusals = {"count": 0}
+
+    def refuse_first(connection: Any, request: Any) -> Any:
+        if request.headers.get("Origin") == "https://evil.example":
+            return connection.respond(403, "no\n")
+        if refusals["count"] < 2:
+            refusals["count"] += 1
+            return connection.respond(503, "shutting down\n")
+        return None
+
+    async def handler(socket: Any) -> None:
+        hello = json.loads(await socket.recv())
+        await socket.send(
+            json.dumps(
+                {
+                    "event": "connected",
+                    "id": hello["id"],
+                    "username": hello["username"],
+                    "token": "t",
+                    "connectedUserList": [],
+                    "messagesList": [],
+                    "wasPageReload": False,
+                }
+            )
+        )
+        await socket.wait_closed()
+
+    async def scenario() -> None:
+        async with serve(handler, "127.0.0.1", 0, process_request=refuse_first) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/chat"
+            policy = RetryPolicy(initial=0.01)
+            patient = await ChatClient(url, "ann", policy=policy).connect(WAIT)
+            assert patient.attempts == 3
+            await patient.close()
+            refused = ChatClient(url, "bob", policy=policy, origin="https://evil.example")
+            with pytest.raises(ConnectionError):
+                await refused.connect(WAIT)
+            assert refused.attempts == 1
+
+    run(scenario())
+
+
 # --------------------------------------------------------------------------- life cycle
 
 

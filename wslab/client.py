@@ -348,8 +348,8 @@ class ChatClient:
             # As in a browser: a failed handshake fires error, then close 1006.
             self._record(RawEvent("error", detail=_describe_failure(error)))
             self._closed(CloseCode.ABNORMAL_CLOSURE, "", was_clean=False)
-            # A refused handshake (403, 404, a bad certificate) would fail again: not retried.
-            return None, not isinstance(error, (InvalidStatus, InvalidURI, ssl_module.SSLError))
+            # A refused handshake (403, 404, a bad certificate) would fail again.
+            return None, not _refused_for_good(error)
         if self._closing:  # close() was called during the handshake
             await socket.close()
             self._closed(CloseCode.NORMAL_CLOSURE, "", was_clean=True)
@@ -497,6 +497,19 @@ class ChatClient:
             handler(*args)
         except Exception:
             logger.exception("a ChatClient handler raised; the client goes on")
+
+
+def _refused_for_good(error: BaseException) -> bool:
+    """Whether a failed handshake would fail the same way again (so: no retry).
+
+    A 4xx answer (403 foreign origin, 404 wrong path), a bad URL or a certificate
+    that does not verify are final; a 5xx answer (503 while the server shuts
+    down), 429, or a network error is worth another try.
+    """
+    if isinstance(error, InvalidStatus):
+        status = error.response.status_code
+        return 400 <= status < 500 and status != 429
+    return isinstance(error, (InvalidURI, ssl_module.SSLError))
 
 
 def _describe_failure(error: BaseException) -> str:
