@@ -23,6 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 from wslab import BlockingChatClient, ChatClient, ChatServer, RetryPolicy
 from wslab.clock import FakeClock
+from wslab.protocol import Connected, encode
 
 from .conftest import WAIT
 
@@ -302,24 +303,17 @@ def test_restart_on_the_same_port_delivers_offline_messages_once(
     run(scenario())
 
 
+async def answer_connecting(socket: Any) -> None:
+    """Play a minimal server: read the client's connecting, answer connected."""
+    hello = json.loads(await socket.recv())
+    await socket.send(encode(Connected(hello["id"], hello["username"], "t", [], [], False)))
+
+
 def test_backoff_resets_only_after_a_connection_held(make_server: MakeServer) -> None:
     """A server that accepts and drops at once sees the delays grow, not a steady hammering."""
 
     async def flaky(socket: Any) -> None:
-        hello = json.loads(await socket.recv())
-        await socket.send(
-            json.dumps(
-                {
-                    "event": "connected",
-                    "id": hello["id"],
-                    "username": hello["username"],
-                    "token": "t",
-                    "connectedUserList": [],
-                    "messagesList": [],
-                    "wasPageReload": False,
-                }
-            )
-        )
+        await answer_connecting(socket)
         await socket.close(1011)
 
     async def delays(min_uptime: float) -> list[float]:
@@ -360,20 +354,7 @@ def test_a_503_during_a_shutdown_is_retried_but_a_403_is_not() -> None:
         return None
 
     async def handler(socket: Any) -> None:
-        hello = json.loads(await socket.recv())
-        await socket.send(
-            json.dumps(
-                {
-                    "event": "connected",
-                    "id": hello["id"],
-                    "username": hello["username"],
-                    "token": "t",
-                    "connectedUserList": [],
-                    "messagesList": [],
-                    "wasPageReload": False,
-                }
-            )
-        )
+        await answer_connecting(socket)
         await socket.wait_closed()
 
     async def scenario() -> None:
