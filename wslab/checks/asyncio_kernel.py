@@ -1,4 +1,4 @@
-"""Check for lesson 09 (asyncio in Jupyter): run a coroutine from blocking code.
+"""Check for lesson 10 (asyncio in Jupyter): run a coroutine from blocking code.
 
 The learner writes ``run_blocking(coro)``: run the coroutine to completion and
 return its result (or raise its exception), callable from plain synchronous code

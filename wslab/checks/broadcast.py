@@ -1,4 +1,4 @@
-"""Checks for 04_broadcast: who receives an event, compared with the room itself.
+"""Checks for 05_broadcast: who receives an event, compared with the room itself.
 
 No sockets: the check drives :class:`~wslab.room.Room` (the pure state machine
 the server uses) with string sockets and a fake clock, and compares the

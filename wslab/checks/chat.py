@@ -1,4 +1,4 @@
-"""Check for lesson 07 (the chat, all together): a small chat bot.
+"""Check for lesson 08 (the chat, all together): a small chat bot.
 
 The learner writes ``bot_reply(entry, bot_id)``: the bot's answer to one chat
 message entry, or ``None``. The check first asks it about single messages, then

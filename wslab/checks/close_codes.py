@@ -1,4 +1,4 @@
-"""Checks for 02_close_codes: make a live server close a socket with a given code.
+"""Checks for 03_close_codes: make a live server close a socket with a given code.
 
 The learner writes the frames; the check sends them from a fresh client to a
 fresh server on loopback and reads the close code the client saw.

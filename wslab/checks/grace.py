@@ -1,4 +1,4 @@
-"""Check for lesson 06 (reload grace): what a ``connecting`` for a known id means.
+"""Check for lesson 07 (reload grace): what a ``connecting`` for a known id means.
 
 The learner writes ``classify(open_sockets, grace_deadline, now, token_ok)``
 returning ``"new"``, ``"second_tab"``, ``"reload"`` or ``"refused"``. The check

@@ -1,4 +1,4 @@
-"""Check for lesson 10 (performance): predict the size of a ``messageWritten`` frame.
+"""Check for lesson 11 (performance): predict the size of a ``messageWritten`` frame.
 
 The learner writes ``frame_bytes(entry_sizes, seed_compatible)``: the payload
 size in bytes of the ``messageWritten`` frame the server sends for a new

@@ -1,4 +1,4 @@
-"""Checks for 03_protocol: predict the server's answer to a frame, then ask a live one.
+"""Checks for 04_protocol: predict the server's answer to a frame, then ask a live one.
 
 The check talks to the server with a bare ``websockets`` client (no ChatClient:
 it must not send ``connecting`` by itself), so every frame is exactly the

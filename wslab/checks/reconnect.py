@@ -1,4 +1,4 @@
-"""Checks for 05_reconnect: when to reconnect, and how long to wait.
+"""Checks for 06_reconnect: when to reconnect, and how long to wait.
 
 Pure: compared with :mod:`wslab.retry`, the policy the kit's own client uses.
 """

@@ -1,4 +1,4 @@
-"""Check for lesson 08 (wss://): a client context that trusts one private CA.
+"""Check for lesson 09 (wss://): a client context that trusts one private CA.
 
 The learner writes ``trusting_context(ca_pem)``: an :class:`ssl.SSLContext` for
 a client that trusts the certificate authority given as PEM bytes, and still
