@@ -12,8 +12,8 @@ back, unchanged, while it decodes a copy of each direction::
 
 It works for any client (:class:`~wslab.client.ChatClient`, the browser page,
 a browser socket) since it only relays TCP. For ``wss://`` the bytes are TLS
-records: the tap relays them as they are and records only their sizes (it holds
-no key, which is the point of TLS). Frames compressed with permessage-deflate
+records: the tap relays them as they are and records them as opaque ``bytes``
+(it holds no key, which is the point of TLS). Frames compressed with permessage-deflate
 are not decoded either: the first one ends decoding for that connection.
 
 Threads::
@@ -71,9 +71,9 @@ class WireRecord:
     """One thing the tap saw go by, in one direction of one connection.
 
     ``kind`` is ``"handshake"`` (an HTTP request or response head, in ``text``),
-    ``"frame"`` (one WebSocket frame), ``"bytes"`` (bytes relayed undecoded: TLS,
-    an HTTP body, what follows a decoding error) or ``"error"`` (why decoding
-    stopped, in ``text``).
+    ``"frame"`` (one WebSocket frame), ``"bytes"`` (bytes relayed undecoded, in
+    ``payload``: TLS, an HTTP body, what follows a decoding error) or ``"error"``
+    (why decoding stopped, in ``text``).
 
     For a frame, ``header`` holds its raw header bytes as they travelled
     (including the masking key, if any), ``mask`` the 4-byte masking key (empty
@@ -128,9 +128,11 @@ class WireRecord:
 
     @property
     def raw(self) -> bytes:
-        """The frame as it travelled: header, then the payload masked again if it was."""
+        """The bytes as they travelled; for a frame, its payload masked again if it was."""
+        if self.kind == "handshake":
+            return self.text.encode("latin-1")
         if self.kind != "frame":
-            return b""
+            return self.payload
         if not self.mask:
             return self.header + self.payload
         masked = bytes(b ^ self.mask[i % 4] for i, b in enumerate(self.payload))
@@ -207,7 +209,7 @@ class DirectionDecoder:
     def feed(self, data: bytes) -> list[WireRecord]:
         """Decode ``data`` (the next bytes of this direction); return new records."""
         if self._opaque:
-            return [self._record("bytes", len(data))]
+            return [self._record("bytes", len(data), payload=data)]
         self._pending += data
         self._reader.feed_data(data)
         try:
@@ -218,7 +220,8 @@ class DirectionDecoder:
             self._records.append(self._record("error", 0, text=f"cannot decode: {error}"))
             self._opaque = True
         if self._opaque and self._pending:
-            self._records.append(self._record("bytes", len(self._pending)))
+            rest = bytes(self._pending)
+            self._records.append(self._record("bytes", len(rest), payload=rest))
             self._pending.clear()
         records, self._records = self._records, []
         return records
@@ -423,6 +426,26 @@ class WireTap:
     def handshakes(self) -> list[WireRecord]:
         """The HTTP requests and responses recorded, oldest first. Any thread."""
         return [r for r in self.records if r.kind == "handshake"]
+
+    async def wait_for(
+        self, predicate: Callable[[list[WireRecord]], bool], timeout: float = 10.0
+    ) -> list[WireRecord]:
+        """Wait until ``predicate(records)`` holds; return those records.
+
+        For asyncio code on any loop (a notebook cell: ``await tap.wait_for(...)``).
+        Records arrive on the tap's thread, so this looks at them every few
+        milliseconds.
+
+        Raises:
+            TimeoutError: the records did not satisfy ``predicate`` within ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(records := self.records):
+            if loop.time() > deadline:
+                raise TimeoutError(f"the tap did not record what was awaited within {timeout} s")
+            await asyncio.sleep(0.005)
+        return records
 
     def clear(self) -> None:
         """Forget the records so far (connections go on being recorded). Any thread."""
