@@ -7,11 +7,13 @@ import base64
 import functools
 import hashlib
 import os
+import ssl
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+import trustme
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
@@ -375,3 +377,27 @@ def test_the_decoder_reports_a_bad_frame_and_goes_on_relaying() -> None:
     assert [r.kind for r in records] == ["handshake", "error", "bytes", "bytes"]
     assert "incorrect masking" in records[1].text
     assert records[2].length == len(masked_from_server) and records[3].length == 4
+
+
+@synchronous
+async def test_wss_is_relayed_as_opaque_tls_bytes(
+    make_server: Callable[..., ChatServer], tap_for: Callable[[str], WireTap]
+) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    server = make_server(ssl=server_context)
+    tap = tap_for(server.url)
+    assert tap.url.startswith("wss://127.0.0.1:")
+    client = ChatClient(tap.url, "Ada", reconnect=False, ssl=client_context)
+    await client.connect(timeout=WAIT)
+    await client.send_message("secret plan")
+    await client.wait_for(lambda c: not c.pending, WAIT)
+    await client.close()
+    records = tap.records
+    assert records and {r.kind for r in records} == {"bytes"}
+    assert records[0].payload[0] == 0x16  # a TLS handshake record
+    assert not tap.frames and not tap.handshakes
+    assert not any(b"secret plan" in r.payload for r in records)
