@@ -7,6 +7,7 @@ import base64
 import functools
 import hashlib
 import os
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -401,3 +402,47 @@ async def test_wss_is_relayed_as_opaque_tls_bytes(
     assert records[0].payload[0] == 0x16  # a TLS handshake record
     assert not tap.frames and not tap.handshakes
     assert not any(b"secret plan" in r.payload for r in records)
+
+
+@synchronous
+async def test_a_view_made_on_a_loop_is_redrawn_on_that_loop(
+    make_server: Callable[..., ChatServer], tap_for: Callable[[str], WireTap]
+) -> None:
+    server = make_server()
+    tap = tap_for(server.url)
+    view = tap.view()
+    assert "nothing captured yet" in view.value
+    redraws: list[int] = []
+    view.observe(lambda change: redraws.append(threading.get_ident()), names="value")
+    client = ChatClient(tap.url, "Ada", reconnect=False)
+    await client.connect(timeout=WAIT)
+    await client.send_message("drawn live")
+    await client.wait_for(lambda c: not c.pending, WAIT)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while "drawn live" not in view.value and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+    assert "drawn live" in view.value
+    assert set(redraws) == {threading.get_ident()}  # only ever on this loop's thread
+    await client.close()
+
+
+@synchronous
+async def test_an_unreachable_target_is_recorded_and_the_client_refused() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe is closed
+    with WireTap(f"ws://127.0.0.1:{port}/chat") as tap:
+        client = ChatClient(tap.url, "Ada", reconnect=False)
+        with pytest.raises(ConnectionError):
+            await client.connect(timeout=WAIT)
+        records = await tap.wait_for(lambda rs: bool(rs))
+    assert records[0].kind == "error" and "cannot reach" in records[0].text
+
+
+def test_a_compressed_frame_ends_decoding_for_its_direction() -> None:
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    compressed = b"\xc1" + build_frame(Opcode.TEXT, b"\xf2\x00\x00")[1:]  # RSV1 set
+    records = _decode([head, compressed], "server->client")
+    assert [r.kind for r in records] == ["handshake", "error", "bytes"]
+    assert "reserved bits" in records[1].text
