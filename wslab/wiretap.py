@@ -618,7 +618,7 @@ class WireTap:
 
 # ------------------------------------------------------------------ the widget table
 
-_TD = 'style="padding:1px 8px;text-align:left;white-space:nowrap"'
+_TD = 'style="padding:1px 8px;text-align:left;vertical-align:top;white-space:nowrap"'
 _TH = 'style="padding:1px 8px;text-align:left;border-bottom:1px solid #d9dee6"'
 
 
