@@ -446,3 +446,17 @@ def test_a_compressed_frame_ends_decoding_for_its_direction() -> None:
     records = _decode([head, compressed], "server->client")
     assert [r.kind for r in records] == ["handshake", "error", "bytes"]
     assert "reserved bits" in records[1].text
+
+
+def test_a_frame_too_large_to_decode_is_relayed_as_bytes() -> None:
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    huge = b"\x82\x7f" + (2**40).to_bytes(8, "big")  # announces a terabyte
+    records = _decode([head, huge, b"\x00" * 10], "server->client")
+    assert [r.kind for r in records] == ["handshake", "error", "bytes", "bytes"]
+    assert records[2].payload == huge
+
+
+def test_the_upgrade_header_is_read_case_and_list_insensitively() -> None:
+    request = b"GET /chat HTTP/1.1\r\nupgrade:WebSocket, foo\r\n\r\n"
+    records = _decode([request, build_frame(Opcode.TEXT, b"hi", mask=MASK)])
+    assert [r.opcode_name for r in records] == ["handshake", "TEXT"]

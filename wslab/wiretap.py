@@ -56,6 +56,9 @@ Kind = Literal["handshake", "frame", "bytes", "error"]
 #: How many characters of a payload :attr:`WireRecord.preview` shows.
 PREVIEW_CHARS = 60
 _MAX_HEAD = 16 * 1024  # an HTTP head longer than this is not a handshake
+#: A larger frame ends decoding for its direction (it is still relayed): a tap
+#: must not hold a huge message twice in memory just to show it.
+MAX_DECODED_FRAME = 16 * 2**20
 _CHUNK = 64 * 1024
 
 _OPCODE_NAMES = {0: "CONT", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG"}
@@ -246,15 +249,15 @@ class DirectionDecoder:
                     raise ValueError("not an HTTP head")
             text = self._take().decode("latin-1")
             self._records.append(self._record("handshake", len(text), text=text))
-            lines = text.lower().split("\r\n")
+            start, headers = _parse_head(text)
             if self.direction == "client->server":
-                if "upgrade: websocket" in lines:
+                if "websocket" in _tokens(headers.get("upgrade", "")):
                     break
             else:
-                if lines[0].split(" ")[1:2] == ["101"]:
+                if start.split(" ")[1:2] == ["101"]:
                     break
-                length = _content_length(lines)
-                if length is None:
+                length = int(headers.get("content-length", "-1"))
+                if length < 0:
                     return  # a body of unknown length: relay the rest undecoded
                 if length:
                     yield from self._reader.read_exact(length)
@@ -262,7 +265,9 @@ class DirectionDecoder:
                     self._records.append(self._record("bytes", len(body), payload=body))
         masked = self.direction == "client->server"  # RFC 6455: clients mask, servers do not
         while True:
-            frame = yield from Frame.parse(self._reader.read_exact, mask=masked, max_size=None)
+            frame = yield from Frame.parse(
+                self._reader.read_exact, mask=masked, max_size=MAX_DECODED_FRAME
+            )
             raw = self._take()
             header_length = len(raw) - len(frame.data)
             header = raw[:header_length]
@@ -281,12 +286,19 @@ class DirectionDecoder:
             )
 
 
-def _content_length(lines: list[str]) -> int | None:
+def _parse_head(text: str) -> tuple[str, dict[str, str]]:
+    """An HTTP head's start line, and its headers by lower-case name."""
+    start, *lines = text.split("\r\n")
+    headers = {}
     for line in lines:
-        name, _, value = line.partition(":")
-        if name.strip() == "content-length":
-            return int(value.strip())
-    return None
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return start, headers
+
+
+def _tokens(value: str) -> set[str]:
+    return {token.strip().lower() for token in value.split(",")}
 
 
 # ------------------------------------------------------------------ the relay
