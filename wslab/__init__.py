@@ -2,7 +2,8 @@
 
 A chat server on a background thread (:class:`ChatServer`), a reconnecting
 client (:class:`ChatClient`), a notebook widget (:class:`ChatWidget`) and a
-browser page, all speaking one JSON protocol (:mod:`wslab.protocol`).
+browser page, all speaking one JSON protocol (:mod:`wslab.protocol`), and a relay that shows
+the frames they exchange (:class:`WireTap`).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from .protocol import CloseCode, ErrorCode, ProtocolError, describe_close
 from .retry import RetryPolicy, backoff, should_retry
 from .room import Room
 from .server import ChatServer
+from .wiretap import WireRecord, WireTap
 
 if TYPE_CHECKING:
     from .widget import ChatWidget, chat
@@ -42,6 +44,8 @@ __all__ = [
     "RetryPolicy",
     "Room",
     "SystemClock",
+    "WireRecord",
+    "WireTap",
     "backoff",
     "chat",
     "describe_close",
