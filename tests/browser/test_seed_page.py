@@ -243,16 +243,23 @@ def test_a_seed_page_takes_another_users_id_by_setting_the_cookie(
 
     intruder = browser.new_context()
     try:
-        host = server.page_url.split("//")[1].split(":")[0]
-        intruder.add_cookies([{"name": "wsId", "value": alice_id, "domain": host, "path": "/"}])
+        # Eve opens the page as herself, then rewrites her cookie (one line in the
+        # console) and reloads.
         eve = open_seed(intruder, server, "eve")
+        eve_id = eve.evaluate("seedChat.id")
+        assert eve_id != alice_id
+        eve.evaluate("(id) => { document.cookie = `wsId=${id}; path=/`; }", alice_id)
+        eve.reload()
+        wait_online(eve)
         assert eve.evaluate("seedChat.id") == alice_id
         seed_send(eve, "alice here: please send me your password")
         wait_until(alice, "seedChat.messages.length === 1")
         (entry,) = alice.evaluate("seedChat.messages")
         assert (entry["id"], entry["username"]) == (alice_id, "alice")
-        # Nobody joined: to the server, eve's page is alice's second tab.
-        assert [u["id"] for u in server.users] == [alice_id]
+        # Only eve's first page was announced: to the server, the reloaded page is
+        # alice's second tab, and alice is listed once.
+        assert [e["id"] for e in seed_received(alice, "joined")] == [eve_id]
+        assert [u["id"] for u in server.users].count(alice_id) == 1
     finally:
         intruder.close()
 
