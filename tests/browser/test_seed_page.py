@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from wslab import ChatServer
 
-from .helpers import GRACE_S, UNIT_MS, closes, delivered, send_message, wait_until
+from .helpers import GRACE_S, UNIT_MS, closes, delivered, received, send_message, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -147,11 +147,15 @@ def test_two_seed_pages_chat_and_every_message_carries_the_whole_history(
 
 
 def test_a_reload_keeps_the_id_from_the_cookie_and_is_no_leave_and_join(
-    browser: Browser, server: ChatServer, context: BrowserContext
+    browser: Browser,
+    server: ChatServer,
+    context: BrowserContext,
+    open_chat: Callable[..., Page],
 ) -> None:
     """The id lives in the cookie `wsId`: a reload sends the same id, the server takes
-    it as a reload (within its grace), and the other page sees neither a leave nor
-    a join. A second tab of the same browser is the same user."""
+    it as a reload (within its grace), and the other pages (a seed page and the kit's
+    page) see neither a leave nor a join. A second tab of the same browser is the
+    same user, under the name the first one joined with."""
     ann = open_seed(context, server, "ann")
     ann_id = ann.evaluate("seedChat.id")
     assert ann.evaluate("document.cookie") == f"wsId={ann_id}"
@@ -159,6 +163,7 @@ def test_a_reload_keeps_the_id_from_the_cookie_and_is_no_leave_and_join(
     other = browser.new_context()
     try:
         bob = open_seed(other, server, "bob")
+        kit = open_chat("cat", on=server)
         ann.reload()
         wait_online(ann)
         assert ann.evaluate("seedChat.id") == ann_id
@@ -166,13 +171,21 @@ def test_a_reload_keeps_the_id_from_the_cookie_and_is_no_leave_and_join(
         # Once the grace is over, bob has still seen nothing of the reload.
         wait_until(bob, f"Date.now() - {ann.evaluate('Date.now()')} > {GRACE_S * 1000 + 200}")
         assert seed_received(bob, "disconnected") == []
-        assert seed_received(bob, "joined") == []
+        assert seed_received(bob, "joined") == [
+            {"event": "joined", "id": kit.evaluate("wslabChat.id"), "username": "cat"}
+        ]
+        assert received(kit, "disconnected") == []
+        assert received(kit, "joined") == []
 
         # Another tab of ann's browser reads the same cookie: the same user, and
         # the server keeps the name it bound to the id.
         tab = open_seed(context, server, "someone else")
         assert tab.evaluate("seedChat.id") == ann_id
-        assert [u["username"] for u in tab.evaluate("seedChat.users")] == ["ann", "bob"]
+        assert [u["username"] for u in tab.evaluate("seedChat.users")] == ["ann", "bob", "cat"]
+        seed_send(tab, "from the second tab")
+        wait_until(bob, "seedChat.messages.length === 1")
+        (entry,) = bob.evaluate("seedChat.messages")
+        assert (entry["id"], entry["username"]) == (ann_id, "ann")
     finally:
         other.close()
 
@@ -248,7 +261,7 @@ def test_a_seed_page_takes_another_users_id_by_setting_the_cookie(
         eve = open_seed(intruder, server, "eve")
         eve_id = eve.evaluate("seedChat.id")
         assert eve_id != alice_id
-        eve.evaluate("(id) => { document.cookie = `wsId=${id}; path=/`; }", alice_id)
+        eve.evaluate("(id) => { document.cookie = 'wsId=' + id; }", alice_id)
         eve.reload()
         wait_online(eve)
         assert eve.evaluate("seedChat.id") == alice_id
@@ -283,6 +296,9 @@ def test_a_seed_page_takes_another_users_id_by_setting_the_cookie(
         intruder.close()
     send_message(kit_alice, "still only me")
     expect(delivered(kit_alice)).to_have_text(["still only me"])
+    assert received(kit_alice, "joined") == []
+    assert received(kit_alice, "disconnected") == []
+    assert kit_alice.evaluate("wslabChat.state") == "online"
 
 
 def test_messages_typed_offline_are_lost_on_the_seed_page_and_kept_by_the_kits_page(
@@ -330,3 +346,23 @@ def test_messages_typed_offline_are_lost_on_the_seed_page_and_kept_by_the_kits_p
     wait_online(seed)
     assert seed_texts(seed) == ["bob, typed while the server is down"]
     assert [m["message"] for m in server.history] == ["bob, typed while the server is down"]
+
+
+def test_against_a_default_server_the_seed_page_shows_no_messages(
+    start_seed_server: Callable[..., ChatServer], context: BrowserContext
+) -> None:
+    """The seed page takes its list from `messagesList`, which only a seed-compatible
+    server puts in `messageWritten`: against a default server its list stays empty,
+    although the message was stored."""
+    default = start_seed_server(seed_compatible=False)
+    ann = open_seed(context, default, "ann")
+    seed_send(ann, "where did it go?")
+    wait_until(
+        ann,
+        "seedChat.events.some((e) => e.type === 'message' && e.data.includes('messageWritten'))",
+    )
+    (written,) = seed_received(ann, "messageWritten")
+    assert "messagesList" not in written
+    assert written["message"]["message"] == "where did it go?"
+    assert seed_texts(ann) == []
+    expect(ann.locator("#messages li")).to_have_count(0)
