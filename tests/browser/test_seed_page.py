@@ -310,19 +310,19 @@ def test_messages_typed_offline_are_lost_on_the_seed_page_and_kept_by_the_kits_p
     seed = open_seed(context, server, "ann")
     kit = open_chat("bob", on=server)
 
-    server.drop(seed.evaluate("seedChat.id"))
-    # Type the moment the socket is closed, well inside the 300 ms before the retry.
+    # Arm the page first: the moment its socket is closed, well inside the 300 ms
+    # before the retry, a person types a message and presses Enter.
     seed.evaluate(
-        """() => new Promise((resolve) => {
-            const poll = () => {
-                if (seedChat.readyState !== WebSocket.CLOSED) return setTimeout(poll, 5);
+        """() => {
+            const armed = setInterval(() => {
+                if (!seedChat.events.some((e) => e.type === "close")) return;
+                clearInterval(armed);
                 document.getElementById("message-input").value = "typed during the drop";
                 document.getElementById("message-form").requestSubmit();
-                resolve();
-            };
-            poll();
-        })"""
+            }, 5);
+        }"""
     )
+    server.drop(seed.evaluate("seedChat.id"))
     wait_until(seed, "seedChat.events.filter((e) => e.type === 'open').length === 2")
     wait_online(seed)
     lost = [m for m in seed_sent(seed) if m["event"] == "writeMessage"]
