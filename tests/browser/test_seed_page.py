@@ -151,11 +151,13 @@ def test_a_reload_keeps_the_id_from_the_cookie_and_is_no_leave_and_join(
     server: ChatServer,
     context: BrowserContext,
     open_chat: Callable[..., Page],
+    start_seed_server: Callable[..., ChatServer],
 ) -> None:
     """The id lives in the cookie `wsId`: a reload sends the same id, the server takes
     it as a reload (within its grace), and the other pages (a seed page and the kit's
     page) see neither a leave nor a join. A second tab of the same browser is the
-    same user, under the name the first one joined with."""
+    same user, under the name the first one joined with; so is a seed page of
+    another server on the same host: the cookie belongs to the host, not the port."""
     ann = open_seed(context, server, "ann")
     ann_id = ann.evaluate("seedChat.id")
     assert ann.evaluate("document.cookie") == f"wsId={ann_id}"
@@ -188,6 +190,10 @@ def test_a_reload_keeps_the_id_from_the_cookie_and_is_no_leave_and_join(
         assert (entry["id"], entry["username"]) == (ann_id, "ann")
     finally:
         other.close()
+
+    elsewhere = start_seed_server()
+    assert elsewhere.port != server.port
+    assert open_seed(context, elsewhere, "ann").evaluate("seedChat.id") == ann_id
 
 
 def test_an_unclean_drop_is_retried_after_a_fixed_300_ms_every_time(
