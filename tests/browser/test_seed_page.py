@@ -372,3 +372,27 @@ def test_against_a_default_server_the_seed_page_shows_no_messages(
     assert written["message"]["message"] == "where did it go?"
     assert seed_texts(ann) == []
     expect(ann.locator("#messages li")).to_have_count(0)
+
+
+def test_the_seed_page_asks_for_a_name_and_resolves_its_socket_against_its_url(
+    server: ChatServer, context: BrowserContext
+) -> None:
+    """Without ?username= the page asks for a name and Enter joins; its socket URL is
+    built from the page's own address (ws/wss, any path prefix), like the kit's page."""
+    page = context.new_page()
+    page.goto(f"{server.page_url}seed")
+    expect(page.locator("#name-form")).to_be_visible()
+    page.locator("#name-input").fill("dee")
+    page.locator("#name-input").press("Enter")
+    wait_online(page)
+    assert page.evaluate("seedChat.username") == "dee"
+    assert page.url.endswith("/seed?username=dee")
+
+    resolve = "(href) => seedChat.socketUrlFor(href)"
+    prefix = "/user/ann/proxy/8765/"
+    examples = [
+        (f"https://hub.example.org{prefix}seed?username=a", f"wss://hub.example.org{prefix}chat"),
+        ("http://127.0.0.1:8765/seed", "ws://127.0.0.1:8765/chat"),
+    ]
+    for href, socket_url in examples:
+        assert page.evaluate(resolve, href) == socket_url
