@@ -8,18 +8,18 @@ from collections.abc import Callable
 import pytest
 
 from wslab.checks._common import CheckFailed
-from wslab.checks.original_design import check_token_guard, room_accepts
+from wslab.checks.original_design import OWNER_TOKEN, check_token_guard, room_accepts
 
 
-def right(present: bool, owner_token: str, offered: str | None) -> bool:
-    if not present:
-        return True
-    return offered is not None and hmac.compare_digest(offered, owner_token)
+def right(owner_token: str, offered: str | None) -> bool:
+    return offered is not None and hmac.compare_digest(offered.encode(), owner_token.encode())
 
 
-def test_the_room_refuses_a_present_id_without_its_token_and_frees_a_departed_one() -> None:
-    assert room_accepts(True, None) is False
-    assert room_accepts(False, None) is True
+def test_the_room_wants_the_exact_token_while_the_owner_is_present() -> None:
+    for owner in ("online", "in grace"):
+        assert room_accepts(owner, OWNER_TOKEN) is True
+        assert room_accepts(owner, None) is False
+        assert room_accepts(owner, OWNER_TOKEN[:-1]) is False
 
 
 def test_a_right_guard_passes(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,18 +27,18 @@ def test_a_right_guard_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("PASS check_token_guard:")
 
 
-def not_written(present: bool, owner_token: str, offered: str | None) -> bool:
+def not_written(owner_token: str, offered: str | None) -> bool:
     raise NotImplementedError("your code here")
 
 
-WRONG: dict[str, tuple[Callable[[bool, str, str | None], object], str]] = {
-    "the original design: trust every id": (lambda p, o, t: True, "the id alone"),
-    "refuse every id that was ever used": (lambda p, o, t: t == o, "free"),
-    "any token will do": (lambda p, o, t: not p or t is not None, "a guess"),
-    "a prefix match": (lambda p, o, t: not p or (t is not None and o.startswith(t)), "empty"),
-    "case-insensitive": (lambda p, o, t: not p or (t or "").lower() == o.lower(), "case"),
-    "the token is ignored, only presence counts": (lambda p, o, t: not p, "other tab"),
-    "a string instead of a bool": (lambda p, o, t: "yes", "return True"),
+WRONG: dict[str, tuple[Callable[[str, str | None], object], str]] = {
+    "the original design: trust every id": (lambda o, t: True, "the id alone"),
+    "refuse everyone, the owner too": (lambda o, t: False, "second tab"),
+    "any token will do": (lambda o, t: t is not None, "a guess"),
+    "a prefix match": (lambda o, t: t is not None and o.startswith(t), "empty"),
+    "case-insensitive": (lambda o, t: (t or "").lower() == o.lower(), "case"),
+    "a token that contains the real one": (lambda o, t: t is not None and o in t, "more after"),
+    "a string instead of a bool": (lambda o, t: "yes", "return True"),
     "not written yet": (not_written, "not implemented yet"),
 }
 
