@@ -52,6 +52,9 @@ _STATIC_FILES = {
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
     "/chat.css": ("chat.css", "text/css; charset=utf-8"),
+    # The original design's client, for comparison (needs seed_compatible=True).
+    "/seed": ("seed.html", "text/html; charset=utf-8"),
+    "/seed.js": ("seed.js", "text/javascript; charset=utf-8"),
 }
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
