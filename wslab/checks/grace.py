@@ -82,7 +82,7 @@ def room_answer(situation: Situation) -> str:
         hello = Connecting("alice", "alice", None if tab == 0 else alice_token)
         (send, *_) = room.receive(f"alice-{tab}", encode(hello)).sends
         if tab == 0:
-            assert isinstance(send.event, Connected)
+            assert isinstance(send.event, Connected) and send.event.token is not None
             alice_token = send.event.token
     if situation.closed_at is not None:
         clock.advance(situation.closed_at)
