@@ -434,9 +434,9 @@ def normalize_username(name: str) -> str:
     separators are removed, so that two names that look the same are the same
     string. An empty result means the name had nothing visible.
     """
-    name = unicodedata.normalize("NFC", name)
-    kept = (c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
-    return "".join(kept).strip()
+    kept = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
+    # NFC after the removal: "e" ZWSP U+0301 becomes "e" U+0301, which NFC joins.
+    return unicodedata.normalize("NFC", kept).strip()
 
 
 def safe_display(text: str) -> str:
