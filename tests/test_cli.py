@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from wslab import ChatClient
+from wslab import ChatClient, ChatServer
+from wslab.__main__ import announce
 
 from .conftest import WAIT
 
@@ -220,3 +221,32 @@ def test_help_is_plain_text() -> None:
         for markup in ("``", ":class:", ":func:", ":meth:", "~wslab"):
             assert markup not in result.stdout, (args, markup)
     assert "python -m wslab serve" in run_cli("--help").stdout
+
+
+class _PublicServer:
+    """What ``announce`` reads of a server that listens on every address."""
+
+    host = "0.0.0.0"
+    url = "ws://127.0.0.1:8765/chat"
+    page_url = "http://127.0.0.1:8765/"
+    reachable_urls = ("http://127.0.0.1:8765/", "http://192.0.2.7:8765/")
+    listens_publicly = True
+
+
+def test_announce_prints_every_reachable_url_and_warns_when_public() -> None:
+    lines, warnings = announce(_PublicServer())
+    assert lines == [
+        "wslab chat server listening on ws://127.0.0.1:8765/chat",
+        "chat page: http://127.0.0.1:8765/",
+        "chat page: http://192.0.2.7:8765/",
+    ]
+    assert len(warnings) == 1
+    assert "anyone on the network can connect" in warnings[0]
+
+
+def test_announce_of_a_loopback_server_has_no_warning() -> None:
+    server = ChatServer(port=0)
+    lines, warnings = announce(server)
+    urls = getattr(server, "reachable_urls", None) or [server.page_url]
+    assert lines[1:] == [f"chat page: {url}" for url in urls]
+    assert warnings == []

@@ -191,15 +191,10 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"wslab chat server listening on {server.url}", flush=True)
-    for url in getattr(server, "reachable_urls", None) or [server.page_url]:
-        print(f"chat page: {url}", flush=True)
-    if getattr(server, "listens_publicly", False):
-        print(
-            f"warning: listening on {args.host}: anyone on the network can connect",
-            file=sys.stderr,
-            flush=True,
-        )
+    lines, warnings = announce(server)
+    print("\n".join(lines), flush=True)
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -208,6 +203,25 @@ def serve(args: argparse.Namespace) -> int:
         if server.store is not None and hasattr(server.store, "close"):
             server.store.close()
     return 0
+
+
+def announce(server: Any) -> tuple[list[str], list[str]]:
+    """What ``serve`` prints once the server listens: lines for stdout, warnings for stderr.
+
+    Every URL the chat page can be reached at (``server.reachable_urls`` when the
+    server knows them, else its one ``page_url``), and a warning when it listens on
+    an address that other machines can reach.
+    """
+    lines = [f"wslab chat server listening on {server.url}"]
+    urls = getattr(server, "reachable_urls", None) or [server.page_url]
+    lines += [f"chat page: {url}" for url in urls]
+    warnings = []
+    if getattr(server, "listens_publicly", False):
+        warnings.append(
+            f"warning: listening on {server.host}: anyone on the network can connect"
+            " to this chat (use --host 127.0.0.1 to keep it on this machine)"
+        )
+    return lines, warnings
 
 
 def _os_reason(error: OSError) -> str:
