@@ -16,9 +16,12 @@ from wslab.protocol import (
     ProtocolError,
     WriteMessage,
     describe_close,
+    display_names,
     encode,
+    normalize_username,
     parse_client_event,
     parse_server_event,
+    safe_display,
 )
 
 
@@ -131,3 +134,70 @@ def test_close_codes_explain_themselves() -> None:
 def test_only_rate_limits_and_id_taken_are_not_strikes() -> None:
     strikes = {code for code in ErrorCode if code.is_strike}
     assert strikes == set(ErrorCode) - {ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN}
+
+
+# --------------------------------------------------------------------------- names and display
+
+
+@pytest.mark.parametrize(
+    ("sent", "bound"),
+    [
+        ("  Ann  ", "Ann"),
+        ("A\u200bnn", "Ann"),  # zero-width space
+        ("\u202eAnn", "Ann"),  # right-to-left override
+        ("An\u200dn\ufeff", "Ann"),  # zero-width joiner, BOM
+        ("Ann\x00\x07\n", "Ann"),  # controls
+        ("Zoe\u0301", "Zo\u00e9"),  # NFC: e + combining acute -> e-acute
+    ],
+)
+def test_usernames_are_normalized(sent: str, bound: str) -> None:
+    event = parse_client_event(json.dumps({"event": "connecting", "id": "a", "username": sent}))
+    assert isinstance(event, Connecting) and event.username == bound
+
+
+@pytest.mark.parametrize("sent", ["\u200b\u200b", "\u202e ", "\x00\t", "\u2066\u2069"])
+def test_a_username_with_nothing_visible_is_refused(sent: str) -> None:
+    frame = json.dumps({"event": "connecting", "id": "a", "username": sent})
+    assert error_code(frame) is ErrorCode.INVALID_FIELD
+    assert normalize_username(sent) == ""
+
+
+def test_display_names_mark_clashing_names_with_the_end_of_their_id() -> None:
+    users = {"u-1111aaaa": "alice", "u-2222bbbb": "Alice", "u-3333": "bob"}
+    assert display_names(users) == {
+        "u-1111aaaa": "alice (#aaaa)",
+        "u-2222bbbb": "Alice (#bbbb)",
+        "u-3333": "bob",
+    }
+    listed = [{"id": "x-ab12", "username": "eve"}, {"id": "y-ab12", "username": "eve"}]
+    assert display_names(listed) == {"x-ab12": "eve (#x-ab12)", "y-ab12": "eve (#y-ab12)"}
+
+
+def test_safe_display_removes_bidi_controls_and_keeps_rtl_letters() -> None:
+    assert safe_display("invoice\u202etxt.exe") == "invoicetxt.exe"
+    assert safe_display("\u2067abc\u2069 \u200f") == "abc "
+    assert safe_display("\u05e9\u05dc\u05d5\u05dd") == "\u05e9\u05dc\u05d5\u05dd"  # Hebrew stays
+
+
+def test_connected_without_a_token_and_with_truncated_parses() -> None:
+    frame = json.dumps(
+        {
+            "event": "connected",
+            "id": "a",
+            "username": "A",
+            "connectedUserList": [],
+            "messagesList": [],
+            "wasPageReload": False,
+            "truncated": True,
+        }
+    )
+    event = parse_server_event(frame)
+    assert isinstance(event, Connected) and event.token is None and event.truncated is True
+    assert "token" not in json.loads(encode(event)) and json.loads(encode(event))["truncated"]
+    quiet = Connected("a", "A", "t", [], [], False)
+    assert "truncated" not in json.loads(encode(quiet))
+
+
+def test_the_duplicate_id_error_is_a_known_code() -> None:
+    frame = json.dumps({"event": "error", "code": "duplicate_id", "detail": "x"})
+    assert parse_server_event(frame) == ErrorEvent(ErrorCode.DUPLICATE_ID, "x")

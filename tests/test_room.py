@@ -230,12 +230,66 @@ def test_a_wrong_token_is_refused_inside_the_grace_too() -> None:
     assert [e["code"] for e in to(outcome, "thief")] == ["id_taken"]
 
 
-def test_an_absent_id_without_the_token_gets_a_fresh_token() -> None:
+def claim(h: Harness, socket: str, user_id: str, **fields: Any) -> Outcome:
+    h.room.open(socket)
+    return h.room.receive(socket, hello(user_id, "Mallory", **fields))
+
+
+def test_an_offline_id_is_claimed_only_with_its_token() -> None:
     h = Harness(grace=0)
     first = h.join("a", "ann", "Ann")
+    h.room.close("a")  # gone: nobody present under "ann"
+    for socket, fields in [("t1", {}), ("t2", {"token": "guess"})]:
+        outcome = claim(h, socket, "ann", **fields)
+        assert [e["code"] for e in to(outcome, socket)] == ["id_taken"]
+        assert outcome.close is not None and outcome.close.code == CloseCode.POLICY_VIOLATION
+    assert h.room.users == []  # the thief is not present
+    back = h.join("a2", "ann", "Ann", token=first["token"])
+    assert back["token"] == first["token"]  # the owner's binding did not change
+
+
+def test_a_claim_inside_the_grace_changes_nothing_of_the_owner() -> None:
+    h = Harness(grace=5.0)
+    first = h.join("a", "ann", "Ann")
+    h.join("b", "bob", "Bob")
     h.room.close("a")
-    again = h.join("a2", "ann", "Ann")
-    assert again["token"] != first["token"]
+    outcome = claim(h, "thief", "ann")
+    assert names(outcome, "b") == []
+    assert h.room.users == [{"id": "ann", "username": "Ann"}, {"id": "bob", "username": "Bob"}]
+    back = h.join("a2", "ann", "Ann", token=first["token"])
+    assert back["wasPageReload"] is True and back["token"] == first["token"]
+
+
+def test_offline_bindings_are_bounded_newest_used_kept() -> None:
+    h = Harness(grace=0, max_bindings=3)
+    tokens = {}
+    for n in range(4):
+        tokens[n] = h.join(f"s{n}", f"u{n}", "U")["token"]
+        h.room.close(f"s{n}")
+    # u0 was the least recently used: forgotten, so its id is free again.
+    assert "token" in h.join("x0", "u0", "New")
+    h.room.close("x0")
+    for n in (2, 3):  # the newest are still bound
+        assert names(claim(h, f"t{n}", f"u{n}"), f"t{n}") == ["error"]
+        assert h.join(f"y{n}", f"u{n}", "U", token=tokens[n])["token"] == tokens[n]
+
+
+def test_present_ids_keep_their_binding_whatever_the_bound() -> None:
+    h = Harness(grace=0, max_bindings=1)
+    first = h.join("a", "ann", "Ann")
+    for n in range(5):
+        h.join(f"s{n}", f"u{n}", "U")
+    h.room.close("a")
+    assert names(claim(h, "thief", "ann"), "thief") == ["error"]
+    assert h.join("a2", "ann", "Ann", token=first["token"])["token"] == first["token"]
+
+
+def test_seed_compatible_mode_issues_no_tokens() -> None:
+    h = Harness(seed_compatible=True, grace=0)
+    first = h.join("a", "ann", "Ann")
+    assert "token" not in first
+    h.room.close("a")
+    assert "token" not in h.join("b", "ann", "Ann")
 
 
 def test_seed_compatible_mode_trusts_ids_and_sends_full_history() -> None:
@@ -244,6 +298,7 @@ def test_seed_compatible_mode_trusts_ids_and_sends_full_history() -> None:
     h.room.receive("victim", say("one"))
     hijack = h.join("thief", "ann", "Mallory")  # no token: accepted, as in the original
     assert hijack["username"] == "Ann"
+    assert "token" not in hijack  # and it learns no secret of the owner's
     outcome = h.room.receive("thief", say("two"))
     (written,) = to(outcome, "victim")
     assert [m["message"] for m in written["messagesList"]] == ["one", "two"]
@@ -297,13 +352,88 @@ def test_last_message_id_of_another_room_gets_the_full_history() -> None:
     assert [m["message"] for m in back["messagesList"]] == ["only"]
 
 
-def test_recovery_is_capped_at_the_newest_entries() -> None:
+def test_recovery_without_a_store_is_capped_and_marked_truncated() -> None:
     h = Harness(history=2)
     h.join("s", "ann", "Ann")
     for n in range(5):
         h.room.receive("s", say(f"m{n}"))
     back = h.join("t", "bob", "Bob", lastMessageId=0)
     assert [m["messageId"] for m in back["messagesList"]] == [4, 5]
+    assert back["truncated"] is True
+
+
+@pytest.mark.parametrize(("last", "truncated"), [(3, False), (2, True), (4, False)])
+def test_truncated_only_when_a_missed_message_is_gone(last: int, truncated: bool) -> None:
+    h = Harness(history=2)
+    h.join("s", "ann", "Ann")
+    for n in range(5):
+        h.room.receive("s", say(f"m{n}"))  # ids 1-5; 4 and 5 are kept
+    back = h.join("t", "bob", "Bob", lastMessageId=last, roomId=h.room.room_id)
+    assert back.get("truncated", False) is truncated
+
+
+def test_a_first_visit_is_never_truncated() -> None:
+    h = Harness(history=2)
+    h.join("s", "ann", "Ann")
+    for n in range(5):
+        h.room.receive("s", say(f"m{n}"))
+    assert "truncated" not in h.join("t", "bob", "Bob")
+
+
+class ListStore:
+    """A store in a list: what the room needs of :class:`~wslab.room.HistoryStore`."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.tokens: dict[str, str] = {}
+
+    def room_id(self) -> str:
+        return "stored-room"
+
+    def load_messages(self, limit: int) -> list[Any]:
+        return self.messages[-limit:]
+
+    def load_messages_after(self, message_id: int, limit: int) -> list[Any]:
+        return [m for m in self.messages if m["messageId"] > message_id][:limit]
+
+    def last_message_id(self) -> int:
+        return self.messages[-1]["messageId"] if self.messages else 0
+
+    def load_token(self, user_id: str) -> str | None:
+        return self.tokens.get(user_id)
+
+    def save_message(self, entry: Any) -> None:
+        self.messages.append(entry)
+
+    def save_token(self, user_id: str, token: str) -> None:
+        self.tokens[user_id] = token
+
+
+def test_with_a_store_every_missed_message_comes_back_in_order() -> None:
+    store = ListStore()
+    h = Harness(history=3, store=store, rate_limit=0)
+    h.join("s", "ann", "Ann")
+    for n in range(1200):
+        h.room.receive("s", say(f"m{n}"))
+    h.room.open("t")
+    outcome = h.room.receive("t", hello("bob", "Bob", lastMessageId=5, roomId="stored-room"))
+    events = to(outcome, "t")
+    assert events[0]["event"] == "connected" and "truncated" not in events[0]
+    assert [m["messageId"] for m in events[0]["messagesList"]] == [6, 7, 8]  # the first page
+    rest = [e["message"]["messageId"] for e in events[1:] if e["event"] == "messageWritten"]
+    assert rest == list(range(9, 1201))  # then the others, each once, in order
+
+
+def test_with_a_store_bindings_survive_a_restart() -> None:
+    store = ListStore()
+    h = Harness(grace=0, store=store, max_bindings=1)
+    first = h.join("a", "ann", "Ann")
+    h.room.close("a")
+    restarted = Harness(grace=0, store=store, max_bindings=1)
+    for n in range(3):
+        restarted.join(f"s{n}", f"u{n}", "U")
+    assert names(claim(restarted, "thief", "ann"), "thief") == ["error"]
+    assert restarted.join("a2", "ann", "Ann", token=first["token"])["token"] == first["token"]
 
 
 # --------------------------------------------------------------------------- de-duplication
@@ -328,6 +458,32 @@ def test_dedupe_works_across_a_reconnect() -> None:
     h.join("s2", "ann", "Ann", token=first["token"])
     h.room.receive("s2", say("typed", "c-9"))
     assert len(h.room.history) == 1
+
+
+def test_a_reused_client_message_id_with_another_text_is_an_error() -> None:
+    h = Harness()
+    h.join("s", "ann", "Ann")
+    h.room.receive("s", say("first", "c-1"))
+    outcome = h.room.receive("s", say("second", "c-1"))
+    assert [e.get("code") for e in to(outcome, "s")] == ["duplicate_id"]
+    assert [m["message"] for m in h.room.history] == ["first"]
+
+
+def test_dedupe_keeps_the_newest_ids_per_user_and_answers_from_them() -> None:
+    h = Harness(history=2, dedupe_per_id=3, rate_limit=0)
+    h.join("s", "ann", "Ann")
+    h.join("b", "bob", "Bob")
+    h.room.receive("s", say("m0", "c-0"))
+    for n in range(50):
+        h.room.receive("b", say(f"bob {n}", f"b-{n}"))  # another user cannot evict ann's
+    for n in range(1, 3):
+        h.room.receive("s", say(f"m{n}", f"c-{n}"))
+    again = h.room.receive("s", say("m0", "c-0"))  # gone from the history, still known
+    (ack,) = to(again, "s")
+    assert ack["message"]["messageId"] == 1 and ack["message"]["message"] == "m0"
+    assert [m["message"] for m in h.room.history] == ["m1", "m2"]
+    h.room.receive("s", say("m3", "c-3"))  # the fourth id pushes out c-0
+    assert len(h.room._accepted["ann"]) == 3
 
 
 def test_the_same_client_message_id_from_two_users_is_two_messages() -> None:
@@ -388,13 +544,32 @@ def test_rate_limit_drops_messages_and_does_not_count_as_strikes() -> None:
     h.join("s", "ann", "Ann")
     results = [h.room.receive("s", say(f"m{n}")) for n in range(60)]
     limited = [r for r in results if any(e.get("code") == "rate_limited" for e in to(r, "s"))]
-    assert len(h.room.history) == 39  # the burst of 40, minus the connecting frame
+    assert len(h.room.history) == 40  # the burst of 40 (connecting came before the id's)
     assert len(limited) == 1  # one error per run of dropped frames, not one per frame
     assert all(r.close is None for r in results)
     h.clock.advance(1.0)  # 20 tokens come back
     for n in range(20):
         h.room.receive("s", say(f"later{n}"))
-    assert len(h.room.history) == 59
+    assert len(h.room.history) == 60
+
+
+def test_the_rate_limit_follows_the_id_across_reconnects_and_tabs() -> None:
+    h = Harness(rate_limit=20, rate_burst=40, grace=0)
+    first = h.join("s0", "ann", "Ann")
+    for round_ in range(10):  # reconnect, spend, reconnect: no fresh bucket
+        socket = f"s{round_}"
+        if round_:
+            h.join(socket, "ann", "Ann", token=first["token"])
+        for n in range(20):
+            h.room.receive(socket, say(f"{round_}-{n}"))
+        h.room.close(socket)
+    assert len(h.room.history) == 40
+    h.join("tab1", "ann", "Ann", token=first["token"])
+    h.join("tab2", "ann", "Ann", token=first["token"])
+    h.clock.advance(1.0)
+    for n in range(30):
+        h.room.receive("tab1" if n % 2 else "tab2", say(f"tab {n}"))
+    assert len(h.room.history) == 60  # two tabs share the 20 that came back
 
 
 def test_rate_limit_zero_turns_it_off() -> None:

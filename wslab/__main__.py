@@ -1,68 +1,241 @@
-"""The command line: ``python -m wslab serve ...``.
+"""The command line: ``python -m wslab serve ...`` and ``python -m wslab exercises ...``.
 
-``serve`` runs a :class:`~wslab.server.ChatServer` until SIGINT or SIGTERM,
-then closes every client with 1001 and exits 0.
+Every option is checked before anything starts: a bad value is one line on
+stderr and exit code 2. A failure at start (port in use, unknown host, a store
+that is locked or damaged) is one line and exit code 1. Neither prints a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import inspect
+import math
+import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from . import exercises
 from .server import ChatServer
+from .store import StoreError
+
+DESCRIPTION = """\
+wslab: a chat server and lessons for learning WebSockets.
+
+  python -m wslab serve        run the chat server until Ctrl+C
+  python -m wslab exercises    generate or check the lesson notebooks
+
+Run "python -m wslab serve --help" for the server's options.
+"""
+
+SERVE_DESCRIPTION = """\
+Run the chat server until Ctrl+C (SIGINT) or SIGTERM; then every client is
+closed with code 1001 and the command exits with 0. The chat page is served at
+http://HOST:PORT/ and the WebSocket at ws://HOST:PORT/chat.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``prog: error: ...``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(
+    kind: Callable[[str], Any],
+    minimum: float,
+    maximum: float | None = None,
+    *,
+    strict: bool = False,
+) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` (int or float) in ``[minimum, maximum]``, finite.
+
+    ``strict`` excludes the minimum itself (``> minimum``).
+    """
+    what = "an integer" if kind is int else "a number"
+    bounds = f"{'>' if strict else '>='} {minimum:g}"
+    if maximum is not None:
+        bounds = f"from {minimum:g} to {maximum:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        low = value <= minimum if strict else value < minimum
+        if not math.isfinite(value) or low or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bounds}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def _store_path(text: str) -> str:
+    """An argparse type: a store file whose directory exists and can be written."""
+    directory = os.path.dirname(os.path.abspath(text)) or "."
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"the directory {directory} does not exist")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name in it")
+    if os.path.exists(text):
+        if not os.access(text, os.R_OK | os.W_OK):
+            raise argparse.ArgumentTypeError(f"{text} is not readable and writable")
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"the directory {directory} is not writable")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wslab", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run a chat server until Ctrl+C")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port, 0 for a free one (8765)")
-    serve.add_argument("--grace", type=float, default=1.0, help="reload grace, seconds (1.0)")
-    serve.add_argument("--max-size", type=int, default=64 * 1024, help="largest frame (65536)")
-    serve.add_argument("--max-clients", type=int, default=1000, help="open sockets (1000)")
-    serve.add_argument("--history", type=int, default=100, help="messages kept (100)")
-    serve.add_argument(
-        "--rate-limit", type=float, default=20.0, help="messages/s per socket, 0 = off (20)"
+    parser = _Parser(
+        prog="python -m wslab",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument(
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run a chat server until Ctrl+C",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = serve.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (127.0.0.1; 0.0.0.0 = every one)")
+    add("--port", type=_number(int, 0, 65535), default=8765, help="0-65535, 0 = a free one (8765)")
+    add("--grace", type=_number(float, 0), default=1.0, help="reload grace, seconds, >= 0 (1.0)")
+    add("--history", type=_number(int, 1), default=100, help="messages kept in memory (100)")
+    add("--max-size", type=_number(int, 1), default=64 * 1024, help="largest frame, bytes (65536)")
+    add("--max-clients", type=_number(int, 1), default=1000, help="open sockets (1000)")
+    add(
+        "--rate-limit",
+        type=_number(float, 0),
+        default=20.0,
+        help="messages per second per user, 0 = no limit (20)",
+    )
+    add(
+        "--max-buffer",
+        type=_number(int, 1),
+        default=None,
+        help="bytes waiting to be sent to one client before it is dropped (server default)",
+    )
+    add(
+        "--join-timeout",
+        type=_number(float, 0, strict=True),
+        default=None,
+        help="seconds a socket may stay open without joining (server default)",
+    )
+    add(
+        "--max-per-address",
+        type=_number(int, 1),
+        default=None,
+        help="open sockets per client address (server default)",
+    )
+    add(
+        "--max-bindings",
+        type=_number(int, 1),
+        default=None,
+        help="ids remembered while away, without a store (10000)",
+    )
+    add(
         "--seed-compatible",
         action="store_true",
         help="the original design: full history in every message, ids trusted (insecure)",
     )
-    serve.add_argument("--store", default=None, help="SQLite file that keeps history and tokens")
+    add("--store", type=_store_path, default=None, help="SQLite file for history and ids")
     exercises.add_parser(commands)
     return parser
 
 
+# Options passed to ChatServer only when given, so that its own defaults apply otherwise.
+_OPTIONAL = ("max_buffer", "join_timeout", "max_per_address", "max_bindings")
+
+
 def serve(args: argparse.Namespace) -> int:
-    server = ChatServer(
-        args.host,
-        args.port,
-        grace=args.grace,
-        max_size=args.max_size,
-        max_clients=args.max_clients,
-        history=args.history,
-        rate_limit=args.rate_limit,
-        seed_compatible=args.seed_compatible,
-        store=args.store,
-    )
+    options: dict[str, Any] = {
+        "grace": args.grace,
+        "max_size": args.max_size,
+        "max_clients": args.max_clients,
+        "history": args.history,
+        "rate_limit": args.rate_limit,
+        "seed_compatible": args.seed_compatible,
+        "store": args.store,
+    }
+    accepted = inspect.signature(ChatServer).parameters
+    for name in _OPTIONAL:
+        value = getattr(args, name)
+        if value is not None:
+            if name not in accepted:
+                return _fail(f"--{name.replace('_', '-')} is not supported by this server")
+            options[name] = value
+    if args.seed_compatible:
+        print(
+            "warning: --seed-compatible trusts ids without tokens:"
+            " anyone can take any user's id (for lessons only)",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        server = ChatServer(args.host, args.port, **options)
+        server.start()
+    except StoreError as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"cannot listen on {args.host} port {args.port}: {_os_reason(error)}")
+    except TimeoutError as error:
+        return _fail(str(error))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    server.start()
-    print(f"wslab chat server listening on {server.url}", flush=True)
-    print(f"chat page: {server.page_url}", flush=True)
+    lines, warnings = announce(server)
+    print("\n".join(lines), flush=True)
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)
     try:
         while not stop.wait(0.5):
             pass
     finally:
         server.stop()
+        if server.store is not None and hasattr(server.store, "close"):
+            server.store.close()
     return 0
+
+
+def announce(server: Any) -> tuple[list[str], list[str]]:
+    """What ``serve`` prints once the server listens: lines for stdout, warnings for stderr.
+
+    Every URL the chat page can be reached at (``server.reachable_urls`` when the
+    server knows them, else its one ``page_url``), and a warning when it listens on
+    an address that other machines can reach.
+    """
+    lines = [f"wslab chat server listening on {server.url}"]
+    urls = getattr(server, "reachable_urls", None) or [server.page_url]
+    lines += [f"chat page: {url}" for url in urls]
+    warnings = []
+    if getattr(server, "listens_publicly", False):
+        warnings.append(
+            f"warning: listening on {server.host}: anyone on the network can connect"
+            " to this chat (use --host 127.0.0.1 to keep it on this machine)"
+        )
+    return lines, warnings
+
+
+def _os_reason(error: OSError) -> str:
+    """Why the address could not be used, in a few words."""
+    if error.errno == errno.EADDRINUSE:
+        return "the port is already in use"
+    if error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
+    return str(error)
+
+
+def _fail(message: str) -> int:
+    print(f"python -m wslab serve: error: {message}", file=sys.stderr, flush=True)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,6 +154,9 @@ class ChatClient:
         self.events: deque[RawEvent] = deque(maxlen=max_log)
         self.room_id: str | None = None
         self.was_page_reload = False
+        #: The last ``connected`` said some missed messages are gone (older than the
+        #: oldest the server keeps): the message list has a gap before its first entry.
+        self.truncated = False
         self.last_close: tuple[int, str] | None = None
         self.next_retry_in: float | None = None
         self.attempts = 0  # connection attempts so far, for lessons and tests
@@ -427,6 +430,7 @@ class ChatClient:
             self._message_ids.clear()
         self.room_id = event.room_id
         self.was_page_reload = event.was_page_reload
+        self.truncated = event.truncated
         self.users = {u["id"]: u["username"] for u in event.connected_user_list}
         for entry in event.messages_list:
             self._add_message(entry, notify=False)

@@ -302,6 +302,17 @@ def _default_root() -> Path:
     return Path(__file__).resolve().parent.parent / "notebooks"
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be >= 1")
+    return value
+
+
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add the ``exercises`` subcommand to the parser's subcommands."""
     parser: argparse.ArgumentParser = commands.add_parser(
@@ -316,7 +327,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", help="notebooks to handle, e.g. 01_events (all)")
     parser.add_argument("--root", type=Path, default=None, help="the notebooks folder")
     parser.add_argument("--no-execute", action="store_true", help="--check without running")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (1)")
+    parser.add_argument(
+        "--jobs", type=_at_least_one, default=1, help="notebooks executed at once, >= 1 (1)"
+    )
     return parser
 
 

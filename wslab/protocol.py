@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any, TypedDict
@@ -44,9 +45,12 @@ __all__ = [
     "UserEntry",
     "WriteMessage",
     "describe_close",
+    "display_names",
     "encode",
+    "normalize_username",
     "parse_client_event",
     "parse_server_event",
+    "safe_display",
     "valid_id",
 ]
 
@@ -111,6 +115,7 @@ class ErrorCode(str, Enum):  # noqa: UP042 (str() of a member stays "ErrorCode.X
     ALREADY_CONNECTED = "already_connected"
     RATE_LIMITED = "rate_limited"
     ID_TAKEN = "id_taken"
+    DUPLICATE_ID = "duplicate_id"
 
     @property
     def is_strike(self) -> bool:
@@ -204,23 +209,25 @@ class Connected:
 
     id: str
     username: str
-    token: str
+    token: str | None  # None in seed-compatible mode, which issues no tokens
     connected_user_list: list[UserEntry]
     messages_list: list[MessageEntry]
     was_page_reload: bool
     room_id: str = ""
+    #: Messages the client missed are gone: older than the oldest one the server kept.
+    truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "event": "connected",
-            "roomId": self.room_id,
-            "id": self.id,
-            "username": self.username,
-            "token": self.token,
-            "connectedUserList": self.connected_user_list,
-            "messagesList": self.messages_list,
-            "wasPageReload": self.was_page_reload,
-        }
+        data: dict[str, Any] = {"event": "connected", "roomId": self.room_id, "id": self.id}
+        data["username"] = self.username
+        if self.token is not None:
+            data["token"] = self.token
+        data["connectedUserList"] = self.connected_user_list
+        data["messagesList"] = self.messages_list
+        data["wasPageReload"] = self.was_page_reload
+        if self.truncated:
+            data["truncated"] = True
+        return data
 
 
 @dataclass(frozen=True)
@@ -353,9 +360,13 @@ def _parse_connecting(obj: dict[str, Any]) -> Connecting:
         raise _field_error("id", "must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
     raw_name = _string(obj, "username", required=True)
     assert user_id is not None and raw_name is not None
-    username = raw_name.strip()
+    username = normalize_username(raw_name)
     if not 1 <= len(username) <= MAX_USERNAME_LENGTH:
-        raise _field_error("username", f"must be 1-{MAX_USERNAME_LENGTH} characters after trimming")
+        raise _field_error(
+            "username",
+            f"must be 1-{MAX_USERNAME_LENGTH} visible characters (after removing control,"
+            " bidi and zero-width characters and trimming)",
+        )
     token = _string(obj, "token", required=False)
     if token is not None and not 1 <= len(token) <= 256:
         raise _field_error("token", "must be 1-256 characters")
@@ -406,6 +417,75 @@ def parse_client_event(data: str | bytes) -> ClientEvent:
     return parser(obj)
 
 
+# --------------------------------------------------------------------------- display
+
+# Characters that change how text around them is drawn without being seen themselves:
+# bidi embeddings, overrides, isolates and marks (U+202E shows "exe.txt" as "txt.exe").
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def normalize_username(name: str) -> str:
+    """The name as the room binds it: NFC, no invisible characters, trimmed.
+
+    Control characters (``Cc``), format characters (``Cf``: bidi controls,
+    zero-width spaces and joiners, the BOM, soft hyphens) and line or paragraph
+    separators are removed, so that two names that look the same are the same
+    string. An empty result means the name had nothing visible.
+    """
+    kept = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
+    # NFC after the removal: "e" ZWSP U+0301 becomes "e" U+0301, which NFC joins.
+    return unicodedata.normalize("NFC", kept).strip()
+
+
+def safe_display(text: str) -> str:
+    """``text`` with its bidi control characters removed, for showing to people.
+
+    A message is stored and delivered as it was sent; views draw it through
+    this function, so that a U+202E (right-to-left override) cannot make a
+    message, or the name after it, read backwards. Right-to-left scripts still
+    display correctly: their direction comes from the letters themselves.
+    """
+    if not any(c in _BIDI_CONTROLS for c in text):
+        return text
+    return "".join(c for c in text if c not in _BIDI_CONTROLS)
+
+
+def display_names(users: Mapping[str, str] | Iterable[UserEntry]) -> dict[str, str]:
+    """The name to show for each id: the username, plus the id's end where names clash.
+
+    ``users`` is ``{id: username}`` (as ``ChatClient.users``) or a list of
+    ``{"id", "username"}`` entries (as ``connectedUserList``). Names that differ only
+    in case or Unicode form count as the same; each of them is shown as
+    ``"alice (#3fa9)"`` with the last four characters of its id (more if those
+    clash too), so that a third user can tell two "alice"s apart.
+    """
+    pairs = (
+        list(users.items())
+        if isinstance(users, Mapping)
+        else [(u["id"], u["username"]) for u in users]
+    )
+    by_name: dict[str, list[str]] = {}
+    for user_id, name in pairs:
+        by_name.setdefault(_name_key(name), []).append(user_id)
+    shown: dict[str, str] = {}
+    for user_id, name in pairs:
+        clash = by_name[_name_key(name)]
+        if len(clash) == 1:
+            shown[user_id] = safe_display(name)
+            continue
+        width = 4
+        while width < len(user_id) and len({i[-width:] for i in clash}) < len(clash):
+            width += 1
+        shown[user_id] = f"{safe_display(name)} (#{user_id[-width:]})"
+    return shown
+
+
+def _name_key(name: str) -> str:
+    return unicodedata.normalize("NFKC", normalize_username(name)).casefold()
+
+
 # --------------------------------------------------------------------------- server events in
 
 
@@ -428,11 +508,12 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
         return Connected(
             id=_text(obj, "id"),
             username=_text(obj, "username"),
-            token=_text(obj, "token"),
+            token=_string(obj, "token", required=False),
             connected_user_list=[_user(u) for u in _list(obj, "connectedUserList")],
             messages_list=[_entry(m) for m in _list(obj, "messagesList")],
             was_page_reload=obj.get("wasPageReload") is True,
             room_id=_text(obj, "roomId") if "roomId" in obj else "",
+            truncated=obj.get("truncated") is True,
         )
     if name == "joined":
         return Joined(id=_text(obj, "id"), username=_text(obj, "username"))

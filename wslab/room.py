@@ -14,15 +14,23 @@ Presence in one picture::
     last socket closes           -> in grace (still present, nobody told)
     grace runs out               -> gone, others get "disconnected"
 
+Identity: the first ``connecting`` for an id binds it to a token; from then on
+only that token claims the id, present or not. Without a store the room keeps
+the newest ``max_bindings`` bindings (by last use); with a store, all of them.
+The rate limit, like the binding, belongs to the id, not to one socket.
+
 Not thread-safe: call it from one thread (the server's loop thread).
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 from .clock import Clock, SystemClock, iso_utc
@@ -113,11 +121,14 @@ class HistoryStore(Protocol):
     def load_messages(self, limit: int) -> list[MessageEntry]:
         """The newest ``limit`` messages, oldest first."""
 
+    def load_messages_after(self, message_id: int, limit: int) -> list[MessageEntry]:
+        """Up to ``limit`` messages with a ``messageId`` above ``message_id``, oldest first."""
+
     def last_message_id(self) -> int:
         """The highest ``messageId`` ever stored, 0 if none."""
 
-    def load_tokens(self) -> dict[str, str]:
-        """Every id's token."""
+    def load_token(self, user_id: str) -> str | None:
+        """The token bound to ``user_id``, or ``None`` if it has none."""
 
     def save_message(self, entry: MessageEntry) -> None:
         """Store and commit one message; return only once it is durable."""
@@ -130,7 +141,7 @@ class HistoryStore(Protocol):
 class _User:
     id: str
     username: str
-    token: str
+    token: str | None  # None in seed-compatible mode
     sockets: set[Socket] = field(default_factory=set)
     grace_deadline: float | None = None  # set while no socket is open
 
@@ -140,7 +151,7 @@ class _User:
 
 @dataclass
 class _SocketState:
-    bucket: TokenBucket | None
+    bucket: TokenBucket | None  # for frames before "connecting"; then the id's bucket
     user_id: str | None = None  # set by a successful "connecting"
     strikes: int = 0
     limited: bool = False  # inside a run of rate-limited frames
@@ -152,18 +163,23 @@ class Room:
     Args:
         grace: seconds an id stays present after its last socket closed (0 allowed).
         history: how many messages ``connected`` and seed-mode events carry.
-        rate_limit: frames per second per socket (0 turns the limit off).
-        rate_burst: frames a socket may send at once before the rate applies.
+        rate_limit: frames per second per id, all its sockets together (0 turns the
+            limit off); a socket that has not joined yet has a bucket of its own.
+        rate_burst: frames an id may send at once before the rate applies.
         max_strikes: protocol errors after which a socket is closed with 1008.
         max_clients: open sockets beyond which a new one is closed with 1013.
         seed_compatible: behave like the original design (full ``messagesList`` in
-            every ``messageWritten``, tokens ignored).
+            every ``messageWritten``, tokens ignored and none issued).
         clock: where time comes from (:class:`~wslab.clock.FakeClock` in tests).
         token_factory: makes identity tokens (default: 128 random bits, url-safe).
         message_filter: ``f(username, text) -> text`` applied to each new message;
             if it raises, the exception propagates (the server closes with 1011).
         store: optional durable history and tokens.
-        dedupe_capacity: how many ``clientMessageId`` values are remembered.
+        dedupe_per_id: how many ``clientMessageId`` values are remembered per id
+            (the newest ones).
+        max_bindings: how many ids the room remembers while they are away (their
+            token without a store, their rate bucket and ``clientMessageId`` values),
+            the most recently used first. Present users are always remembered.
     """
 
     def __init__(
@@ -180,12 +196,15 @@ class Room:
         token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(16),
         message_filter: MessageFilter | None = None,
         store: HistoryStore | None = None,
-        dedupe_capacity: int = 10_000,
+        dedupe_per_id: int = 100,
+        max_bindings: int = 10_000,
     ) -> None:
         if grace < 0:
             raise ValueError("grace must be >= 0")
         if history < 1:
             raise ValueError("history must be >= 1")
+        if dedupe_per_id < 1 or max_bindings < 1:
+            raise ValueError("dedupe_per_id and max_bindings must be >= 1")
         self.grace = grace
         self.history_cap = history
         self.rate_limit = rate_limit
@@ -197,14 +216,19 @@ class Room:
         self._new_token = token_factory
         self._filter = message_filter
         self._store = store
-        self._dedupe_capacity = dedupe_capacity
+        self.dedupe_per_id = dedupe_per_id
+        self.max_bindings = max_bindings
 
         self._sockets: dict[Socket, _SocketState] = {}
         self._members: dict[Socket, None] = {}  # sockets past "connecting", in order
         self._users: dict[str, _User] = {}  # present ids, in order of arrival
-        self._tokens: dict[str, str] = {}  # every id's token, present or not
+        # What the room remembers of ids, least recently used first, each bounded by
+        # max_bindings: the tokens of away ids (only without a store: the store keeps
+        # them all), rate buckets, and per id the newest clientMessageIds.
+        self._tokens: OrderedDict[str, str] = OrderedDict()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._accepted: OrderedDict[str, OrderedDict[str, _Accepted]] = OrderedDict()
         self._history: deque[MessageEntry] = deque(maxlen=history)
-        self._accepted: OrderedDict[tuple[str, str], MessageEntry] = OrderedDict()
         self._last_message_id = 0
         # Names this room's history: a client that comes back to a different room
         # (a restarted server without a store) must not trust its lastMessageId.
@@ -214,9 +238,10 @@ class Room:
 
     def _load(self, store: HistoryStore) -> None:
         self.room_id = store.room_id()
-        self._tokens.update(store.load_tokens())
         self._last_message_id = store.last_message_id()
-        for entry in store.load_messages(max(self.history_cap, self._dedupe_capacity)):
+        # The newest messages rebuild the history and the de-duplication memory, so
+        # that a client resending across a restart is still acknowledged, not stored twice.
+        for entry in store.load_messages(max(self.history_cap, _DEDUPE_RELOAD)):
             self._remember(entry)
 
     # ------------------------------------------------------------------ queries
@@ -258,9 +283,7 @@ class Room:
         if len(self._sockets) >= self.max_clients:
             reason = f"server full ({self.max_clients} clients); try again later"
             return Outcome(close=CloseSocket(socket, CloseCode.TRY_AGAIN_LATER, reason))
-        now = self.clock.monotonic()
-        bucket = TokenBucket(self.rate_limit, self.rate_burst, now) if self.rate_limit else None
-        self._sockets[socket] = _SocketState(bucket=bucket)
+        self._sockets[socket] = _SocketState(bucket=self._new_bucket())
         return Outcome()
 
     def receive(self, socket: Socket, data: str | bytes) -> Outcome:
@@ -268,11 +291,12 @@ class Room:
         state = self._sockets.get(socket)
         if state is None:
             return Outcome()  # closed or refused already: nothing to answer
-        if state.bucket is not None and not state.bucket.take(self.clock.monotonic()):
+        bucket = state.bucket if state.user_id is None else self._bucket_of(state.user_id)
+        if bucket is not None and not bucket.take(self.clock.monotonic()):
             if state.limited:
                 return Outcome()  # one error per run of dropped frames, not one each
             state.limited = True
-            detail = f"over {self.rate_limit:g} messages/s; this message was dropped"
+            detail = f"over {self.rate_limit:g} messages/s per user; this message was dropped"
             return Outcome([Send((socket,), ErrorEvent(ErrorCode.RATE_LIMITED, detail))])
         state.limited = False
         try:
@@ -316,43 +340,54 @@ class Room:
         was_page_reload = False
         if user is not None:
             if not self.seed_compatible and not _same_token(event.token, user.token):
-                raise ProtocolError(
-                    ErrorCode.ID_TAKEN,
-                    f"id {event.id!r} is in use; only its owner (with its token) may use it",
-                )
+                raise _id_taken(event.id)
             # Same user again: a reload inside the grace, or a second tab.
             was_page_reload = not user.sockets
             user.grace_deadline = None
         else:
-            known = self._tokens.get(event.id)
-            if known is not None and _same_token(event.token, known):
-                token = known  # a returning owner keeps its token
-            else:
-                token = self._new_token()  # a new id, or a claim without proof
-                self._tokens[event.id] = token
-                if self._store is not None:
-                    self._store.save_token(event.id, token)
-            user = _User(id=event.id, username=event.username, token=token)
+            user = _User(id=event.id, username=event.username, token=self._claim(event))
             self._users[event.id] = user
         is_new = not user.sockets and not was_page_reload
         user.sockets.add(socket)
         state.user_id = user.id
+        state.bucket = None  # from now on the id's bucket counts this socket's frames
+        self._touch(user.id)
         others = tuple(self._members)
         self._members[socket] = None
 
+        first_page, rest, truncated = self._recovery(event)
         connected = Connected(
             id=user.id,
             username=user.username,
             token=user.token,
             connected_user_list=self.users,
-            messages_list=self._history_after(event),
+            messages_list=first_page,
             was_page_reload=was_page_reload,
             room_id=self.room_id,
+            truncated=truncated,
         )
         outcome = Outcome([Send((socket,), connected)])
+        outcome.sends.extend(Send((socket,), MessageWritten(entry)) for entry in rest)
         if is_new and others:
             outcome.sends.append(Send(others, Joined(id=user.id, username=user.username)))
         return outcome
+
+    def _claim(self, event: Connecting) -> str | None:
+        """The token of an absent id that is claimed; raises ``id_taken`` without proof."""
+        if self.seed_compatible:
+            return None  # the original design: ids are trusted, no token is issued
+        known = self._tokens.get(event.id)
+        if known is None and self._store is not None:
+            known = self._store.load_token(event.id)
+        if known is not None:
+            if not _same_token(event.token, known):
+                raise _id_taken(event.id)  # and the binding stays as it was
+            self._tokens.pop(event.id, None)  # present from now on: kept on the user
+            return known  # the returning owner keeps its token
+        token = self._new_token()  # a new id: bind it
+        if self._store is not None:
+            self._store.save_token(event.id, token)
+        return token
 
     def _write(self, socket: Socket, state: _SocketState, event: WriteMessage) -> Outcome:
         if state.user_id is None:
@@ -360,10 +395,18 @@ class Room:
         user = self._users[state.user_id]
         cmid = event.client_message_id
         if cmid is not None:
-            earlier = self._accepted.get((user.id, cmid))
+            seen = self._accepted.get(user.id)
+            earlier = seen.get(cmid) if seen is not None else None
             if earlier is not None:
+                if earlier.digest != _digest(event.message):
+                    raise ProtocolError(
+                        ErrorCode.DUPLICATE_ID,
+                        f"clientMessageId {cmid!r} was already used for another text;"
+                        " use a new id for a new message",
+                    )
                 # Already stored: acknowledge again, to this socket only.
-                return Outcome([Send((socket,), self._message_event(earlier))])
+                stored = self._stored_entry(user, cmid, earlier, event.message)
+                return Outcome([Send((socket,), self._message_event(stored))])
         text = self._filter(user.username, event.message) if self._filter else event.message
         entry: MessageEntry = {
             "messageId": self._last_message_id + 1,
@@ -376,7 +419,7 @@ class Room:
             entry["clientMessageId"] = cmid
         if self._store is not None:
             self._store.save_message(entry)  # durable before anyone is told
-        self._remember(entry)
+        self._remember(entry, sent_text=event.message)
         return Outcome([Send(tuple(self._members), self._message_event(entry))])
 
     def _refuse(self, socket: Socket, state: _SocketState, error: ProtocolError) -> Outcome:
@@ -392,30 +435,139 @@ class Room:
 
     # ------------------------------------------------------------------ helpers
 
-    def _remember(self, entry: MessageEntry) -> None:
+    def _remember(self, entry: MessageEntry, sent_text: str | None = None) -> None:
         self._last_message_id = max(self._last_message_id, entry["messageId"])
         self._history.append(entry)
         cmid = entry.get("clientMessageId")
-        if cmid is not None:
-            self._accepted[(entry["id"], cmid)] = entry
-            if len(self._accepted) > self._dedupe_capacity:
-                self._accepted.popitem(last=False)
+        if cmid is None:
+            return
+        seen = self._accepted.get(entry["id"])
+        if seen is None:
+            seen = self._accepted[entry["id"]] = OrderedDict()
+        text = entry["message"] if sent_text is None else sent_text
+        seen[cmid] = _Accepted(entry["messageId"], _digest(text), entry["ts"])
+        if len(seen) > self.dedupe_per_id:
+            seen.popitem(last=False)
+        self._touch(entry["id"])
+
+    def _stored_entry(self, user: _User, cmid: str, seen: _Accepted, text: str) -> MessageEntry:
+        """The entry a ``clientMessageId`` stored: from the history, the store, or rebuilt."""
+        index = bisect.bisect_left(self._history, seen.message_id, key=lambda e: e["messageId"])
+        if index < len(self._history) and self._history[index]["messageId"] == seen.message_id:
+            return self._history[index]
+        if self._store is not None:
+            found = self._store.load_messages_after(seen.message_id - 1, 1)
+            if found and found[0]["messageId"] == seen.message_id:
+                return found[0]
+        # Gone from memory: the same text (the digest matched) under its stored id and time.
+        return {
+            "messageId": seen.message_id,
+            "id": user.id,
+            "username": user.username,
+            "message": text,
+            "ts": seen.ts,
+            "clientMessageId": cmid,
+        }
+
+    def _touch(self, user_id: str) -> None:
+        """Mark an id as just used, and forget the least recently used beyond the bound.
+
+        The tokens map holds away ids only (a present id's token is on its user); the
+        other maps hold present ids too, which are never forgotten (there are at most
+        ``max_clients`` of them), so those may hold that many more.
+        """
+        for memory, present in ((self._tokens, 0), (self._buckets, 1), (self._accepted, 1)):
+            if user_id in memory:
+                memory.move_to_end(user_id)
+            excess = len(memory) - self.max_bindings - present * len(self._users)
+            if excess > 0:
+                away = (key for key in memory if key not in self._users)
+                for key in list(islice(away, excess)):
+                    del memory[key]
+
+    def _new_bucket(self) -> TokenBucket | None:
+        if not self.rate_limit:
+            return None
+        return TokenBucket(self.rate_limit, self.rate_burst, self.clock.monotonic())
+
+    def _bucket_of(self, user_id: str) -> TokenBucket | None:
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            bucket = self._new_bucket()
+            if bucket is None:
+                return None
+            self._buckets[user_id] = bucket
+            self._touch(user_id)
+        return bucket
 
     def _message_event(self, entry: MessageEntry) -> MessageWritten:
         return MessageWritten(entry, self.history if self.seed_compatible else None)
 
-    def _history_after(self, event: Connecting) -> list[MessageEntry]:
+    def _recovery(self, event: Connecting) -> tuple[list[MessageEntry], list[MessageEntry], bool]:
+        """What a connecting client gets: the first page, the entries after it, truncated.
+
+        A first visit (no ``lastMessageId``, or one counted in another room) gets the
+        kept history. A return gets what
+        it missed: from the kept history when that reaches back far enough, else from
+        the store (the first page in ``connected``, the rest as ``messageWritten``);
+        without a store, what is kept, marked as truncated.
+        """
         last = event.last_message_id
-        if last is None or (event.room_id is not None and event.room_id != self.room_id):
-            return self.history  # a first visit, or ids from another room's history
-        return [e for e in self._history if e["messageId"] > last]
+        if last is None:
+            return self.history, [], False
+        if event.room_id is not None and event.room_id != self.room_id:
+            return self.history, [], False  # ids of another room's history: a first visit
+        oldest_kept = self._history[0]["messageId"] if self._history else last + 1
+        if oldest_kept <= last + 1:
+            return [e for e in self._history if e["messageId"] > last], [], False
+        if self._store is None:
+            return self.history, [], True
+        first_page = self._store.load_messages_after(last, self.history_cap)
+        rest: list[MessageEntry] = []
+        after = first_page[-1]["messageId"] if first_page else last
+        while after < self._last_message_id:
+            page = self._store.load_messages_after(after, _RECOVERY_PAGE)
+            if not page:
+                break
+            rest.extend(page)
+            after = page[-1]["messageId"]
+        return first_page, rest, False
 
     def _depart(self, user: _User) -> Outcome:
         del self._users[user.id]
+        if user.token is not None and self._store is None:
+            self._tokens[user.id] = user.token  # kept while away, within max_bindings
+        self._touch(user.id)
         if not self._members:
             return Outcome()
         return Outcome([Send(tuple(self._members), Disconnected(user.id, user.username))])
 
 
-def _same_token(offered: str | None, expected: str) -> bool:
-    return offered is not None and secrets.compare_digest(offered.encode(), expected.encode())
+_DEDUPE_RELOAD = 10_000  # messages read back from a store to rebuild de-duplication
+_RECOVERY_PAGE = 500  # messages read from the store at a time during recovery
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """What the room keeps of an accepted ``clientMessageId``: not the message itself."""
+
+    message_id: int
+    digest: bytes  # of the text as sent, to tell a resend from a reused id
+    ts: str
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=8).digest()
+
+
+def _id_taken(user_id: str) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.ID_TAKEN,
+        f"id {user_id!r} belongs to someone else; only its owner (with its token) may use it",
+    )
+
+
+def _same_token(offered: str | None, expected: str | None) -> bool:
+    if offered is None or expected is None:
+        return False
+    return secrets.compare_digest(offered.encode(), expected.encode())

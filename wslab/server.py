@@ -72,8 +72,8 @@ class ChatServer:
         allowed_origins: extra browser origins (``"https://example.org"`` or a bare
             host name) allowed besides no ``Origin``, ``localhost``, ``127.0.0.1``,
             ``[::1]`` and the bound host.
-        rate_limit: frames per second per socket, 0 for no limit.
-        rate_burst: frames a socket may send at once.
+        rate_limit: frames per second per user id (all its sockets), 0 for no limit.
+        rate_burst: frames a user may send at once.
         history: messages kept and sent to newcomers.
         seed_compatible: the original design's behaviour (full history in every
             ``messageWritten``; ids trusted without tokens). Insecure; for lessons.
@@ -83,6 +83,9 @@ class ChatServer:
         message_filter: ``f(username, text) -> text`` run on each new message on the
             server thread; if it raises, that socket is closed with 1011.
         store: durable history and tokens (a path or a :class:`~wslab.store.SQLiteStore`).
+            A path is opened and locked here: :class:`~wslab.store.StoreError` if it
+            cannot be used or another server holds it.
+        max_bindings: ids the room remembers while they are away, without a store.
         close_timeout: seconds to wait for a client's closing handshake.
 
     Stopping and starting the same object again keeps its room (history, tokens)
@@ -109,6 +112,7 @@ class ChatServer:
         message_filter: MessageFilter | None = None,
         store: str | os.PathLike[str] | HistoryStore | None = None,
         close_timeout: float = 2.0,
+        max_bindings: int = 10_000,
     ) -> None:
         self.host = host
         self._port = port
@@ -138,6 +142,7 @@ class ChatServer:
             clock=clock or SystemClock(),
             message_filter=message_filter,
             store=store,
+            max_bindings=max_bindings,
         )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None

@@ -29,6 +29,7 @@ from wslab.protocol import (
     ProtocolError,
     WriteMessage,
     encode,
+    normalize_username,
     parse_client_event,
     parse_server_event,
     valid_id,
@@ -140,7 +141,7 @@ def assert_valid_client_event(event: object) -> None:
     if isinstance(event, Connecting):
         assert valid_id(event.id)
         assert isinstance(event.username, str)
-        assert event.username == event.username.strip()
+        assert event.username == normalize_username(event.username)  # idempotent
         assert 1 <= len(event.username) <= MAX_USERNAME_LENGTH
         assert event.token is None or (
             isinstance(event.token, str) and 1 <= len(event.token) <= 256
@@ -191,7 +192,12 @@ def test_parse_client_event_gives_an_event_or_the_error_the_table_names(data: st
     assert (kind == "connecting") == isinstance(event, Connecting)
 
 
-usernames = st.text(min_size=1, max_size=MAX_USERNAME_LENGTH).map(str.strip).filter(bool)
+# Valid usernames are what the server binds: already normalized (NFC, nothing invisible).
+usernames = (
+    st.text(min_size=1, max_size=MAX_USERNAME_LENGTH)
+    .map(normalize_username)
+    .filter(lambda name: 1 <= len(name) <= MAX_USERNAME_LENGTH)
+)
 valid_client_events = st.builds(
     Connecting,
     id=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),

@@ -106,7 +106,7 @@ class SocketModel:
 @dataclass
 class UserModel:
     username: str
-    token: str
+    token: str | None
     sockets: set[str] = field(default_factory=set)
     deadline: float | None = None
 
@@ -139,6 +139,7 @@ class RoomMachine(RuleBasedStateMachine):
         self.open_sockets: dict[str, SocketModel] = {}
         self.users: dict[str, UserModel] = {}  # present ids
         self.tokens: dict[str, str] = {}  # every id's token so far
+        self.id_buckets: dict[str, _Bucket] = {}  # the rate limit of each id, once it joined
         self.history: list[dict[str, Any]] = []
         self.accepted: dict[tuple[str, str], dict[str, Any]] = {}
         self.counter = 0
@@ -206,7 +207,8 @@ class RoomMachine(RuleBasedStateMachine):
     def receive(self, name: str, data: str | bytes) -> Outcome:
         model = self.open_sockets[name]
         outcome = self.room.receive(name, data)  # must never raise
-        if model.bucket is not None and not model.bucket.take(self.clock.monotonic()):
+        bucket = model.bucket if model.user is None else self.id_bucket(model.user)
+        if bucket is not None and not bucket.take(self.clock.monotonic()):
             if model.limited:
                 assert outcome.sends == [] and outcome.close is None
             else:
@@ -218,6 +220,15 @@ class RoomMachine(RuleBasedStateMachine):
             return Outcome()  # nothing else to check: the frame was dropped
         model.limited = False
         return outcome
+
+    def id_bucket(self, user_id: str) -> _Bucket | None:
+        """An id's bucket follows it across sockets: reconnecting does not refill it."""
+        rate = self.room.rate_limit
+        if not rate:
+            return None
+        if user_id not in self.id_buckets:
+            self.id_buckets[user_id] = _Bucket(rate, 6, self.clock.monotonic())
+        return self.id_buckets[user_id]
 
     def check_error(self, name: str, outcome: Outcome, code: ErrorCode) -> None:
         model = self.open_sockets[name]
@@ -295,21 +306,24 @@ class RoomMachine(RuleBasedStateMachine):
             return self.check_error(name, outcome, ErrorCode.ALREADY_CONNECTED)
         user = self.users.get(user_id)
         offered = fields.get("token")
-        if user is not None and not self.seed and offered != user.token:
+        known = self.tokens.get(user_id)
+        if known is not None and not self.seed and offered != known:
+            # Once bound, only the token claims the id: online, in grace or gone.
             return self.check_error(name, outcome, ErrorCode.ID_TAKEN)
         others = self.members()
         connected = outcome.sends[0].event
         assert isinstance(connected, Connected), outcome
         reload = False
+        if self.seed:
+            assert connected.token is None, "seed-compatible mode issues no tokens"
         if user is None:
-            known = self.tokens.get(user_id)
-            if known is not None and offered == known:
+            if known is not None and not self.seed:
                 assert connected.token == known, "a returning owner must keep its token"
-            else:
-                assert connected.token != known, "a claim without the token got the owner's"
+            elif not self.seed:
+                assert connected.token is not None
+                self.tokens[user_id] = connected.token
             user = UserModel(username.strip(), connected.token)
             self.users[user_id] = user
-            self.tokens[user_id] = connected.token
             is_new = True
         else:
             reload = not user.sockets
@@ -325,8 +339,11 @@ class RoomMachine(RuleBasedStateMachine):
         kept = self.history[-self.cap :]
         if last is None or fields.get("roomId", self.room.room_id) != self.room.room_id:
             assert connected.messages_list == kept
+            assert connected.truncated is False
         else:
             assert connected.messages_list == [e for e in kept if e["messageId"] > last]
+            gone = bool(kept) and kept[0]["messageId"] > last + 1
+            assert connected.truncated is gone, "a gap must be marked, and only a gap"
         model.user, model.view = user_id, set(listed)
         model.last_message_id = max((e["messageId"] for e in connected.messages_list), default=0)
         joined = [s for s in outcome.sends[1:] if isinstance(s.event, Joined)]
@@ -357,11 +374,13 @@ class RoomMachine(RuleBasedStateMachine):
         model = self.open_sockets[name]
         if model.user is None:
             return self.check_error(name, outcome, ErrorCode.NOT_CONNECTED)
+        earlier = self.accepted.get((model.user, cmid)) if cmid else None
+        if earlier is not None and earlier["message"] != text:
+            return self.check_error(name, outcome, ErrorCode.DUPLICATE_ID)
         assert outcome.close is None and len(outcome.sends) == 1
         (send,) = outcome.sends
         assert isinstance(send.event, MessageWritten)
         assert (send.event.messages_list is not None) is self.seed
-        earlier = self.accepted.get((model.user, cmid)) if cmid else None
         if earlier is not None:
             assert send.to == (name,) and send.event.message == earlier
         else:

@@ -55,15 +55,15 @@ SITUATIONS = (
     Situation(0, 2.0, 2.999, True),
     Situation(0, 2.0, 2.4, False),  # inside the grace, without it
     Situation(0, 2.0, 3.0, True),  # the grace ends exactly at the deadline
-    Situation(0, 2.0, 3.5, True),  # after the grace: the id is free again
-    Situation(0, 2.0, 3.5, False),
+    Situation(0, 2.0, 3.5, True),  # after the grace: the owner is back, announced
+    Situation(0, 2.0, 3.5, False),  # after the grace, without the token: still bound
 )
 
 HINTS = {
-    "new": "nobody holds the id (never seen, or its grace ran out: now >= grace_deadline)",
+    "new": "no socket and no grace running: a first visit, or the owner back after its grace",
     "second_tab": "a socket of this id is still open, and the token matches: another tab",
     "reload": "no socket open, still inside the grace (now < grace_deadline), token ok",
-    "refused": "an id that is present (online or in its grace) needs its token",
+    "refused": "an id that was ever bound needs its token: online, in its grace, or gone",
 }
 
 
@@ -82,7 +82,7 @@ def room_answer(situation: Situation) -> str:
         hello = Connecting("alice", "alice", None if tab == 0 else alice_token)
         (send, *_) = room.receive(f"alice-{tab}", encode(hello)).sends
         if tab == 0:
-            assert isinstance(send.event, Connected)
+            assert isinstance(send.event, Connected) and send.event.token is not None
             alice_token = send.event.token
     if situation.closed_at is not None:
         clock.advance(situation.closed_at)
