@@ -51,7 +51,7 @@ from .protocol import (
     encode,
     parse_server_event,
 )
-from .retry import RetryPolicy
+from .retry import Reconnector, RetryPolicy
 
 __all__ = ["BlockingChatClient", "ChatClient", "PendingMessage", "RawEvent", "Status"]
 
@@ -156,7 +156,8 @@ class ChatClient:
         self.was_page_reload = False
         self.last_close: tuple[int, str] | None = None
         self.next_retry_in: float | None = None
-        self.attempts = 0  # connection attempts so far, for lessons and tests
+        #: The reconnect decisions (pure): this client only does what it answers.
+        self.reconnector = Reconnector(self.policy, rng)
 
         # Handlers: set any of these to a callable; they run on the client's loop.
         self.on_connected: Callable[[Connected], Any] | None = None
@@ -184,6 +185,11 @@ class ChatClient:
     def online(self) -> bool:
         """Whether the client is connected and has received ``connected``."""
         return self.status == "online"
+
+    @property
+    def attempts(self) -> int:
+        """Connection attempts so far, for lessons and tests."""
+        return self.reconnector.attempts
 
     @property
     def last_message_id(self) -> int | None:
@@ -297,11 +303,9 @@ class ChatClient:
     # ------------------------------------------------------------------ the task
 
     async def _run(self) -> None:
-        delays = self.policy.delays(self._rng)
-        failures = 0
         while not self._closing:
             try:
-                uptime, retryable = await self._connect_once()
+                code, refused = await self._connect_once()
             except Exception as error:  # a bug or a bad option: report it, do not spin
                 logger.exception("ChatClient stopped by an unexpected error")
                 self._record(RawEvent("error", detail=f"{type(error).__name__}: {error}"))
@@ -309,29 +313,27 @@ class ChatClient:
                     self._socket.transport.abort()
                     self._socket = None
                 break
-            if uptime is not None and uptime >= self.policy.min_uptime:
-                delays, failures = self.policy.delays(self._rng), 0  # it held: start over
-            failures += 1
-            limit = self.policy.max_attempts
-            if not (retryable and self.reconnect) or self._closing:
+            delay = self.reconnector.after_close(
+                code,
+                closed_by_us=self._closing,
+                now=self._clock.monotonic(),
+                refused=refused,
+            )
+            if delay is None or self._closing or not self.reconnect:
                 break
-            if limit is not None and failures > limit:
-                break
-            delay = next(delays)
             self.status, self.next_retry_in = "reconnecting", delay
             self._changed()
             await self._sleep(delay)
         self.status, self.next_retry_in = "offline", None
         self._changed()
 
-    async def _connect_once(self) -> tuple[float | None, bool]:
+    async def _connect_once(self) -> tuple[int, bool]:
         """One connection from handshake to close.
 
-        Returns its uptime after ``connected`` (``None`` if it never joined) and
-        whether the policy retries the way it ended.
+        Returns its close code and whether the handshake was refused for good.
         """
         self.status = "connecting"
-        self.attempts += 1
+        self.reconnector.begin_attempt()
         self._changed()
         try:
             options: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
@@ -349,13 +351,13 @@ class ChatClient:
             self._record(RawEvent("error", detail=_describe_failure(error)))
             self._closed(CloseCode.ABNORMAL_CLOSURE, "", was_clean=False)
             # A refused handshake (403, 404, a bad certificate) would fail again.
-            return None, not _refused_for_good(error)
+            return CloseCode.ABNORMAL_CLOSURE, _refused_for_good(error)
         if self._closing:  # close() was called during the handshake
             await socket.close()
             self._closed(CloseCode.NORMAL_CLOSURE, "", was_clean=True)
-            return None, False
+            return CloseCode.NORMAL_CLOSURE, False
         self._socket = socket
-        joined_at: float | None = None
+        self.reconnector.after_open()
         self._record(RawEvent("open"))
         try:
             hello = Connecting(
@@ -369,7 +371,7 @@ class ChatClient:
             async for data in socket:
                 self._record(RawEvent("message", data=data))
                 if await self._handle(data):
-                    joined_at = self._clock.monotonic()
+                    self.reconnector.after_connected(self._clock.monotonic())
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
@@ -378,11 +380,10 @@ class ChatClient:
             raise
         self._socket = None
         code = socket.close_code if socket.close_code is not None else 1006
-        if code in (CloseCode.MESSAGE_TOO_BIG, CloseCode.POLICY_VIOLATION):
+        if code in self.policy.final_codes:
             self._record(RawEvent("error", detail=describe_close(code)))
         self._closed(code, socket.close_reason or "", was_clean=code != 1006)
-        uptime = None if joined_at is None else self._clock.monotonic() - joined_at
-        return uptime, self.policy.should_retry(code, closed_by_us=self._closing)
+        return code, False
 
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
