@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-import shutil
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -52,20 +52,22 @@ def test_the_package_ships_its_type_marker_and_page() -> None:
         assert (ROOT / "wslab" / "static" / name).exists()
 
 
-def run_tool(*command: str) -> None:
-    if shutil.which(command[0]) is None and command[0] != sys.executable:
-        pytest.fail(f"{command[0]} is not installed: pip install -e '.[dev]'")
+def run_module(module: str, *arguments: str) -> None:
+    """Run a tool of this interpreter's environment (no PATH lookup: a venv need not be active)."""
+    if importlib.util.find_spec(module) is None:
+        pytest.fail(f"{module} is not installed: pip install -e '.[dev]'")
+    command = [sys.executable, "-m", module, *arguments]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_lint_is_clean() -> None:
-    run_tool("ruff", "check", "wslab", "tests", "benchmarks")
+    run_module("ruff", "check", "wslab", "tests", "benchmarks")
 
 
 def test_ruff_format_is_clean() -> None:
-    run_tool("ruff", "format", "--check", "wslab", "tests", "benchmarks")
+    run_module("ruff", "format", "--check", "wslab", "tests", "benchmarks")
 
 
 def test_mypy_strict_is_clean() -> None:
-    run_tool(sys.executable, "-m", "mypy")
+    run_module("mypy")
