@@ -13,7 +13,7 @@ import pytest
 import wslab
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE_MODULES = ["protocol", "room", "retry", "clock"]
+PURE_MODULES = ["protocol", "room", "retry", "clock", "errors", "display"]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
 
@@ -28,10 +28,67 @@ def imported_roots(module: str) -> set[str]:
     return roots
 
 
+PUBLIC = [
+    "BlockingChatClient",
+    "ChatClient",
+    "ChatConnectionError",
+    "ChatServer",
+    "ChatWidget",
+    "ClientProtocolError",
+    "CloseCode",
+    "ErrorCode",
+    "FakeClock",
+    "MissingExtraError",
+    "PendingMessage",
+    "ProtocolError",
+    "RawEvent",
+    "Reconnector",
+    "RetryPolicy",
+    "Room",
+    "ServerProtocolError",
+    "SystemClock",
+    "WslabError",
+    "backoff",
+    "chat",
+    "describe_close",
+    "should_retry",
+]
+
+
 def test_every_public_name_is_exported_and_exists() -> None:
-    assert sorted(wslab.__all__) == wslab.__all__
+    assert wslab.__all__ == PUBLIC  # a change to the public surface is a decision: update both
     for name in wslab.__all__:
         assert getattr(wslab, name) is not None
+
+
+def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
+    from wslab.checks._common import CheckFailed
+
+    for error in (
+        wslab.ProtocolError,
+        wslab.ClientProtocolError,
+        wslab.ServerProtocolError,
+        wslab.ChatConnectionError,
+        wslab.MissingExtraError,
+        CheckFailed,
+    ):
+        assert issubclass(error, wslab.WslabError), error
+    assert issubclass(wslab.ChatConnectionError, ConnectionError)
+    assert issubclass(CheckFailed, AssertionError)
+    assert wslab.protocol.ProtocolError is wslab.ProtocolError
+
+
+def test_a_bad_frame_says_which_side_sent_it() -> None:
+    from wslab.protocol import ErrorCode, parse_client_event, parse_server_event
+
+    with pytest.raises(wslab.ClientProtocolError) as from_client:
+        parse_client_event("{not json")
+    with pytest.raises(wslab.ServerProtocolError) as from_server:
+        parse_server_event('{"event": "nope"}')
+    assert from_client.value.code is ErrorCode.BAD_JSON
+    assert from_server.value.code is ErrorCode.UNKNOWN_EVENT
+    assert not isinstance(from_client.value, wslab.ServerProtocolError)
+    assert not isinstance(from_server.value, wslab.ClientProtocolError)
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)

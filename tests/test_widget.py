@@ -9,7 +9,6 @@ Send, answer the flush) is played by `FrontEnd`, through the widget's comm.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from html.parser import HTMLParser
@@ -21,7 +20,9 @@ import wslab.widget
 from wslab import ChatClient, ChatServer, RetryPolicy
 from wslab.widget import ChatWidget, chat, shared_server, stop_shared_server
 
-UNIT = float(os.environ.get("WSLAB_TIME_SCALE", "1"))  # one time unit, in seconds
+from .conftest import TIME_SCALE
+
+UNIT = TIME_SCALE  # one time unit, in seconds
 TIMEOUT = 10 * UNIT  # bounds a failure; conditions normally hold in milliseconds
 GRACE = 0.3 * UNIT
 FAST_RETRY = RetryPolicy(initial=0.05, cap=0.2, min_uptime=0.0)

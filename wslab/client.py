@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from .clock import Clock, SystemClock
+from .errors import ChatConnectionError
 from .protocol import (
     CloseCode,
     Connected,
@@ -200,7 +201,7 @@ class ChatClient:
         """Start the client and wait until it is online (received ``connected``).
 
         Raises:
-            ConnectionError: the client went offline for good before joining
+            ChatConnectionError: the client went offline for good before joining
                 (refused handshake, 1008, 1009, ...).
             TimeoutError: not online within ``timeout`` seconds (it keeps trying).
         """
@@ -212,7 +213,7 @@ class ChatClient:
         if not self.online:
             errors = [e.detail for e in self.events if e.type == "error"]
             detail = f"; last error: {errors[-1]}" if errors else ""
-            raise ConnectionError(f"could not join: {self.describe_last_close()}{detail}")
+            raise ChatConnectionError(f"could not join: {self.describe_last_close()}{detail}")
         return self
 
     def start(self) -> None:
@@ -238,11 +239,11 @@ class ChatClient:
         """Send one frame as it is (text or binary): for lessons on bad input.
 
         Raises:
-            ConnectionError: the client has no open connection.
+            ChatConnectionError: the client has no open connection.
         """
         socket = self._socket
         if socket is None:
-            raise ConnectionError("not connected")
+            raise ChatConnectionError("not connected")
         await socket.send(data)
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:

@@ -15,20 +15,25 @@ what the server answers in its ``error`` event.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Any, TypedDict
+from typing import Any, ParamSpec, TypedDict, TypeVar
+
+from .errors import ClientProtocolError, ProtocolError, ServerProtocolError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "CLIENT_EVENTS",
     "MAX_ID_LENGTH",
     "MAX_MESSAGE_LENGTH",
     "MAX_USERNAME_LENGTH",
-    "SERVER_EVENTS",
     "ClientEvent",
     "CloseCode",
     "Connected",
@@ -54,7 +59,7 @@ MAX_ID_LENGTH = 64
 MAX_USERNAME_LENGTH = 32
 MAX_MESSAGE_LENGTH = 2000
 MAX_CLIENT_MESSAGE_ID_LENGTH = 64
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
 
 class CloseCode(IntEnum):
@@ -116,18 +121,27 @@ class ErrorCode(str, Enum):  # noqa: UP042 (str() of a member stays "ErrorCode.X
     def is_strike(self) -> bool:
         """Whether this error counts toward the ten that close a socket with 1008.
 
-        ``rate_limited`` does not (PROTOCOL.md); ``id_taken`` closes at once anyway.
+        ``rate_limited`` does not (docs/protocol.md); ``id_taken`` closes at once anyway.
         """
         return self not in (ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN)
 
 
-class ProtocolError(Exception):
-    """The peer broke the protocol: answer it with an ``error`` event of this code."""
+def _raised_as(kind: type[ProtocolError]) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Re-raise a parser's :class:`ProtocolError` as ``kind``: which side broke the protocol."""
 
-    def __init__(self, code: ErrorCode, detail: str) -> None:
-        super().__init__(f"{code.value}: {detail}")
-        self.code = code
-        self.detail = detail
+    def decorate(parse: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(parse)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return parse(*args, **kwargs)
+            except ProtocolError as error:
+                if isinstance(error, kind):
+                    raise
+                raise kind(error.code, error.detail) from None
+
+        return wrapper
+
+    return decorate
 
 
 class UserEntry(TypedDict):
@@ -209,8 +223,11 @@ class Connected:
     messages_list: list[MessageEntry]
     was_page_reload: bool
     room_id: str = ""
+    #: Messages older than the oldest one sent were missed and are gone.
+    truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"truncated": True} if self.truncated else {}
         return {
             "event": "connected",
             "roomId": self.room_id,
@@ -220,6 +237,7 @@ class Connected:
             "connectedUserList": self.connected_user_list,
             "messagesList": self.messages_list,
             "wasPageReload": self.was_page_reload,
+            **extra,
         }
 
 
@@ -273,7 +291,6 @@ class ErrorEvent:
 ServerEvent = Connected | Joined | Disconnected | MessageWritten | ErrorEvent
 
 CLIENT_EVENTS = ("connecting", "writeMessage")
-SERVER_EVENTS = ("connected", "joined", "disconnected", "messageWritten", "error")
 
 
 # Built once: json.dumps and json.loads with options build a new coder on every call.
@@ -386,10 +403,11 @@ _CLIENT_PARSERS: dict[str, Callable[[dict[str, Any]], ClientEvent]] = {
 }
 
 
+@_raised_as(ClientProtocolError)
 def parse_client_event(data: str | bytes) -> ClientEvent:
     """Parse one frame a client sent into an event.
 
-    Checks run in the order PROTOCOL.md fixes: JSON shape, event name, fields.
+    Checks run in the order docs/protocol.md fixes: JSON shape, event name, fields.
 
     Raises:
         ProtocolError: ``bad_json``, ``unknown_event`` or ``invalid_field``; never
@@ -413,6 +431,7 @@ def _finite_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and math.isfinite(value)
 
 
+@_raised_as(ServerProtocolError)
 def parse_server_event(data: str | bytes) -> ServerEvent:
     """Parse one frame the server sent (used by the Python client).
 
@@ -433,6 +452,7 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
             messages_list=[_entry(m) for m in _list(obj, "messagesList")],
             was_page_reload=obj.get("wasPageReload") is True,
             room_id=_text(obj, "roomId") if "roomId" in obj else "",
+            truncated=obj.get("truncated") is True,
         )
     if name == "joined":
         return Joined(id=_text(obj, "id"), username=_text(obj, "username"))

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..errors import WslabError
+
 __all__ = ["CheckFailed", "fail", "passed", "run_learner"]
 
 T = TypeVar("T")
 
 
-class CheckFailed(AssertionError):
+class CheckFailed(WslabError, AssertionError):
     """The learner's code did not do what the exercise asks (message: one line)."""
 
     def __init__(self, message: str) -> None:
