@@ -54,7 +54,14 @@ from .protocol import (
 )
 from .retry import Reconnector, RetryPolicy
 
-__all__ = ["BlockingChatClient", "ChatClient", "PendingMessage", "RawEvent", "Status"]
+__all__ = [
+    "BlockingChatClient",
+    "ChatClient",
+    "PendingMessage",
+    "PresenceEvent",
+    "RawEvent",
+    "Status",
+]
 
 logger = logging.getLogger("wslab.client")
 
@@ -86,6 +93,20 @@ class RawEvent:
         if self.type == "error":
             return f"error {self.detail}"
         return "open"
+
+
+@dataclass(frozen=True)
+class PresenceEvent:
+    """A user joined or left (``kind`` is ``joined`` or ``disconnected``), for display.
+
+    ``after`` is the ``messageId`` of the newest message the client had when it
+    came (``None``: none yet), so a view can place the line among the messages.
+    """
+
+    kind: Literal["joined", "disconnected"]
+    id: str
+    username: str
+    after: int | None
 
 
 @dataclass(frozen=True)
@@ -155,6 +176,10 @@ class ChatClient:
         self.events: deque[RawEvent] = deque(maxlen=max_log)
         self.room_id: str | None = None
         self.was_page_reload = False
+        #: The last ``connected`` said that some missed messages are gone.
+        self.truncated = False
+        #: Joins and leaves seen, newest last (bounded like :attr:`events`).
+        self.presence: deque[PresenceEvent] = deque(maxlen=max_log)
         self.last_close: tuple[int, str] | None = None
         self.next_retry_in: float | None = None
         #: The reconnect decisions (pure): this client only does what it answers.
@@ -196,6 +221,18 @@ class ChatClient:
     def last_message_id(self) -> int | None:
         """The newest ``messageId`` seen, sent as ``lastMessageId`` on reconnect."""
         return self.messages[-1]["messageId"] if self.messages else None
+
+    def take_identity(self, id: str, token: str | None) -> bool:
+        """Come back as an earlier client's user: use its ``id`` and ``token``.
+
+        Only a client that has not started and holds no token of its own takes
+        it (returns ``True``); otherwise nothing changes (``False``). A re-run
+        notebook cell hands its predecessor's identity over this way.
+        """
+        if self.status != "idle" or self.token is not None:
+            return False
+        self.id, self.token = id, token
+        return True
 
     async def connect(self, timeout: float | None = 10.0) -> ChatClient:
         """Start the client and wait until it is online (received ``connected``).
@@ -408,9 +445,15 @@ class ChatClient:
             self._add_message(event.message)
         elif isinstance(event, Joined):
             self.users[event.id] = event.username
+            self.presence.append(
+                PresenceEvent("joined", event.id, event.username, self.last_message_id)
+            )
             self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
             self.users.pop(event.id, None)
+            self.presence.append(
+                PresenceEvent("disconnected", event.id, event.username, self.last_message_id)
+            )
             self._call(self.on_disconnected, event)
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
@@ -427,8 +470,10 @@ class ChatClient:
             # start again, so the old list cannot be merged into the new one.
             self.messages.clear()
             self._message_ids.clear()
+            self.presence.clear()
         self.room_id = event.room_id
         self.was_page_reload = event.was_page_reload
+        self.truncated = event.truncated
         self.users = {u["id"]: u["username"] for u in event.connected_user_list}
         for entry in event.messages_list:
             self._add_message(entry, notify=False)
