@@ -128,3 +128,12 @@ def test_ruff_format_is_clean() -> None:
 
 def test_mypy_strict_is_clean() -> None:
     run_module("mypy")
+
+
+def test_the_readme_layout_lists_every_module() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.index("\n## ")]
+    modules = sorted(p.name for p in (ROOT / "wslab").glob("*.py"))
+    missing = [name for name in modules if f"  {name}" not in layout]
+    assert missing == [], f"README's Layout does not list {missing}"
