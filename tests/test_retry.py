@@ -136,10 +136,26 @@ def test_delays_are_full_jitter_from_the_injected_random_source() -> None:
 
 
 def test_the_page_policy_is_the_default_policy_as_data() -> None:
-    assert page_policy() == {
+    policy = page_policy()
+    meanings = policy.pop("closeMeanings")
+    assert policy == {
         "initialS": 0.3,
         "factor": 2.0,
         "capS": 10.0,
         "minUptimeS": 2.0,
         "finalCodes": [1008, 1009],
+        "rateLimitPauseS": 1.0,
     }
+    assert isinstance(meanings, dict)
+    assert meanings["1001"].startswith("going away: ")
+
+
+def test_failures_at_reads_zero_once_the_connection_is_stable() -> None:
+    clock = FakeClock()
+    machine = Reconnector(RetryPolicy(min_uptime=2.0))
+    run(machine, clock, [None, None])
+    machine.begin_attempt()
+    machine.after_connected(clock.monotonic())
+    assert machine.failures_at(clock.monotonic()) == 2
+    clock.advance(2.0)
+    assert machine.failures_at(clock.monotonic()) == 0

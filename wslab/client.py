@@ -203,7 +203,7 @@ class ChatClient:
         self._resend_task: asyncio.Task[None] | None = None
         self._resend_wanted = False
         #: Seconds to wait after a ``rate_limited`` error before resending what is pending.
-        self.rate_limit_pause = 1.0
+        self.rate_limit_pause = self.policy.rate_limit_pause
 
     # ------------------------------------------------------------------ public API
 

@@ -69,6 +69,9 @@ class RetryPolicy:
 
     ``final_codes`` are never retried. ``retry_codes``, when given, narrows the
     retried codes to that set (the original design retried only 1006).
+
+    ``rate_limit_pause`` is how long a client waits after a ``rate_limited``
+    error before it resends what is still pending (the server dropped it).
     """
 
     initial: float = 0.3
@@ -79,6 +82,7 @@ class RetryPolicy:
     max_attempts: int | None = None
     final_codes: frozenset[int] = FINAL_CLOSE_CODES
     retry_codes: frozenset[int] | None = None
+    rate_limit_pause: float = 1.0
 
     def delays(self, rng: Callable[[], float] = random.random) -> Iterator[float]:
         """A fresh sequence of delays, one per attempt."""
@@ -149,6 +153,13 @@ class Reconnector:
         """The server accepted us (``connected``) at time ``now``."""
         self._connected_at = now
 
+    def failures_at(self, now: float) -> int:
+        """The failures the next close would count from: 0 once this connection is stable."""
+        uptime = self.uptime(now)
+        if uptime is not None and uptime >= self.policy.min_uptime:
+            return 0
+        return self.failures
+
     def uptime(self, now: float) -> float | None:
         """Seconds since ``connected``, or ``None`` if this connection never joined."""
         return None if self._connected_at is None else now - self._connected_at
@@ -178,9 +189,10 @@ class Reconnector:
 
 
 def page_policy() -> dict[str, object]:
-    """The default policy as plain JSON-ready data: the browser page follows these numbers.
+    """The default policy and the close codes' meanings as JSON-ready data.
 
-    ``tests/browser`` checks that the page's copy in ``static/chat.js`` equals this.
+    The browser page follows these numbers and words: ``tests/browser`` checks
+    that its copy (``DEFAULT_POLICY`` in ``static/chat.js``) equals this.
     """
     policy = RetryPolicy()
     return {
@@ -189,4 +201,6 @@ def page_policy() -> dict[str, object]:
         "capS": policy.cap,
         "minUptimeS": policy.min_uptime,
         "finalCodes": sorted(int(code) for code in policy.final_codes),
+        "rateLimitPauseS": policy.rate_limit_pause,
+        "closeMeanings": {str(int(code)): code.explanation for code in CloseCode},
     }

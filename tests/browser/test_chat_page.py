@@ -150,7 +150,7 @@ def test_pages_come_back_after_a_server_restart_and_deliver_offline_messages_onc
     server.stop()
     for page in (alice, bob):
         wait_until(page, "wslabChat.state === 'reconnecting'")
-        expect(page.locator("#status")).to_contain_text("last close 1001 (going away)")
+        expect(page.locator("#status")).to_contain_text("last close 1001 (going away:")
         first_close = closes(page)[0]
         assert (first_close["code"], first_close["wasClean"]) == (1001, True)
 
