@@ -11,6 +11,10 @@ One connection, as the browser sees it (the raw event log)::
     open -> message* -> [error] -> close(code, reason)
     then, if the close was not ours and the code is retried: wait, connect again
 
+Whether and when to reconnect is decided by a pure
+:class:`~wslab.retry.Reconnector` (:attr:`ChatClient.reconnector`); the client
+only opens sockets and sleeps as it answers.
+
 On every reconnect the client sends its id, token, ``roomId`` and
 ``lastMessageId``, takes the messages it missed from ``connected``, and resends
 every message the server has not acknowledged (once: the server de-duplicates

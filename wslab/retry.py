@@ -1,4 +1,10 @@
-"""Reconnect policy: which closes are retried, and how long to wait. Pure.
+"""Reconnect rules: which closes are retried, how long to wait, when to start over. Pure.
+
+Every client follows the same rules from here: :class:`RetryPolicy` holds the
+numbers and the final codes, :class:`Reconnector` makes each decision (the
+Python client only does what it answers), and :func:`page_policy` gives the
+same numbers to the browser page, whose ``Reconnector`` in ``static/chat.js``
+mirrors this one (the browser tests check both against one table).
 
 The original JavaScript design retried every 300 ms, and only after an unclean
 close: a server restart (a clean 1001) left every client offline, and a crash
