@@ -67,3 +67,6 @@ def make_server() -> Iterator[Callable[..., ChatServer]]:
     yield make
     for server in reversed(servers):
         server.stop()  # safe twice: a test may have stopped it already
+        store = getattr(server, "store", None)
+        if store is not None and hasattr(store, "close"):
+            store.close()
