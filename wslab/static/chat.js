@@ -335,10 +335,13 @@
     return li;
   }
 
+  // One formatter for every message: toLocaleTimeString would build one per call,
+  // which costs more than the rest of a message's rendering.
+  const TIME_FORMAT = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
   function formatTime(ts) {
     const date = new Date(ts);
     if (Number.isNaN(date.getTime())) return ts;
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return TIME_FORMAT.format(date);
   }
 
   // The list: [history and system lines...][pending...]. New items go before the
