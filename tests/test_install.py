@@ -106,6 +106,17 @@ def test_a_light_install_serves_and_chats_and_runs_the_cli(
     assert json.loads(out) == {"from": "ann", "users": 2}
     help_text = _run([python, "-m", "wslab", "--help"], timeout=60, env=env, cwd=venv)
     assert "serve" in help_text
+    (venv / "lessons" / "solutions").mkdir(parents=True)
+    exercises = subprocess.run(
+        [python, "-m", "wslab", "exercises", "--generate", "--root", str(venv / "lessons")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=venv,
+    )
+    assert exercises.returncode == 2
+    assert exercises.stderr.strip().endswith('pip install "wslab[lab]"'), exercises.stderr
 
 
 @pytest.mark.slow
