@@ -31,9 +31,15 @@ Enter and Send only ask the box to *flush*::
 loses focus: clicking elsewhere would send a half-typed message.)
 
 Identity. A re-run cell makes a new widget for the same server and username:
-the widget it replaces is closed with 1001 (like a page being left) and the new
-client comes back with the same id and token, so the others see a reload
-within the grace, not a departure and an arrival.
+the widget it replaces (found in :data:`wslab.lesson.registry`) is closed with
+1001 (like a page being left) and hands its id and token to the new client
+(:meth:`ChatClient.take_identity`), so the others see a reload within the
+grace, not a departure and an arrival. The shared server of :func:`chat`
+lives in :mod:`wslab.lesson`; this module only shows a client's state.
+
+What it shows follows :mod:`wslab.display`, as the browser page does: joins and
+leaves as lines among the messages, a notice when missed messages are gone,
+an id suffix on names two present users share, bidi controls neutralized.
 """
 
 from __future__ import annotations
