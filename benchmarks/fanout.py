@@ -3,7 +3,8 @@
 For each target and each client count N, a run starts the server pinned to one core and
 the load generator (:mod:`benchmarks.loadgen`) pinned to the other, lets the load open N
 clients, and has one of them send messages that everyone (the sender included) receives.
-Each point is the median of ``sizes.runs`` runs, each on a fresh server.
+Each point is the median of ``sizes.runs`` runs; the runs of one point share one server
+process and one load process (a fresh pair for each target and each N).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def fanout_table(results: dict[str, dict[int, dict[str, Any]]]) -> str:
 
 
 def fanout_checks(fanout: dict[str, Any]) -> list[Check]:
-    """The brief's fan-out targets, at N=100 and N=1000 (at the largest N in a quick run).
+    """The fan-out limits checked below, at N=100 and N=1000 (the largest N in a quick run).
 
     Throughput targets are checked twice: on measured deliveries/s, and on capacity
     (1 / server CPU per delivery), which a busy machine disturbs far less.

@@ -178,8 +178,8 @@ async def measure_reconnects(drops: int, *, delay: bool) -> dict[str, Any]:
     from wslab import ChatClient, ChatServer
     from wslab.retry import RetryPolicy
 
-    # min_uptime=0: the backoff starts over at every ``connected``, as PROTOCOL.md says;
-    # the kit's 2 s guard would otherwise escalate the delays of back-to-back drops.
+    # min_uptime=0: the backoff starts over at every ``connected``; the kit's 2 s
+    # guard would otherwise escalate the delays of back-to-back drops.
     policy = RetryPolicy(min_uptime=0.0) if delay else RetryPolicy(initial=0.0, cap=0.0)
     totals, backoffs, slacks, handshakes = [], [], [], []
     server = ChatServer(port=0, rate_limit=0)

@@ -81,7 +81,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 @dataclass(frozen=True)
 class Check:
-    """One target from the brief: a measured value against a limit. Reported, never asserted."""
+    """One performance target: a measured value against a limit. Reported, never asserted."""
 
     name: str
     value: float | None

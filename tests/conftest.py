@@ -1,18 +1,57 @@
-"""Shared fixtures: a time unit for waits, and real servers on port 0."""
+"""What every test folder shares: the time unit, real servers on port 0, frame builders.
+
+Every wait in the suite is a condition with a timeout counted in *units*
+(:func:`unit`), scaled by the environment variable ``WSLAB_TIME_SCALE``: a slow
+machine raises one number (``WSLAB_TIME_SCALE=3``) instead of tests sleeping.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 from wslab import ChatServer
 
-#: One unit of waiting, in seconds; raise WSLAB_TIME_SCALE on a slow machine.
+T = TypeVar("T")
+
+#: The factor every timeout and stability window of the suite is multiplied by.
 TIME_SCALE = float(os.environ.get("WSLAB_TIME_SCALE", "1"))
+#: One ordinary wait, in seconds: conditions normally hold in milliseconds.
 WAIT = 5.0 * TIME_SCALE
+
+
+def unit(seconds: float = 1.0) -> float:
+    """A duration of ``seconds``, scaled by ``WSLAB_TIME_SCALE``."""
+    return seconds * TIME_SCALE
+
+
+def run_bounded(scenario: Coroutine[Any, Any, T], timeout: float = 6 * WAIT) -> T:
+    """Run one async scenario on a fresh loop, so that a hang fails instead of blocking."""
+    return asyncio.run(asyncio.wait_for(scenario, timeout))
+
+
+# ---------------------------------------------------------------------------- frames
+
+
+def hello(user_id: str, username: str = "user", **fields: Any) -> str:
+    """A ``connecting`` frame."""
+    return json.dumps({"event": "connecting", "id": user_id, "username": username, **fields})
+
+
+def say(text: str, cmid: str | None = None) -> str:
+    """A ``writeMessage`` frame."""
+    frame: dict[str, Any] = {"event": "writeMessage", "message": text}
+    if cmid is not None:
+        frame["clientMessageId"] = cmid
+    return json.dumps(frame)
+
+
+# ---------------------------------------------------------------------------- servers
 
 
 @pytest.fixture
@@ -26,5 +65,8 @@ def make_server() -> Iterator[Callable[..., ChatServer]]:
         return server
 
     yield make
-    for server in servers:
-        server.stop()
+    for server in reversed(servers):
+        server.stop()  # safe twice: a test may have stopped it already
+        store = getattr(server, "store", None)
+        if store is not None and hasattr(store, "close"):
+            store.close()

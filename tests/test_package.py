@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-import shutil
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +13,7 @@ import pytest
 import wslab
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE_MODULES = ["protocol", "room", "retry", "clock"]
+PURE_MODULES = ["protocol", "room", "retry", "clock", "errors", "display"]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
 
@@ -28,10 +28,69 @@ def imported_roots(module: str) -> set[str]:
     return roots
 
 
+PUBLIC = [
+    "BlockingChatClient",
+    "ChatClient",
+    "ChatConnectionError",
+    "ChatServer",
+    "ChatWidget",
+    "ClientProtocolError",
+    "CloseCode",
+    "ErrorCode",
+    "FakeClock",
+    "MissingExtraError",
+    "PendingMessage",
+    "ProtocolError",
+    "RawEvent",
+    "Reconnector",
+    "RetryPolicy",
+    "Room",
+    "ServerProtocolError",
+    "SystemClock",
+    "WireRecord",
+    "WireTap",
+    "WslabError",
+    "backoff",
+    "chat",
+    "describe_close",
+    "should_retry",
+]
+
+
 def test_every_public_name_is_exported_and_exists() -> None:
-    assert sorted(wslab.__all__) == wslab.__all__
+    assert wslab.__all__ == PUBLIC  # a change to the public surface is a decision: update both
     for name in wslab.__all__:
         assert getattr(wslab, name) is not None
+
+
+def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
+    from wslab.checks._common import CheckFailed
+
+    for error in (
+        wslab.ProtocolError,
+        wslab.ClientProtocolError,
+        wslab.ServerProtocolError,
+        wslab.ChatConnectionError,
+        wslab.MissingExtraError,
+        CheckFailed,
+    ):
+        assert issubclass(error, wslab.WslabError), error
+    assert issubclass(wslab.ChatConnectionError, ConnectionError)
+    assert issubclass(CheckFailed, AssertionError)
+    assert wslab.protocol.ProtocolError is wslab.ProtocolError
+
+
+def test_a_bad_frame_says_which_side_sent_it() -> None:
+    from wslab.protocol import ErrorCode, parse_client_event, parse_server_event
+
+    with pytest.raises(wslab.ClientProtocolError) as from_client:
+        parse_client_event("{not json")
+    with pytest.raises(wslab.ServerProtocolError) as from_server:
+        parse_server_event('{"event": "nope"}')
+    assert from_client.value.code is ErrorCode.BAD_JSON
+    assert from_server.value.code is ErrorCode.UNKNOWN_EVENT
+    assert not isinstance(from_client.value, wslab.ServerProtocolError)
+    assert not isinstance(from_server.value, wslab.ClientProtocolError)
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
@@ -52,20 +111,31 @@ def test_the_package_ships_its_type_marker_and_page() -> None:
         assert (ROOT / "wslab" / "static" / name).exists()
 
 
-def run_tool(*command: str) -> None:
-    if shutil.which(command[0]) is None and command[0] != sys.executable:
-        pytest.fail(f"{command[0]} is not installed: pip install -e '.[dev]'")
+def run_module(module: str, *arguments: str) -> None:
+    """Run a tool of this interpreter's environment (no PATH lookup: a venv need not be active)."""
+    if importlib.util.find_spec(module) is None:
+        pytest.fail(f"{module} is not installed: pip install -e '.[dev]'")
+    command = [sys.executable, "-m", module, *arguments]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_lint_is_clean() -> None:
-    run_tool("ruff", "check", "wslab", "tests", "benchmarks")
+    run_module("ruff", "check", "wslab", "tests", "benchmarks")
 
 
 def test_ruff_format_is_clean() -> None:
-    run_tool("ruff", "format", "--check", "wslab", "tests", "benchmarks")
+    run_module("ruff", "format", "--check", "wslab", "tests", "benchmarks")
 
 
 def test_mypy_strict_is_clean() -> None:
-    run_tool(sys.executable, "-m", "mypy")
+    run_module("mypy")
+
+
+def test_the_readme_layout_lists_every_module() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.index("\n## ")]
+    modules = sorted(p.name for p in (ROOT / "wslab").glob("*.py"))
+    missing = [name for name in modules if f"  {name}" not in layout]
+    assert missing == [], f"README's Layout does not list {missing}"

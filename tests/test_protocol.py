@@ -16,12 +16,10 @@ from wslab.protocol import (
     ProtocolError,
     WriteMessage,
     describe_close,
-    display_names,
     encode,
     normalize_username,
     parse_client_event,
     parse_server_event,
-    safe_display,
 )
 
 
@@ -160,23 +158,6 @@ def test_a_username_with_nothing_visible_is_refused(sent: str) -> None:
     frame = json.dumps({"event": "connecting", "id": "a", "username": sent})
     assert error_code(frame) is ErrorCode.INVALID_FIELD
     assert normalize_username(sent) == ""
-
-
-def test_display_names_mark_clashing_names_with_the_end_of_their_id() -> None:
-    users = {"u-1111aaaa": "alice", "u-2222bbbb": "Alice", "u-3333": "bob"}
-    assert display_names(users) == {
-        "u-1111aaaa": "alice (#aaaa)",
-        "u-2222bbbb": "Alice (#bbbb)",
-        "u-3333": "bob",
-    }
-    listed = [{"id": "x-ab12", "username": "eve"}, {"id": "y-ab12", "username": "eve"}]
-    assert display_names(listed) == {"x-ab12": "eve (#x-ab12)", "y-ab12": "eve (#y-ab12)"}
-
-
-def test_safe_display_removes_bidi_controls_and_keeps_rtl_letters() -> None:
-    assert safe_display("invoice\u202etxt.exe") == "invoicetxt.exe"
-    assert safe_display("\u2067abc\u2069 \u200f") == "abc "
-    assert safe_display("\u05e9\u05dc\u05d5\u05dd") == "\u05e9\u05dc\u05d5\u05dd"  # Hebrew stays
 
 
 def test_connected_without_a_token_and_with_truncated_parses() -> None:

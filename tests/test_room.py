@@ -1,6 +1,6 @@
 """The room state machine, driven directly: fake clock, string sockets, no network.
 
-One test (or a few) per row of PROTOCOL.md.
+One test (or a few) per row of the protocol's tables (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from wslab.clock import FakeClock
 from wslab.protocol import CloseCode, encode
 from wslab.room import Outcome, Room
 
+from .conftest import hello, say
+
 
 def to(outcome: Outcome, socket: str) -> list[dict[str, Any]]:
     """The events an outcome delivers to one socket, as the JSON it would read."""
@@ -22,17 +24,6 @@ def to(outcome: Outcome, socket: str) -> list[dict[str, Any]]:
 
 def names(outcome: Outcome, socket: str) -> list[str]:
     return [event["event"] for event in to(outcome, socket)]
-
-
-def hello(user_id: str, username: str, **fields: Any) -> str:
-    return json.dumps({"event": "connecting", "id": user_id, "username": username, **fields})
-
-
-def say(text: str, cmid: str | None = None) -> str:
-    frame: dict[str, Any] = {"event": "writeMessage", "message": text}
-    if cmid is not None:
-        frame["clientMessageId"] = cmid
-    return json.dumps(frame)
 
 
 class Harness:

@@ -9,19 +9,22 @@ Send, answer the flush) is played by `FrontEnd`, through the widget's comm.
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import serve
 
-import wslab.widget
+import wslab.lesson
 from wslab import ChatClient, ChatServer, RetryPolicy
 from wslab.widget import ChatWidget, chat, shared_server, stop_shared_server
 
-UNIT = float(os.environ.get("WSLAB_TIME_SCALE", "1"))  # one time unit, in seconds
+from .conftest import TIME_SCALE
+
+UNIT = TIME_SCALE  # one time unit, in seconds
 TIMEOUT = 10 * UNIT  # bounds a failure; conditions normally hold in milliseconds
 GRACE = 0.3 * UNIT
 FAST_RETRY = RetryPolicy(initial=0.05, cap=0.2, min_uptime=0.0)
@@ -41,7 +44,7 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def forget_widgets() -> Iterator[None]:
     """Each test starts with an empty identity registry, as a fresh kernel does."""
     yield
-    wslab.widget._widgets.clear()
+    wslab.lesson.registry.clear()
 
 
 @pytest.fixture
@@ -103,6 +106,15 @@ def message_texts(widget: ChatWidget) -> list[str]:
 def pending_texts(widget: ChatWidget) -> list[str]:
     return [
         i.body for i in items(widget.messages_html.value) if "pending" in i.attrs.get("class", "")
+    ]
+
+
+def system_lines(widget: ChatWidget) -> list[str]:
+    """The joins and leaves the message list shows, in order."""
+    return [
+        i.text.strip()
+        for i in items(widget.messages_html.value)
+        if "wslab-system" in i.attrs.get("class", "")
     ]
 
 
@@ -171,13 +183,19 @@ def test_widget_shows_status_users_and_messages_after_real_events(server: ChatSe
         assert widget.send("hi bob")
         await client.wait_for(lambda c: len(c.messages) == 2 and not c.pending, TIMEOUT)
         assert message_texts(widget) == ["hi alice", "hi bob"]
-        ids = [int(i.attrs["data-message-id"]) for i in items(widget.messages_html.value)]
+        shown = items(widget.messages_html.value)
+        ids = [int(i.attrs["data-message-id"]) for i in shown if "data-message-id" in i.attrs]
         assert ids == sorted(ids)
+        # Bob's arrival is a system line before the conversation; the second tab is not.
+        assert system_lines(widget) == ["bob joined"]
 
         await second_tab.close()
         await bob.close()
         await client.wait_for(lambda c: len(c.users) == 1, TIMEOUT)  # after the grace
         assert user_names(widget) == ["alice (you)"]
+        assert system_lines(widget) == ["bob joined", "bob left"]
+        texts = [i.text.strip() for i in items(widget.messages_html.value)]
+        assert texts[-1] == "bob left" and texts[0] == "bob joined"
         await widget.aclose()
         assert badge_state(widget) == "offline"
         assert "last close: 1000 (normal closure" in widget.status_html.value
@@ -355,6 +373,7 @@ def test_rerun_comes_back_as_the_same_user_and_others_see_no_leave_or_join(
         assert first.client.status == "offline" and badge_state(first) == "offline"
         assert "replaced by a newer widget" in first.status_html.value
         assert again.client.was_page_reload is True
+        assert "the others saw no leave and no join" in again.status_html.value
         assert user_names(again) == ["alice (you)", "bob", "carol"]
 
         # Carol leaves after alice's reload began: once bob hears of it, alice's
@@ -449,5 +468,69 @@ def test_repr_and_mime_bundle_are_stable_for_stored_outputs(server: ChatServer) 
         assert badge_state(widget) == "idle"  # not started by the constructor
         with pytest.raises(ValueError):
             ChatWidget(ChatClient(server.url, "bob"), max_messages=0)
+
+    run(main)
+
+
+def test_shared_names_get_the_id_suffix_and_bidi_controls_are_neutralized(
+    server: ChatServer,
+) -> None:
+    """Two present users called "alice" show as "alice #abcd" with their ids' last four
+    characters, in the user list and on their messages; a message with U+202E shows
+    the control as U+FFFD instead of reversing the text."""
+
+    async def main() -> None:
+        widget = await ChatWidget(ChatClient(server.url, "alice", id="u-first-1111")).connect(
+            TIMEOUT
+        )
+        twin = await ChatClient(server.url, "alice", id="u-second-2222").connect(TIMEOUT)
+        await widget.client.wait_for(lambda c: len(c.users) == 2, TIMEOUT)
+        assert user_names(widget) == ["alice #1111 (you)", "alice #2222"]
+        await twin.send_message("invoice_\u202egnp.exe")
+        await widget.client.wait_for(lambda c: len(c.messages) == 1, TIMEOUT)
+        (item,) = [i for i in items(widget.messages_html.value) if "data-message-id" in i.attrs]
+        assert item.body == "invoice_\ufffdgnp.exe"
+        assert "alice #2222" in item.text
+        assert "\u202e" not in widget.messages_html.value
+        await twin.close()
+        await widget.client.wait_for(lambda c: len(c.users) == 1, TIMEOUT)
+        assert user_names(widget) == ["alice (you)"]  # no clash left: no suffix
+        await widget.aclose()
+
+    run(main)
+
+
+def test_a_truncated_recovery_is_shown_as_a_notice() -> None:
+    """``connected`` with ``truncated: true`` (missed messages are gone) shows
+    "some earlier messages are no longer available" under the badge."""
+
+    async def truncating(socket: Any) -> None:
+        hello = json.loads(await socket.recv())
+        await socket.send(
+            json.dumps(
+                {
+                    "event": "connected",
+                    "roomId": "r",
+                    "id": hello["id"],
+                    "username": hello["username"],
+                    "token": "t",
+                    "connectedUserList": [{"id": hello["id"], "username": hello["username"]}],
+                    "messagesList": [],
+                    "wasPageReload": False,
+                    "truncated": True,
+                }
+            )
+        )
+        await socket.wait_closed()
+
+    async def main() -> None:
+        async with serve(truncating, "127.0.0.1", 0) as fake:
+            port = fake.sockets[0].getsockname()[1]
+            widget = await ChatWidget(ChatClient(f"ws://127.0.0.1:{port}/chat", "ann")).connect(
+                TIMEOUT
+            )
+            assert widget.client.truncated
+            assert "some earlier messages are no longer available" in widget.status_html.value
+            await widget.aclose()
 
     run(main)

@@ -10,8 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from .client import BlockingChatClient, ChatClient, PendingMessage, RawEvent
 from .clock import FakeClock, SystemClock
+from .errors import (
+    ChatConnectionError,
+    ClientProtocolError,
+    MissingExtraError,
+    ServerProtocolError,
+    WslabError,
+)
 from .protocol import CloseCode, ErrorCode, ProtocolError, describe_close
-from .retry import RetryPolicy, backoff, should_retry
+from .retry import Reconnector, RetryPolicy, backoff, should_retry
 from .room import Room
 from .server import ChatServer
 from .wiretap import WireRecord, WireTap
@@ -33,19 +40,25 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BlockingChatClient",
     "ChatClient",
+    "ChatConnectionError",
     "ChatServer",
     "ChatWidget",
+    "ClientProtocolError",
     "CloseCode",
     "ErrorCode",
     "FakeClock",
+    "MissingExtraError",
     "PendingMessage",
     "ProtocolError",
     "RawEvent",
+    "Reconnector",
     "RetryPolicy",
     "Room",
+    "ServerProtocolError",
     "SystemClock",
     "WireRecord",
     "WireTap",
+    "WslabError",
     "backoff",
     "chat",
     "describe_close",

@@ -11,6 +11,10 @@ One connection, as the browser sees it (the raw event log)::
     open -> message* -> [error] -> close(code, reason)
     then, if the close was not ours and the code is retried: wait, connect again
 
+Whether and when to reconnect is decided by a pure
+:class:`~wslab.retry.Reconnector` (:attr:`ChatClient.reconnector`); the client
+only opens sockets and sleeps as it answers.
+
 On every reconnect the client sends its id, token, ``roomId`` and
 ``lastMessageId``, takes the messages it missed from ``connected``, and resends
 every message the server has not acknowledged (once: the server de-duplicates
@@ -35,6 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from .clock import Clock, SystemClock
+from .errors import ChatConnectionError
 from .protocol import (
     CloseCode,
     Connected,
@@ -51,9 +56,16 @@ from .protocol import (
     encode,
     parse_server_event,
 )
-from .retry import RetryPolicy
+from .retry import Reconnector, RetryPolicy
 
-__all__ = ["BlockingChatClient", "ChatClient", "PendingMessage", "RawEvent", "Status"]
+__all__ = [
+    "BlockingChatClient",
+    "ChatClient",
+    "PendingMessage",
+    "PresenceEvent",
+    "RawEvent",
+    "Status",
+]
 
 logger = logging.getLogger("wslab.client")
 
@@ -85,6 +97,20 @@ class RawEvent:
         if self.type == "error":
             return f"error {self.detail}"
         return "open"
+
+
+@dataclass(frozen=True)
+class PresenceEvent:
+    """A user joined or left (``kind`` is ``joined`` or ``disconnected``), for display.
+
+    ``after`` is the ``messageId`` of the newest message the client had when it
+    came (``None``: none yet), so a view can place the line among the messages.
+    """
+
+    kind: Literal["joined", "disconnected"]
+    id: str
+    username: str
+    after: int | None
 
 
 @dataclass(frozen=True)
@@ -154,12 +180,14 @@ class ChatClient:
         self.events: deque[RawEvent] = deque(maxlen=max_log)
         self.room_id: str | None = None
         self.was_page_reload = False
-        #: The last ``connected`` said some missed messages are gone (older than the
-        #: oldest the server keeps): the message list has a gap before its first entry.
+        #: The last ``connected`` said that some missed messages are gone.
         self.truncated = False
+        #: Joins and leaves seen, newest last (bounded like :attr:`events`).
+        self.presence: deque[PresenceEvent] = deque(maxlen=max_log)
         self.last_close: tuple[int, str] | None = None
         self.next_retry_in: float | None = None
-        self.attempts = 0  # connection attempts so far, for lessons and tests
+        #: The reconnect decisions (pure): this client only does what it answers.
+        self.reconnector = Reconnector(self.policy, rng)
 
         # Handlers: set any of these to a callable; they run on the client's loop.
         self.on_connected: Callable[[Connected], Any] | None = None
@@ -179,7 +207,7 @@ class ChatClient:
         self._resend_task: asyncio.Task[None] | None = None
         self._resend_wanted = False
         #: Seconds to wait after a ``rate_limited`` error before resending what is pending.
-        self.rate_limit_pause = 1.0
+        self.rate_limit_pause = self.policy.rate_limit_pause
 
     # ------------------------------------------------------------------ public API
 
@@ -189,15 +217,32 @@ class ChatClient:
         return self.status == "online"
 
     @property
+    def attempts(self) -> int:
+        """Connection attempts so far, for lessons and tests."""
+        return self.reconnector.attempts
+
+    @property
     def last_message_id(self) -> int | None:
         """The newest ``messageId`` seen, sent as ``lastMessageId`` on reconnect."""
         return self.messages[-1]["messageId"] if self.messages else None
+
+    def take_identity(self, id: str, token: str | None) -> bool:
+        """Come back as an earlier client's user: use its ``id`` and ``token``.
+
+        Only a client that has not started and holds no token of its own takes
+        it (returns ``True``); otherwise nothing changes (``False``). A re-run
+        notebook cell hands its predecessor's identity over this way.
+        """
+        if self.status != "idle" or self.token is not None:
+            return False
+        self.id, self.token = id, token
+        return True
 
     async def connect(self, timeout: float | None = 10.0) -> ChatClient:
         """Start the client and wait until it is online (received ``connected``).
 
         Raises:
-            ConnectionError: the client went offline for good before joining
+            ChatConnectionError: the client went offline for good before joining
                 (refused handshake, 1008, 1009, ...).
             TimeoutError: not online within ``timeout`` seconds (it keeps trying).
         """
@@ -209,7 +254,7 @@ class ChatClient:
         if not self.online:
             errors = [e.detail for e in self.events if e.type == "error"]
             detail = f"; last error: {errors[-1]}" if errors else ""
-            raise ConnectionError(f"could not join: {self.describe_last_close()}{detail}")
+            raise ChatConnectionError(f"could not join: {self.describe_last_close()}{detail}")
         return self
 
     def start(self) -> None:
@@ -235,11 +280,11 @@ class ChatClient:
         """Send one frame as it is (text or binary): for lessons on bad input.
 
         Raises:
-            ConnectionError: the client has no open connection.
+            ChatConnectionError: the client has no open connection.
         """
         socket = self._socket
         if socket is None:
-            raise ConnectionError("not connected")
+            raise ChatConnectionError("not connected")
         await socket.send(data)
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
@@ -300,11 +345,9 @@ class ChatClient:
     # ------------------------------------------------------------------ the task
 
     async def _run(self) -> None:
-        delays = self.policy.delays(self._rng)
-        failures = 0
         while not self._closing:
             try:
-                uptime, retryable = await self._connect_once()
+                code, refused = await self._connect_once()
             except Exception as error:  # a bug or a bad option: report it, do not spin
                 logger.exception("ChatClient stopped by an unexpected error")
                 self._record(RawEvent("error", detail=f"{type(error).__name__}: {error}"))
@@ -312,29 +355,27 @@ class ChatClient:
                     self._socket.transport.abort()
                     self._socket = None
                 break
-            if uptime is not None and uptime >= self.policy.min_uptime:
-                delays, failures = self.policy.delays(self._rng), 0  # it held: start over
-            failures += 1
-            limit = self.policy.max_attempts
-            if not (retryable and self.reconnect) or self._closing:
+            delay = self.reconnector.after_close(
+                code,
+                closed_by_us=self._closing,
+                now=self._clock.monotonic(),
+                refused=refused,
+            )
+            if delay is None or self._closing or not self.reconnect:
                 break
-            if limit is not None and failures > limit:
-                break
-            delay = next(delays)
             self.status, self.next_retry_in = "reconnecting", delay
             self._changed()
             await self._sleep(delay)
         self.status, self.next_retry_in = "offline", None
         self._changed()
 
-    async def _connect_once(self) -> tuple[float | None, bool]:
+    async def _connect_once(self) -> tuple[int, bool]:
         """One connection from handshake to close.
 
-        Returns its uptime after ``connected`` (``None`` if it never joined) and
-        whether the policy retries the way it ended.
+        Returns its close code and whether the handshake was refused for good.
         """
         self.status = "connecting"
-        self.attempts += 1
+        self.reconnector.begin_attempt()
         self._changed()
         try:
             options: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
@@ -352,13 +393,13 @@ class ChatClient:
             self._record(RawEvent("error", detail=_describe_failure(error)))
             self._closed(CloseCode.ABNORMAL_CLOSURE, "", was_clean=False)
             # A refused handshake (403, 404, a bad certificate) would fail again.
-            return None, not _refused_for_good(error)
+            return CloseCode.ABNORMAL_CLOSURE, _refused_for_good(error)
         if self._closing:  # close() was called during the handshake
             await socket.close()
             self._closed(CloseCode.NORMAL_CLOSURE, "", was_clean=True)
-            return None, False
+            return CloseCode.NORMAL_CLOSURE, False
         self._socket = socket
-        joined_at: float | None = None
+        self.reconnector.after_open()
         self._record(RawEvent("open"))
         try:
             hello = Connecting(
@@ -372,7 +413,7 @@ class ChatClient:
             async for data in socket:
                 self._record(RawEvent("message", data=data))
                 if await self._handle(data):
-                    joined_at = self._clock.monotonic()
+                    self.reconnector.after_connected(self._clock.monotonic())
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
@@ -381,11 +422,10 @@ class ChatClient:
             raise
         self._socket = None
         code = socket.close_code if socket.close_code is not None else 1006
-        if code in (CloseCode.MESSAGE_TOO_BIG, CloseCode.POLICY_VIOLATION):
+        if code in self.policy.final_codes:
             self._record(RawEvent("error", detail=describe_close(code)))
         self._closed(code, socket.close_reason or "", was_clean=code != 1006)
-        uptime = None if joined_at is None else self._clock.monotonic() - joined_at
-        return uptime, self.policy.should_retry(code, closed_by_us=self._closing)
+        return code, False
 
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
@@ -409,9 +449,15 @@ class ChatClient:
             self._add_message(event.message)
         elif isinstance(event, Joined):
             self.users[event.id] = event.username
+            self.presence.append(
+                PresenceEvent("joined", event.id, event.username, self.last_message_id)
+            )
             self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
             self.users.pop(event.id, None)
+            self.presence.append(
+                PresenceEvent("disconnected", event.id, event.username, self.last_message_id)
+            )
             self._call(self.on_disconnected, event)
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
@@ -428,6 +474,7 @@ class ChatClient:
             # start again, so the old list cannot be merged into the new one.
             self.messages.clear()
             self._message_ids.clear()
+            self.presence.clear()
         self.room_id = event.room_id
         self.was_page_reload = event.was_page_reload
         self.truncated = event.truncated

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import sys
 import tempfile
 import time
@@ -338,6 +339,10 @@ def run(args: argparse.Namespace) -> int:
     root = args.root or _default_root()
     if not (root / "solutions").is_dir():
         print(f"no solutions folder in {root}")
+        return 2
+    missing = [name for name in ("nbformat", "nbclient") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f'exercises needs {" and ".join(missing)}: pip install "wslab[lab]"', file=sys.stderr)
         return 2
     if args.generate:
         return generate(root, args.names)

@@ -15,21 +15,26 @@ what the server answers in its ``error`` event.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Any, TypedDict
+from typing import Any, ParamSpec, TypedDict, TypeVar
+
+from .errors import ClientProtocolError, ProtocolError, ServerProtocolError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "CLIENT_EVENTS",
     "MAX_ID_LENGTH",
     "MAX_MESSAGE_LENGTH",
     "MAX_USERNAME_LENGTH",
-    "SERVER_EVENTS",
     "ClientEvent",
     "CloseCode",
     "Connected",
@@ -45,12 +50,10 @@ __all__ = [
     "UserEntry",
     "WriteMessage",
     "describe_close",
-    "display_names",
     "encode",
     "normalize_username",
     "parse_client_event",
     "parse_server_event",
-    "safe_display",
     "valid_id",
 ]
 
@@ -58,7 +61,7 @@ MAX_ID_LENGTH = 64
 MAX_USERNAME_LENGTH = 32
 MAX_MESSAGE_LENGTH = 2000
 MAX_CLIENT_MESSAGE_ID_LENGTH = 64
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
 
 class CloseCode(IntEnum):
@@ -121,18 +124,27 @@ class ErrorCode(str, Enum):  # noqa: UP042 (str() of a member stays "ErrorCode.X
     def is_strike(self) -> bool:
         """Whether this error counts toward the ten that close a socket with 1008.
 
-        ``rate_limited`` does not (PROTOCOL.md); ``id_taken`` closes at once anyway.
+        ``rate_limited`` does not (docs/protocol.md); ``id_taken`` closes at once anyway.
         """
         return self not in (ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN)
 
 
-class ProtocolError(Exception):
-    """The peer broke the protocol: answer it with an ``error`` event of this code."""
+def _raised_as(kind: type[ProtocolError]) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Re-raise a parser's :class:`ProtocolError` as ``kind``: which side broke the protocol."""
 
-    def __init__(self, code: ErrorCode, detail: str) -> None:
-        super().__init__(f"{code.value}: {detail}")
-        self.code = code
-        self.detail = detail
+    def decorate(parse: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(parse)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return parse(*args, **kwargs)
+            except ProtocolError as error:
+                if isinstance(error, kind):
+                    raise
+                raise kind(error.code, error.detail) from None
+
+        return wrapper
+
+    return decorate
 
 
 class UserEntry(TypedDict):
@@ -280,7 +292,6 @@ class ErrorEvent:
 ServerEvent = Connected | Joined | Disconnected | MessageWritten | ErrorEvent
 
 CLIENT_EVENTS = ("connecting", "writeMessage")
-SERVER_EVENTS = ("connected", "joined", "disconnected", "messageWritten", "error")
 
 
 # Built once: json.dumps and json.loads with options build a new coder on every call.
@@ -397,10 +408,11 @@ _CLIENT_PARSERS: dict[str, Callable[[dict[str, Any]], ClientEvent]] = {
 }
 
 
+@_raised_as(ClientProtocolError)
 def parse_client_event(data: str | bytes) -> ClientEvent:
     """Parse one frame a client sent into an event.
 
-    Checks run in the order PROTOCOL.md fixes: JSON shape, event name, fields.
+    Checks run in the order docs/protocol.md fixes: JSON shape, event name, fields.
 
     Raises:
         ProtocolError: ``bad_json``, ``unknown_event`` or ``invalid_field``; never
@@ -417,13 +429,7 @@ def parse_client_event(data: str | bytes) -> ClientEvent:
     return parser(obj)
 
 
-# --------------------------------------------------------------------------- display
-
-# Characters that change how text around them is drawn without being seen themselves:
-# bidi embeddings, overrides, isolates and marks (U+202E shows "exe.txt" as "txt.exe").
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+# --------------------------------------------------------------------------- usernames
 
 
 def normalize_username(name: str) -> str:
@@ -439,53 +445,6 @@ def normalize_username(name: str) -> str:
     return unicodedata.normalize("NFC", kept).strip()
 
 
-def safe_display(text: str) -> str:
-    """``text`` with its bidi control characters removed, for showing to people.
-
-    A message is stored and delivered as it was sent; views draw it through
-    this function, so that a U+202E (right-to-left override) cannot make a
-    message, or the name after it, read backwards. Right-to-left scripts still
-    display correctly: their direction comes from the letters themselves.
-    """
-    if not any(c in _BIDI_CONTROLS for c in text):
-        return text
-    return "".join(c for c in text if c not in _BIDI_CONTROLS)
-
-
-def display_names(users: Mapping[str, str] | Iterable[UserEntry]) -> dict[str, str]:
-    """The name to show for each id: the username, plus the id's end where names clash.
-
-    ``users`` is ``{id: username}`` (as ``ChatClient.users``) or a list of
-    ``{"id", "username"}`` entries (as ``connectedUserList``). Names that differ only
-    in case or Unicode form count as the same; each of them is shown as
-    ``"alice (#3fa9)"`` with the last four characters of its id (more if those
-    clash too), so that a third user can tell two "alice"s apart.
-    """
-    pairs = (
-        list(users.items())
-        if isinstance(users, Mapping)
-        else [(u["id"], u["username"]) for u in users]
-    )
-    by_name: dict[str, list[str]] = {}
-    for user_id, name in pairs:
-        by_name.setdefault(_name_key(name), []).append(user_id)
-    shown: dict[str, str] = {}
-    for user_id, name in pairs:
-        clash = by_name[_name_key(name)]
-        if len(clash) == 1:
-            shown[user_id] = safe_display(name)
-            continue
-        width = 4
-        while width < len(user_id) and len({i[-width:] for i in clash}) < len(clash):
-            width += 1
-        shown[user_id] = f"{safe_display(name)} (#{user_id[-width:]})"
-    return shown
-
-
-def _name_key(name: str) -> str:
-    return unicodedata.normalize("NFKC", normalize_username(name)).casefold()
-
-
 # --------------------------------------------------------------------------- server events in
 
 
@@ -493,6 +452,7 @@ def _finite_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and math.isfinite(value)
 
 
+@_raised_as(ServerProtocolError)
 def parse_server_event(data: str | bytes) -> ServerEvent:
     """Parse one frame the server sent (used by the Python client).
 

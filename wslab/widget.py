@@ -31,9 +31,15 @@ Enter and Send only ask the box to *flush*::
 loses focus: clicking elsewhere would send a half-typed message.)
 
 Identity. A re-run cell makes a new widget for the same server and username:
-the widget it replaces is closed with 1001 (like a page being left) and the new
-client comes back with the same id and token, so the others see a reload
-within the grace, not a departure and an arrival.
+the widget it replaces (found in :data:`wslab.lesson.registry`) is closed with
+1001 (like a page being left) and hands its id and token to the new client
+(:meth:`ChatClient.take_identity`), so the others see a reload within the
+grace, not a departure and an arrival. The shared server of :func:`chat`
+lives in :mod:`wslab.lesson`; this module only shows a client's state.
+
+What it shows follows :mod:`wslab.display`, as the browser page does: joins and
+leaves as lines among the messages, a notice when missed messages are gone,
+an id suffix on names two present users share, bidi controls neutralized.
 """
 
 from __future__ import annotations
@@ -42,17 +48,25 @@ import asyncio
 import html
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-import ipywidgets as widgets  # type: ignore[import-untyped]
-from IPython.core.getipython import get_ipython
-from IPython.display import display
-from traitlets import Int
+from .errors import MissingExtraError
 
-from .client import ChatClient, PendingMessage, RawEvent
+try:
+    import ipywidgets as widgets  # type: ignore[import-untyped]
+    from IPython.core.getipython import get_ipython
+    from IPython.display import display
+    from traitlets import Int
+except ImportError as missing:  # pragma: no cover - tested in a venv without the extra
+    raise MissingExtraError(
+        "the chat widget (wslab.widget)", missing.name or "ipywidgets"
+    ) from None
+
+from .client import ChatClient, PendingMessage, PresenceEvent, RawEvent
+from .display import TRUNCATED_NOTICE, display_names, neutralize, presence_line
+from .lesson import registry, shared_server, stop_shared_server
 from .protocol import MAX_MESSAGE_LENGTH, CloseCode, MessageEntry
-from .server import ChatServer
 
 __all__ = ["ChatWidget", "chat", "shared_server", "stop_shared_server"]
 
@@ -71,10 +85,6 @@ _BADGE_COLOURS = {
 }
 _MUTED = "color: var(--jp-ui-font-color2, #5b6675)"
 _BORDER = "1px solid var(--jp-border-color2, #d9dee6)"
-
-# The kernel's widgets by (server url, username): a re-run cell finds the one it replaces.
-_widgets: dict[tuple[str, str], ChatWidget] = {}
-_shared_server: ChatServer | None = None
 
 
 class _MessageBox(widgets.Text):  # type: ignore[misc]
@@ -131,7 +141,20 @@ class ChatWidget:
         self._flushes_done = 0
         self._notice = ""  # one line under the badge: why something was not sent
         self._shown_in: str | None = None
+        self._key = (client.url, client.username)
+        self._reuse_identity = reuse_identity
+        self._predecessor: ChatWidget | None = None  # the widget this one replaces
+        self._predecessor_closed: asyncio.Future[None] | None = None
 
+        self._build()
+        self._wire()
+        self._replace_predecessor()
+        self._previous_on_change = client.on_change
+        client.on_change = self._on_client_change
+        self.refresh()
+
+    def _build(self) -> None:
+        """Make the widgets and lay them out in :attr:`box`."""
         self.status_html = widgets.HTML(layout=widgets.Layout(margin="0 0 4px 0"))
         self.status_html.add_class("wslab-status")
         self.users_html = widgets.HTML(layout=widgets.Layout(width="11em", flex="0 0 auto"))
@@ -148,10 +171,8 @@ class ChatWidget:
             description="Send", button_style="primary", layout=widgets.Layout(width="6em")
         )
         self.send_button.add_class("wslab-send")
-        self.log_html = widgets.HTML(layout=widgets.Layout(display="" if show_log else "none"))
+        self.log_html = widgets.HTML(layout=widgets.Layout(display="" if self.show_log else "none"))
         self.log_html.add_class("wslab-log")
-        # The browser side of the flush: it runs there, with no kernel round trip.
-        self._flush_link = widgets.jsdlink((self.text, "flush_request"), (self.text, "flush_reply"))
         self.box = widgets.VBox(
             [
                 self.status_html,
@@ -163,25 +184,24 @@ class ChatWidget:
         )
         self.box.add_class("wslab-chat")
 
+    def _wire(self) -> None:
+        """Connect Enter, Send and the flush (see the module docstring)."""
+        # The browser side of the flush: it runs there, with no kernel round trip.
+        self._flush_link = widgets.jsdlink((self.text, "flush_request"), (self.text, "flush_reply"))
         self.text.on_msg(self._on_text_message)
         self.text.observe(self._on_flush_reply, names="flush_reply")
         self.send_button.on_click(self._on_send_click)
 
-        self._key = (client.url, client.username)
-        self._reuse_identity = reuse_identity
-        self._predecessor: ChatWidget | None = None  # the widget this one replaces
-        self._predecessor_closed: asyncio.Future[None] | None = None
-        previous = _widgets.get(self._key)
-        _widgets[self._key] = self
-        if previous is not None and previous is not self:
-            self._predecessor = previous
-            self._adopt_identity()
-            if self._loop is not None:  # close it now, even if this widget never starts
-                self._predecessor_closed = self._spawn(previous._retire())
-
-        self._previous_on_change = client.on_change
-        client.on_change = self._on_client_change
-        self.refresh()
+    def _replace_predecessor(self) -> None:
+        """Register this widget; if it replaces one (a re-run cell), retire that one."""
+        previous = registry.replace(self._key, self)
+        if previous is None:
+            return
+        assert isinstance(previous, ChatWidget)
+        self._predecessor = previous
+        self._adopt_identity()
+        if self._loop is not None:  # close it now, even if this widget never starts
+            self._predecessor_closed = self._spawn(previous._retire())
 
     # ------------------------------------------------------------------ life cycle
 
@@ -238,8 +258,7 @@ class ChatWidget:
         old = self._predecessor
         if old is None or not self._reuse_identity:
             return
-        if self.client.status == "idle" and self.client.token is None:
-            self.client.id, self.client.token = old.client.id, old.client.token
+        self.client.take_identity(old.client.id, old.client.token)
 
     # ------------------------------------------------------------------ sending
 
@@ -296,10 +315,18 @@ class ChatWidget:
         :attr:`show_log` or :attr:`max_messages`. Kernel loop thread only.
         """
         client = self.client
+        names = display_names(client.users)
         self.status_html.value = _status_html(client, self._notice)
-        self.users_html.value = _users_html(client.users, client.id, client.online)
+        self.users_html.value = _users_html(names, client.id, client.online)
+        cut = len(client.messages) > self.max_messages
         self.messages_html.value = _messages_html(
-            client.messages[-self.max_messages :], client.pending, client.id, client.username
+            client.messages[-self.max_messages :],
+            client.pending,
+            client.id,
+            client.username,
+            presence=list(client.presence)[-self.max_messages :],
+            names=names,
+            cut=cut,
         )
         self.log_html.layout.display = "" if self.show_log else "none"
         if self.show_log:
@@ -385,8 +412,15 @@ def _status_html(client: ChatClient, notice: str = "") -> str:
         f'padding:0 0.6em;border-radius:1em;color:#fff;background:{colour}">'
         f"{html.escape(label)}</span>"
     )
-    who = f"<b>{html.escape(client.username)}</b> on {html.escape(client.url)}"
+    who = f"<b>{_text(client.username)}</b> on {html.escape(client.url)}"
     lines = [f"{badge} {who}"]
+    if client.truncated:
+        lines.append(f'<span class="wslab-truncated"><i>{html.escape(TRUNCATED_NOTICE)}</i></span>')
+    if client.was_page_reload and client.online:
+        lines.append(
+            f'<span class="wslab-reload" style="{_MUTED}">back within the reload grace: '
+            "the others saw no leave and no join</span>"
+        )
     if client.last_close is not None:
         lines.append(
             f'<span class="wslab-close" style="{_MUTED}">last close: '
@@ -396,7 +430,7 @@ def _status_html(client: ChatClient, notice: str = "") -> str:
         error = client.errors[-1]
         lines.append(
             f'<span class="wslab-error" style="{_MUTED}">server error: '
-            f"{html.escape(error.code.value)}: {html.escape(error.detail)}</span>"
+            f"{html.escape(error.code.value)}: {_text(error.detail)}</span>"
         )
     if notice:
         lines.append(f'<span class="wslab-notice"><i>{html.escape(notice)}</i></span>')
@@ -407,9 +441,20 @@ def _status_html(client: ChatClient, notice: str = "") -> str:
     )
 
 
-def _users_html(users: dict[str, str], my_id: str, online: bool) -> str:
+def _name(user_id: str, username: str, names: dict[str, str]) -> str:
+    """A user's name as shown: with its suffix while present, else neutralized."""
+    return names.get(user_id, neutralize(username))
+
+
+def _text(text: str) -> str:
+    """User text for HTML: bidi controls neutralized, then escaped."""
+    return html.escape(neutralize(text))
+
+
+def _users_html(names: dict[str, str], my_id: str, online: bool) -> str:
+    """``names``: id -> the name as shown (:func:`wslab.display.display_names`)."""
     items = []
-    for user_id, name in users.items():
+    for user_id, name in names.items():
         you = f' <span style="{_MUTED}">(you)</span>' if user_id == my_id else ""
         items.append(
             f'<li class="wslab-user" data-id="{html.escape(user_id)}">{html.escape(name)}{you}</li>'
@@ -428,15 +473,50 @@ def _messages_html(
     pending: Iterable[PendingMessage],
     my_id: str,
     my_name: str,
+    *,
+    presence: Sequence[PresenceEvent] = (),
+    names: dict[str, str] | None = None,
+    cut: bool = False,
 ) -> str:
-    items = [_message_item(entry, mine=entry["id"] == my_id) for entry in messages]
+    """The message list: messages, joins and leaves where they happened, then pending.
+
+    ``presence`` lines are placed after the message they came after; those from
+    before the first shown message are dropped when older messages were ``cut``.
+    """
+    names = names or {}
+    shown = list(messages)
+    first = shown[0]["messageId"] if shown else None
+    lines: dict[int | None, list[PresenceEvent]] = {}
+    for event in presence:
+        at = event.after
+        if first is not None and (at is None or at < first):
+            if cut:
+                continue
+            at = None
+        lines.setdefault(at, []).append(event)
+
+    def system(events: list[PresenceEvent]) -> list[str]:
+        return [
+            f'<li class="wslab-system" data-kind="{event.kind}" style="{_MUTED}"><i>'
+            f"{html.escape(presence_line(event.kind, _name(event.id, event.username, names)))}"
+            "</i></li>"
+            for event in events
+        ]
+
+    items = system(lines.pop(None, []))
+    for entry in shown:
+        author = _name(entry["id"], entry["username"], names)
+        items.append(_message_item(entry, mine=entry["id"] == my_id, author=author))
+        items.extend(system(lines.pop(entry["messageId"], [])))
+    for rest in lines.values():  # after a message no longer shown (recovered out of order)
+        items.extend(system(rest))
     for message in pending:
         items.append(
             f'<li class="wslab-message mine pending" '
             f'data-client-message-id="{html.escape(message.client_message_id)}" '
             f'style="opacity:0.6"><span style="{_MUTED}">--:--:--</span> '
-            f"<b>{html.escape(my_name)}</b> "
-            f'<span class="text" style="white-space:pre-wrap">{html.escape(message.message)}</span>'
+            f"<b>{_text(my_name)}</b> "
+            f'<span class="text" style="white-space:pre-wrap">{_text(message.message)}</span>'
             f' <i style="{_MUTED}">(pending)</i></li>'
         )
     if not items:
@@ -449,16 +529,17 @@ def _messages_html(
     )
 
 
-def _message_item(entry: MessageEntry, *, mine: bool) -> str:
+def _message_item(entry: MessageEntry, *, mine: bool, author: str) -> str:
+    """One message; ``author`` is the name as shown (already neutralized)."""
     ts = str(entry.get("ts", ""))
     clock = ts[11:19] if len(ts) >= 19 else ts
     return (
         f'<li class="wslab-message{" mine" if mine else ""}" '
         f'data-message-id="{int(entry["messageId"])}" data-author-id="{html.escape(entry["id"])}">'
         f'<span title="{html.escape(ts)}" style="{_MUTED}">{html.escape(clock)}</span> '
-        f"<b>{html.escape(entry['username'])}</b> "
+        f"<b>{html.escape(author)}</b> "
         f'<span class="text" style="white-space:pre-wrap;overflow-wrap:anywhere">'
-        f"{html.escape(entry['message'])}</span></li>"
+        f"{_text(entry['message'])}</span></li>"
     )
 
 
@@ -477,31 +558,6 @@ def _log_html(events: Iterable[RawEvent]) -> str:
 
 
 # ---------------------------------------------------------------------- chat()
-
-
-def shared_server() -> ChatServer:
-    """The kernel's shared local :class:`ChatServer`, started if it is not running.
-
-    :func:`chat` uses it when given no url. Any thread but the server's own.
-    """
-    global _shared_server
-    if _shared_server is None:
-        _shared_server = ChatServer()
-    return _shared_server.start()  # safe twice; a stopped one restarts on its port
-
-
-async def stop_shared_server() -> None:
-    """Close the widgets on the shared server (code 1000), then stop it. Safe twice.
-
-    A coroutine, to await in a cell (``await stop_shared_server()``): awaiting
-    lets the kernel's loop answer the closing handshakes. Kernel loop only.
-    """
-    server = _shared_server
-    if server is None or not server.running:
-        return
-    for widget in [w for w in _widgets.values() if w.client.url == server.url]:
-        await widget.aclose(CloseCode.NORMAL_CLOSURE, "notebook cleanup")
-    await server.aclose()
 
 
 def chat(url: str | None = None, username: str = "you", *, show_log: bool = False) -> ChatWidget:

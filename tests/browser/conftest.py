@@ -75,18 +75,16 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[..., ChatServer]]:
-    """A factory: start_server(port=0) -> a started ChatServer, stopped on teardown."""
-    servers: list[ChatServer] = []
+def start_server(make_server: Callable[..., ChatServer]) -> Callable[..., ChatServer]:
+    """A factory: start_server(port=0) -> a started ChatServer, stopped on teardown.
+
+    The suite's ``make_server`` (tests/conftest.py) with this folder's grace.
+    """
 
     def start(port: int = 0) -> ChatServer:
-        server = ChatServer(port=port, grace=GRACE_S)
-        servers.append(server)
-        return server.start()
+        return make_server(port=port, grace=GRACE_S)
 
-    yield start
-    for server in reversed(servers):
-        server.stop()  # safe twice: a test may have stopped it already
+    return start
 
 
 @pytest.fixture

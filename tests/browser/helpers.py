@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from playwright.sync_api import Locator, Page
 
-TIME_SCALE = float(os.environ.get("WSLAB_TIME_SCALE", "1"))
+from ..conftest import TIME_SCALE
+
 UNIT_S = 1.0 * TIME_SCALE  # one time unit, in seconds
 UNIT_MS = 1000 * UNIT_S  # the same, in Playwright's milliseconds
 GRACE_S = 1.0 * UNIT_S  # the server's reload grace in these tests
+STABLE_S = 2.0 * UNIT_S  # the page's stability window (minUptimeS) where a test needs it
 
 
 def received(page: Page, event: str) -> list[dict[str, Any]]:

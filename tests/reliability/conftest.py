@@ -8,7 +8,7 @@ the terminal summary and written as JSON (see :func:`helpers.record_figures`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,18 +33,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture
-def chat_server() -> Iterator[Callable[..., ChatServer]]:
-    """A factory: ``chat_server(**options)`` -> a started ChatServer on port 0."""
-    servers: list[ChatServer] = []
+def chat_server(make_server: Callable[..., ChatServer]) -> Callable[..., ChatServer]:
+    """A factory: ``chat_server(**options)`` -> a started ChatServer on port 0.
 
-    def make(**options: Any) -> ChatServer:
-        server = ChatServer(**options)
-        servers.append(server)
-        return server.start()
-
-    yield make
-    for server in servers:
-        server.stop()
-        store = getattr(server, "store", None)
-        if store is not None and hasattr(store, "close"):
-            store.close()
+    The suite's ``make_server`` (tests/conftest.py), under this folder's name.
+    """
+    return make_server

@@ -1,4 +1,4 @@
-"""Helpers of the reliability suite: time units, figures, a raw WebSocket, known bugs.
+"""Helpers of the reliability suite: figures, a raw WebSocket, a server in a subprocess.
 
 Every wait in this folder is a condition with a timeout counted in *units*
 (:func:`unit`), scaled by the environment variable ``WSLAB_TIME_SCALE`` so a
@@ -22,15 +22,13 @@ from typing import Any
 
 import pytest
 
-TIME_SCALE = float(os.environ.get("WSLAB_TIME_SCALE", "1"))
+from ..conftest import TIME_SCALE as TIME_SCALE
+from ..conftest import hello as hello
+from ..conftest import say as say
+from ..conftest import unit as unit
 
 #: Figures printed at the end of the session (see conftest.pytest_terminal_summary).
 FIGURES: dict[str, dict[str, Any]] = {}
-
-
-def unit(seconds: float = 1.0) -> float:
-    """A timeout of ``seconds``, scaled by ``WSLAB_TIME_SCALE``."""
-    return seconds * TIME_SCALE
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -68,7 +66,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def expected_kind(data: str | bytes) -> str:
-    """What PROTOCOL.md's error table says a client frame is, from its shape alone.
+    """What the protocol's error table says a client frame is, from its shape alone.
 
     ``bad_json`` (binary, not JSON, not an object, no string ``event``),
     ``unknown_event``, or the name of a client event (whose fields decide the rest).
@@ -84,19 +82,6 @@ def expected_kind(data: str | bytes) -> str:
     if obj["event"] not in ("connecting", "writeMessage"):
         return "unknown_event"
     return str(obj["event"])
-
-
-def hello(user_id: str, username: str = "user", **fields: Any) -> str:
-    """A ``connecting`` frame."""
-    return json.dumps({"event": "connecting", "id": user_id, "username": username, **fields})
-
-
-def say(text: str, cmid: str | None = None) -> str:
-    """A ``writeMessage`` frame."""
-    frame: dict[str, Any] = {"event": "writeMessage", "message": text}
-    if cmid is not None:
-        frame["clientMessageId"] = cmid
-    return json.dumps(frame)
 
 
 # --------------------------------------------------------------------------- raw socket

@@ -81,7 +81,7 @@ class Soak:
         last = [0]
 
         def in_order(entry: dict[str, Any]) -> None:
-            # messageWritten must arrive in messageId order (PROTOCOL.md, Delivery).
+            # messageWritten must arrive in messageId order (docs/protocol.md, delivery).
             if entry["messageId"] <= last[0]:
                 self.out_of_order += 1
             last[0] = entry["messageId"]

@@ -1,7 +1,7 @@
 """Property tests of the pure protocol layer: any input gives an event or a ProtocolError.
 
 ``parse_client_event`` is what stands between a hostile socket and the room, so
-it is held to an oracle written from PROTOCOL.md's error table (checks run in
+it is held to an oracle written from the protocol's error table in docs/protocol.md (checks run in
 the order JSON shape, event name, fields). ``parse_server_event`` is what
 stands between a (possibly broken) server and the Python client.
 """
@@ -256,7 +256,7 @@ def _is_message_entry(value: object) -> bool:
 
 
 def assert_valid_server_event(event: object) -> None:
-    """The field types PROTOCOL.md gives each server event."""
+    """The field types the protocol gives each server event."""
     if isinstance(event, Connected):
         assert isinstance(event.id, str) and isinstance(event.username, str)
         assert isinstance(event.token, str) and isinstance(event.room_id, str)

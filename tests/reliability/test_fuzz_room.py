@@ -2,7 +2,7 @@
 
 A hypothesis state machine opens and closes sockets, sends valid and hostile
 frames, and moves the clock; after every step it checks the room against a
-small model written from PROTOCOL.md: the room never raises, presence holds one
+small model written from the protocol (docs/protocol.md): the room never raises, presence holds one
 entry per id, every member's view of presence equals the room's, history is
 ordered by messageId, each socket sees messageWritten in messageId order, ten
 protocol errors close a socket with 1008, rate_limited is not a strike, ...
@@ -78,7 +78,7 @@ junk_frames = (
 
 
 class _Bucket:
-    """The token bucket of PROTOCOL.md, modelled independently of room.TokenBucket."""
+    """The protocol's token bucket, modelled independently of room.TokenBucket."""
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst, self.tokens, self.last = rate, burst, burst, now
@@ -112,7 +112,7 @@ class UserModel:
 
 
 class RoomMachine(RuleBasedStateMachine):
-    """The room against a model of PROTOCOL.md. See the module docstring."""
+    """The room against a model of the protocol. See the module docstring."""
 
     sockets = Bundle("sockets")
 
@@ -509,7 +509,7 @@ RoomMachine.TestCase.settings = settings(
 test_room_keeps_its_invariants_under_random_frames = RoomMachine.TestCase
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- lone surrogates
 
 
 @pytest.mark.parametrize(
@@ -535,7 +535,7 @@ def test_room_never_raises_on_a_token_with_a_lone_surrogate() -> None:
     room.open("thief")
     frame = json.dumps({"event": "connecting", "id": "ann", "username": "X", "token": "\ud800"})
     outcome = room.receive("thief", frame)
-    # Fields are checked before state (PROTOCOL.md), so this is invalid_field, not id_taken.
+    # Fields are checked before state (docs/protocol.md), so this is invalid_field, not id_taken.
     (send,) = outcome.sends
     assert send.to == ("thief",)
     assert isinstance(send.event, ErrorEvent) and send.event.code is ErrorCode.INVALID_FIELD

@@ -5,7 +5,7 @@ nesting, unknown events, binary frames, invalid UTF-8, frames just under and
 just over ``max_size`` (whole or fragmented), and floods past the rate limit.
 Meanwhile a canary pair of ChatClients keeps chatting. Pass: the server stays
 up, the canaries lose nothing and are never disconnected, every hostile socket
-got exactly the error events and close code PROTOCOL.md names, and no handler
+got exactly the error events and close code the protocol names, and no handler
 raised (``server.handler_errors == 0``, no ERROR logged by ``wslab``).
 
 The seed is random unless ``WSLAB_FUZZ_SEED`` is set; it is printed with the
@@ -565,12 +565,12 @@ def test_live_fuzz_keeps_the_server_up_and_the_canaries_whole(
     assert errors == [], [r.getMessage() for r in errors[:5]]
 
 
-# --------------------------------------------------------------------------- known bug
+# --------------------------------------------------------------------------- a lone surrogate
 
 
 def test_one_lone_surrogate_does_not_lock_everyone_out() -> None:
-    # The server is stopped (its thread joined) before any assertion: with the bug it
-    # logs tracebacks, and Python 3.11 formats them with ast.parse, whose recursion
+    # The server is stopped (its thread joined) before any assertion: if it failed, it
+    # would log tracebacks, and Python 3.11 formats them with ast.parse, whose recursion
     # counter is shared between threads; a failure report formatted at the same time
     # then dies with "SystemError: AST constructor recursion depth mismatch".
     server = ChatServer(grace=0.2).start()

@@ -7,15 +7,19 @@ so the notebook cell shows the verdict and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["CheckFailed", "fail", "passed", "run_learner"]
+from ..errors import WslabError
+
+__all__ = ["TIMEOUT", "CheckFailed", "fail", "passed", "run_learner", "run_scenario"]
 
 T = TypeVar("T")
 
 
-class CheckFailed(AssertionError):
+class CheckFailed(WslabError, AssertionError):
     """The learner's code did not do what the exercise asks (message: one line)."""
 
     def __init__(self, message: str) -> None:
@@ -41,3 +45,16 @@ def run_learner(check: str, function: Callable[..., T], *args: Any, **kwargs: An
     except NotImplementedError:
         hint = "replace the raise NotImplementedError line with your code"
         raise fail(check, "not implemented yet", hint) from None
+
+
+TIMEOUT = 10.0  # seconds; every live step takes milliseconds, this only bounds a failure
+
+
+def run_scenario(scenario: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
+    """Run ``scenario()`` on a fresh event loop in a worker thread; return its result.
+
+    Shared by the live checks. Callable from a notebook cell (the kernel's loop
+    is running there, so the scenario cannot use it).
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="wslab-check") as pool:
+        return pool.submit(lambda: asyncio.run(scenario())).result(timeout)

@@ -8,31 +8,15 @@ whose kernel loop is busy running that cell. They stop all they started.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from ..client import ChatClient, RawEvent
 from ..server import ChatServer
-from ._common import fail, passed, run_learner
+from ._common import TIMEOUT, fail, passed, run_learner, run_scenario
 
 __all__ = ["check_event_log", "check_parse_frame", "check_socket_url", "run_scenario"]
-
-T = TypeVar("T")
-TIMEOUT = 10.0  # seconds; every live step takes milliseconds, this only bounds a failure
-
-
-def run_scenario(scenario: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
-    """Run ``scenario()`` on a fresh event loop in a worker thread; return its result.
-
-    Shared by the live checks. Callable from a notebook cell (the kernel's loop
-    is running there, so the scenario cannot use it).
-    """
-    with ThreadPoolExecutor(1, thread_name_prefix="wslab-check") as pool:
-        return pool.submit(lambda: asyncio.run(scenario())).result(timeout)
-
 
 # ------------------------------------------------------------------ 00: the socket URL
 

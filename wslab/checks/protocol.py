@@ -15,8 +15,7 @@ from collections.abc import Callable
 from websockets.asyncio.client import connect
 
 from ..server import ChatServer
-from ._common import fail, passed, run_learner
-from .events import TIMEOUT, run_scenario
+from ._common import TIMEOUT, fail, passed, run_learner, run_scenario
 
 __all__ = ["ERROR_CASES", "check_expected_error"]
 

@@ -1,0 +1,74 @@
+"""The exceptions wslab raises on purpose, as one family under :class:`WslabError`.
+
+::
+
+    WslabError                       catch this to catch anything wslab raises on purpose
+    ├── ProtocolError                a frame broke the chat protocol (.code, .detail)
+    │   ├── ClientProtocolError      ... a frame a client sent (read by the server, the room)
+    │   └── ServerProtocolError      ... a frame a server sent (read by the Python client)
+    ├── ChatConnectionError          a client could not join, or has no open connection
+    │                                (also a ConnectionError)
+    ├── MissingExtraError            an optional part needs ``pip install "wslab[lab]"``
+    │                                (also an ImportError)
+    └── CheckFailed                  an exercise check's verdict (wslab.checks; also an
+                                     AssertionError)
+
+A :class:`ProtocolError` names the ``error`` event the offending peer gets
+(``code``, an :class:`~wslab.protocol.ErrorCode`) and says why (``detail``). The
+room and the parsers raise it; the server answers it and never lets it escape.
+Which side sent the bad frame is its class: a server's bug seen by the client is
+a :class:`ServerProtocolError`, a learner's bad frame a :class:`ClientProtocolError`.
+
+Pure: any thread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol import ErrorCode
+
+__all__ = [
+    "ChatConnectionError",
+    "ClientProtocolError",
+    "MissingExtraError",
+    "ProtocolError",
+    "ServerProtocolError",
+    "WslabError",
+]
+
+
+class WslabError(Exception):
+    """The base of every exception wslab raises on purpose (the tree is in the module)."""
+
+
+class ProtocolError(WslabError):
+    """A frame broke the protocol: its sender gets an ``error`` event of this code."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class ClientProtocolError(ProtocolError):
+    """A frame a client sent broke the protocol (raised where the server reads)."""
+
+
+class ServerProtocolError(ProtocolError):
+    """A frame a server sent broke the protocol (raised where a client reads)."""
+
+
+class ChatConnectionError(WslabError, ConnectionError):
+    """A client could not join (refused, closed for good) or has no open connection."""
+
+
+class MissingExtraError(WslabError, ImportError):
+    """An optional part of wslab needs packages of an extra that is not installed."""
+
+    def __init__(self, what: str, missing: str, extra: str = "lab") -> None:
+        super().__init__(
+            f'{what} needs {missing}, which is not installed: pip install "wslab[{extra}]"',
+            name=missing,
+        )
