@@ -46,6 +46,7 @@ PUBLIC = [
     "RetryPolicy",
     "Room",
     "ServerProtocolError",
+    "StoreError",
     "SystemClock",
     "WireRecord",
     "WireTap",
@@ -72,6 +73,7 @@ def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
         wslab.ServerProtocolError,
         wslab.ChatConnectionError,
         wslab.MissingExtraError,
+        wslab.StoreError,
         CheckFailed,
     ):
         assert issubclass(error, wslab.WslabError), error

@@ -15,6 +15,7 @@ from .errors import (
     ClientProtocolError,
     MissingExtraError,
     ServerProtocolError,
+    StoreError,
     WslabError,
 )
 from .protocol import CloseCode, ErrorCode, ProtocolError, describe_close
@@ -55,6 +56,7 @@ __all__ = [
     "RetryPolicy",
     "Room",
     "ServerProtocolError",
+    "StoreError",
     "SystemClock",
     "WireRecord",
     "WireTap",

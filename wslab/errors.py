@@ -10,6 +10,8 @@
     │                                (also a ConnectionError)
     ├── MissingExtraError            an optional part needs ``pip install "wslab[lab]"``
     │                                (also an ImportError)
+    ├── StoreError                   a store file cannot be used: missing folder, locked by
+    │                                another server, corrupt (also a RuntimeError)
     └── CheckFailed                  an exercise check's verdict (wslab.checks; also an
                                      AssertionError)
 
@@ -35,6 +37,7 @@ __all__ = [
     "MissingExtraError",
     "ProtocolError",
     "ServerProtocolError",
+    "StoreError",
     "WslabError",
 ]
 
@@ -72,3 +75,7 @@ class MissingExtraError(WslabError, ImportError):
             f'{what} needs {missing}, which is not installed: pip install "wslab[{extra}]"',
             name=missing,
         )
+
+
+class StoreError(WslabError, RuntimeError):
+    """The store cannot be used; the message is one line that says why and which file."""

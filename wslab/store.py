@@ -22,6 +22,7 @@ import os
 import secrets
 import sqlite3
 
+from .errors import StoreError
 from .protocol import MessageEntry
 
 __all__ = ["SQLiteStore", "StoreError"]
@@ -39,10 +40,6 @@ _COLUMNS = {
     "messages": ["message_id", "entry"],
     "tokens": ["user_id", "token"],
 }
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used; the message is one line that says why and which file."""
 
 
 class SQLiteStore:
