@@ -34,6 +34,7 @@ the network is never read as HTML.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +50,7 @@ EVENT_TYPES = ("open", "message", "error", "close")
 
 _ESM = r"""
 const TYPES = ["open", "message", "error", "close"];
+const SOCKETS = (globalThis.__wslabBrowserSockets ??= new Map());
 const LOG_LINES = 200;
 
 function resolveUrl(url) {
@@ -77,7 +79,8 @@ function initialize({ model }) {
   const start = performance.now();
   const seconds = () => Math.round(performance.now() - start) / 1000;
   const state = { lines: [], views: new Set(), done: 0, ws: null };
-  model.__wslab = state;
+  // render() gets another model object than initialize(): find the state by key.
+  SOCKETS.set(model.get("key"), state);
 
   function log(line) {
     state.lines.push(line);
@@ -160,12 +163,13 @@ function initialize({ model }) {
 
   return () => {
     model.off("change:commands", runNew);
+    SOCKETS.delete(model.get("key"));
     if (ws.readyState < 2) ws.close(1000, "widget closed");
   };
 }
 
 function render({ model, el }) {
-  const state = model.__wslab;
+  const state = SOCKETS.get(model.get("key"));
   const box = document.createElement("div");
   box.className = "wslab-browser-socket";
   box.style.cssText = "font: 12px var(--jp-code-font-family, monospace); " +
@@ -210,6 +214,7 @@ class _SocketModel(anywidget.AnyWidget):
 
     _esm = _ESM
     url = traitlets.Unicode("").tag(sync=True)
+    key = traitlets.Unicode().tag(sync=True)  # finds the socket of this model in the page
     commands: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
 
 
@@ -250,7 +255,7 @@ class BrowserSocket:
         self._waiters: list[asyncio.Future[None]] = []
         self._loop = _running_loop()
         self._thread_id = threading.get_ident()
-        self.widget = _SocketModel(url=url)
+        self.widget = _SocketModel(url=url, key=secrets.token_hex(8))
         self.widget.on_msg(self._on_widget_message)
 
     # ------------------------------------------------------------------ commands
