@@ -21,6 +21,7 @@ import re
 import time
 from typing import Any
 
+import nbformat
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
@@ -141,7 +142,7 @@ def record(stem: str, ran: dict[str, Any]) -> None:
             if is_browser_cell(cell):
                 cell["outputs"] = recorded(outputs[cell["id"]]["outputs"])
                 cell["execution_count"] = outputs[cell["id"]]["execution_count"]
-        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+        nbformat.write(nbformat.from_dict(notebook), str(path))  # its usual layout
 
 
 @pytest.mark.parametrize("stem", LESSONS)
