@@ -41,13 +41,15 @@ print(json.dumps(sorted({d.metadata["Name"].lower() for d in importlib.metadata.
 """
 
 WIDGET = """
-try:
-    import wslab.widget
-except ImportError as error:
-    import wslab
-    print(isinstance(error, wslab.WslabError), str(error))
-else:
-    print("imported")
+import importlib
+import wslab
+for name in ("wslab.widget", "wslab.browser"):
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        print(isinstance(error, wslab.WslabError), str(error))
+    else:
+        print("imported")
 """
 
 
@@ -126,4 +128,7 @@ def test_the_widget_without_the_extra_says_which_extra_to_install(
 ) -> None:
     venv, env = light_venv
     out = _run([str(venv / "bin" / "python"), "-c", WIDGET], timeout=60, env=env, cwd=venv)
-    assert out.startswith("True ") and 'pip install "wslab[lab]"' in out, out
+    lines = out.splitlines()
+    assert len(lines) == 2, out
+    for line in lines:  # the chat widget, then the browser socket
+        assert line.startswith("True ") and 'pip install "wslab[lab]"' in line, out

@@ -30,6 +30,7 @@ def imported_roots(module: str) -> set[str]:
 
 PUBLIC = [
     "BlockingChatClient",
+    "BrowserSocket",
     "ChatClient",
     "ChatConnectionError",
     "ChatServer",

@@ -25,21 +25,27 @@ from .server import ChatServer
 from .wiretap import WireRecord, WireTap
 
 if TYPE_CHECKING:
+    from .browser import BrowserSocket
     from .widget import ChatWidget, chat
 
 
 def __getattr__(name: str) -> Any:
-    # The widget pulls in ipywidgets and IPython: load it only when asked for,
+    # The widgets pull in ipywidgets and IPython: load them only when asked for,
     # so a server or a script does not pay for it.
     if name in ("ChatWidget", "chat"):
         from . import widget
 
         return getattr(widget, name)
+    if name == "BrowserSocket":
+        from . import browser
+
+        return browser.BrowserSocket
     raise AttributeError(f"module 'wslab' has no attribute {name!r}")
 
 
 __all__ = [
     "BlockingChatClient",
+    "BrowserSocket",
     "ChatClient",
     "ChatConnectionError",
     "ChatServer",

@@ -79,7 +79,12 @@ class RawEvent:
 
     ``type`` is ``open``, ``message``, ``error`` or ``close``; ``data`` is the
     frame of a ``message`` (``str`` for text, ``bytes`` for binary); ``code``,
-    ``reason`` and ``was_clean`` describe a ``close``; ``detail`` an ``error``.
+    ``reason`` and ``was_clean`` describe a ``close``; ``detail`` an ``error``
+    (a browser gives none). As in Chromium, ``error`` fires only when the
+    connection fails (a refused handshake, nothing listening, a certificate
+    that does not verify), then ``close`` 1006; a close frame from the server,
+    whatever its code, fires ``close`` alone. The chat protocol's ``error``
+    events are ordinary ``message`` events (see ``ChatClient.errors``).
     """
 
     type: Literal["open", "message", "error", "close"]
@@ -287,8 +292,14 @@ class ChatClient:
             raise ChatConnectionError("not connected")
         await socket.send(data)
 
-    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Close the connection with ``code`` and stop reconnecting. Safe to repeat."""
+    async def close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection with ``code`` and stop reconnecting. Safe to repeat.
+
+        ``code=None`` sends a close frame without a code, as a browser's
+        ``ws.close()`` does: both sides then read 1005 (no status received).
+        """
+        if code is None and reason:
+            raise ValueError("a close reason needs a code")
         self._closing = True
         if self._wake is not None:
             self._wake.set()
@@ -296,7 +307,7 @@ class ChatClient:
             self._resend_task.cancel()
         socket = self._socket
         if socket is not None:
-            await socket.close(code, reason)
+            await socket.close(code, reason)  # type: ignore[arg-type]  # None: no code
         task = self._task
         if task is not None and not task.done():
             await task
@@ -421,9 +432,9 @@ class ChatClient:
             self._socket = None
             raise
         self._socket = None
+        # As in a browser: a close frame from the server (1008 and 1009 included) fires
+        # close alone, never error; only a connection lost without one reads 1006.
         code = socket.close_code if socket.close_code is not None else 1006
-        if code in self.policy.final_codes:
-            self._record(RawEvent("error", detail=describe_close(code)))
         self._closed(code, socket.close_reason or "", was_clean=code != 1006)
         return code, False
 

@@ -11,7 +11,9 @@ solution's code cell, the answer sits between two marker lines::
 ``--generate`` writes ``notebooks/<same name>.ipynb`` where each such region is
 replaced by ``raise NotImplementedError("your code here")`` at the marker's
 indentation, and where every cell tagged ``check`` also gets the tag
-``raises-exception`` (nbval then expects that cell to fail). A student notebook
+``raises-exception`` (nbval then expects that cell to fail). Cells tagged
+``browser`` need JupyterLab in a browser: they keep the outputs recorded there
+and are never executed by ``--check``. A student notebook
 whose cells already match is left alone, so its stored outputs survive; a
 rewritten one has no outputs until it is executed again.
 
@@ -46,6 +48,9 @@ BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 STUB = 'raise NotImplementedError("your code here")'
 CHECK_TAG = "check"
+# Cells that need a browser front end (JupyterLab): never executed here, and their
+# stored outputs, recorded in a real browser, are kept.
+BROWSER_TAG = "browser"
 RAISES_TAG = "raises-exception"
 EXPECTED_ERROR = "CheckFailed"
 CELL_TIMEOUT = 60  # seconds; a lesson cell takes well under one
@@ -103,8 +108,9 @@ def make_student(solution: Any) -> tuple[Any, int, int]:
             continue
         cell.source, found = student_source(cell.source)
         regions += found
-        cell.outputs = []
-        cell.execution_count = None
+        if BROWSER_TAG not in _tags(cell):
+            cell.outputs = []
+            cell.execution_count = None
         if CHECK_TAG in _tags(cell):
             checks += 1
             tags = _tags(cell)
@@ -201,6 +207,7 @@ def _execute(nb: Any, cwd: Path) -> Any:
         timeout=CELL_TIMEOUT,
         allow_errors=True,
         store_widget_state=False,
+        skip_cells_with_tag=BROWSER_TAG,
         resources={"metadata": {"path": str(cwd)}},
     )
     # The kernel's own log (startup warnings) goes to a file, shown only on failure.

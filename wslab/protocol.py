@@ -69,7 +69,9 @@ class CloseCode(IntEnum):
 
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001
+    NO_STATUS_RCVD = 1005
     ABNORMAL_CLOSURE = 1006
+    INVALID_PAYLOAD_DATA = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -85,9 +87,14 @@ class CloseCode(IntEnum):
 _CLOSE_EXPLANATIONS = {
     CloseCode.NORMAL_CLOSURE: "normal closure: one side called close() and the other agreed",
     CloseCode.GOING_AWAY: "going away: the server is stopping or the page was left",
+    CloseCode.NO_STATUS_RCVD: (
+        "no status received: the close frame carried no code, as after ws.close() "
+        "(never sent on the wire)"
+    ),
     CloseCode.ABNORMAL_CLOSURE: (
         "abnormal closure: the connection died without a close frame (never sent on the wire)"
     ),
+    CloseCode.INVALID_PAYLOAD_DATA: "invalid payload data: a text frame that was not UTF-8",
     CloseCode.POLICY_VIOLATION: (
         "policy violation: the server refused this client (id spoofing, repeated errors)"
     ),
