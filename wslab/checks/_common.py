@@ -7,10 +7,11 @@ so the notebook cell shows the verdict and nothing else.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["CheckFailed", "fail", "passed", "run_learner"]
+__all__ = ["CheckFailed", "fail", "passed", "run_learner", "show_verdicts_in_ipython"]
 
 T = TypeVar("T")
 
@@ -41,3 +42,37 @@ def run_learner(check: str, function: Callable[..., T], *args: Any, **kwargs: An
     except NotImplementedError:
         hint = "replace the raise NotImplementedError line with your code"
         raise fail(check, "not implemented yet", hint) from None
+
+
+def _verdict_lines(error: BaseException) -> list[str]:
+    """The lines a failed check shows: the verdict, then its hint on a line of its own."""
+    verdict, sep, hint = str(error).partition(". Hint: ")
+    return [verdict + "." if sep else verdict, *([f"Hint: {hint}"] if sep else [])]
+
+
+def _show_verdict(
+    shell: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: Any = None
+) -> None:
+    # The cell still fails (an error output named CheckFailed, with the one-line
+    # message as its value), but its traceback is the verdict, not our stack.
+    shell._showtraceback(etype, value, _verdict_lines(value))
+
+
+def show_verdicts_in_ipython() -> bool:
+    """Make IPython show a :class:`CheckFailed` as its verdict, without a traceback.
+
+    Every other exception keeps its usual traceback (a bug in the learner's code
+    shows the learner's lines). Does nothing outside IPython, or when another
+    custom exception handler is installed. Returns whether the handler is in
+    place. The kernel's thread (imported from a cell).
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return False
+    installed = tuple(getattr(shell, "custom_exceptions", ()))
+    ours = tuple(t for t in installed if getattr(t, "__name__", "") == CheckFailed.__name__)
+    if installed and installed != ours:
+        return False  # someone else's handler: leave it alone
+    shell.set_custom_exc((CheckFailed,), _show_verdict)
+    return True
