@@ -1,0 +1,71 @@
+"""Run All on the lessons that share a chat server leaves the chat up and its links live.
+
+A learner opens lesson 00 or 08 (the student notebook, outputs stripped so that no
+stored widget state can hide anything) in a real JupyterLab and picks Run > Run
+All Cells. Run All must reach the last cell (the check cell a learner has not
+solved yet fails, and Lab goes on past it because it is tagged
+``raises-exception``), and at the end the chat must still be running: the widget
+online, and the chat page link the notebook printed opens a page that goes online
+too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import nbformat
+import pytest
+from playwright.sync_api import BrowserContext, expect
+
+from .helpers import UNIT_MS
+from .test_jupyterlab import REPO, Lab, lab, lab_context, open_and_run_all
+
+__all__ = ["lab", "lab_context"]  # fixtures, imported for this module's tests
+
+pytestmark = pytest.mark.browser
+
+LINK = re.compile(r"http://127\.0\.0\.1:\d+/\?username=\w+")
+
+
+def stripped_copy(lab: Lab, name: str) -> str:
+    """Copy the student notebook `name` into Lab's folder without outputs."""
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nb.metadata.pop("widgets", None)
+    target = f"run_all_{name}"
+    (lab.root / target).write_text(json.dumps(nb))
+    return target
+
+
+@pytest.mark.parametrize("name", ["00_start_here.ipynb", "08_chat.ipynb"])
+def test_run_all_leaves_the_chat_online(lab: Lab, lab_context: BrowserContext, name: str) -> None:
+    notebook = stripped_copy(lab, name)
+    page = lab_context.new_page()
+    try:
+        open_and_run_all(page, lab, notebook)
+        # The last code cell reports the server's state: Run All got to the end.
+        last_output = page.locator(".jp-Cell").filter(has_text="STOP_THE_CHAT = False")
+        expect(last_output.locator(".jp-OutputArea-output")).to_contain_text(
+            re.compile(r"(the chat server is running|server running: True)"),
+            timeout=180 * UNIT_MS,
+        )
+        widget = page.locator(".wslab-chat").first
+        expect(widget.locator(".wslab-badge")).to_have_attribute("data-state", "online")
+
+        # The link the lesson printed is live: the page it opens joins the chat.
+        text = page.locator(".jp-OutputArea-output").all_inner_texts()
+        links = [m.group(0) for t in text for m in LINK.finditer(t)]
+        assert links, "the notebook printed no chat page link"
+        chat_page = lab_context.new_page()
+        chat_page.goto(links[0])
+        expect(chat_page.locator("#status")).to_have_attribute("data-state", "online")
+        chat_page.close()
+    finally:
+        page.close()
+        lab.stop_kernels()
