@@ -14,12 +14,14 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
+import urllib.error
 
 import nbformat
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
-from .helpers import UNIT_MS
+from .helpers import UNIT_MS, UNIT_S
 from .test_jupyterlab import REPO, Lab, lab, lab_context, open_and_run_all
 
 __all__ = ["lab", "lab_context"]  # fixtures, imported for this module's tests
@@ -43,6 +45,27 @@ def stripped_copy(lab: Lab, name: str) -> str:
     return target
 
 
+def printed_links(page: Page, lab: Lab, notebook: str) -> list[str]:
+    """Save the notebook from Lab (Ctrl+S); the chat page links in its stream outputs."""
+    page.locator(".jp-Notebook").first.click()
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + 30 * UNIT_S
+    while True:
+        try:
+            saved = lab.api("GET", f"/api/contents/{notebook}")["content"]
+        except urllib.error.HTTPError:  # caught mid-save: not a notebook yet
+            saved = {"cells": []}
+        texts = [
+            "".join(output.get("text", ""))
+            for cell in saved["cells"]
+            for output in cell.get("outputs", [])
+        ]
+        links = [m.group(0) for text in texts for m in LINK.finditer(text)]
+        if links or time.monotonic() > deadline:
+            return links
+        time.sleep(0.2)  # a poll interval, not a wait for an outcome
+
+
 @pytest.mark.parametrize("name", ["00_start_here.ipynb", "08_chat.ipynb"])
 def test_run_all_leaves_the_chat_online(lab: Lab, lab_context: BrowserContext, name: str) -> None:
     notebook = stripped_copy(lab, name)
@@ -58,9 +81,9 @@ def test_run_all_leaves_the_chat_online(lab: Lab, lab_context: BrowserContext, n
         widget = page.locator(".wslab-chat").first
         expect(widget.locator(".wslab-badge")).to_have_attribute("data-state", "online")
 
-        # The link the lesson printed is live: the page it opens joins the chat.
-        text = page.locator(".jp-OutputArea-output").all_inner_texts()
-        links = [m.group(0) for t in text for m in LINK.finditer(t)]
+        # The link the lesson printed is live: the page it opens joins the chat. Lab
+        # draws only the cells in view, so read the outputs from the saved notebook.
+        links = printed_links(page, lab, notebook)
         assert links, "the notebook printed no chat page link"
         chat_page = lab_context.new_page()
         chat_page.goto(links[0])
