@@ -15,6 +15,7 @@ It needs only the kit, pytest and nbval. Whether it runs inside the repository
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,6 @@ def pytest_sessionstart() -> None:
     # On a new machine the first import of matplotlib writes "building the font cache"
     # to stderr; inside a lesson's kernel that would differ from the stored output.
     # Build the cache here, once, before any kernel starts.
-    try:
+    # (The lessons that plot need matplotlib; the others run without it.)
+    with contextlib.suppress(ImportError):
         import matplotlib.font_manager  # noqa: F401
-    except ImportError:
-        pass  # the lessons that plot need matplotlib; the others run without it
