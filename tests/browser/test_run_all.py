@@ -92,3 +92,32 @@ def test_run_all_leaves_the_chat_online(lab: Lab, lab_context: BrowserContext, n
     finally:
         page.close()
         lab.stop_kernels()
+
+
+@pytest.mark.parametrize("name", ["00_start_here.ipynb", "08_chat.ipynb"])
+def test_before_its_cell_runs_a_stored_widget_shows_the_text_the_lesson_names(
+    lab: Lab, lab_context: BrowserContext, name: str
+) -> None:
+    """Opened from disk with its stored outputs and not run, the widget's place shows the
+    saved line of text the lesson describes (not a live widget), and the stored page
+    link says that it is live only once its cell has run."""
+    target = f"stored_{name}"
+    (lab.root / target).write_bytes((REPO / "notebooks" / name).read_bytes())  # a copy
+    page = lab_context.new_page()
+    try:
+        page.goto(f"{lab.url}/lab/tree/{target}?reset&token={lab.token}")
+        kernel_status = page.locator(f'#jp-main-statusbar [title="Change kernel for {target}"]')
+        expect(kernel_status).to_have_text(re.compile(r"\| Idle$"), timeout=120 * UNIT_MS)
+        lesson_text = page.locator(".jp-MarkdownOutput").filter(has_text="lives in the running")
+        expect(lesson_text.first).to_contain_text("ChatWidget(username=..., url=...)")
+        saved = page.locator(".jp-OutputArea-output").filter(
+            has_text=re.compile(r"^ChatWidget\(username='you', url='ws://127\.0\.0\.1:\d+/chat'\)$")
+        )
+        expect(saved.first).to_be_visible()
+        expect(page.locator(".wslab-chat")).to_have_count(0)
+        note = re.compile(r"after a restart, run this cell again")
+        page.get_by_text(note).first.scroll_into_view_if_needed()
+        expect(page.get_by_text(note).first).to_be_visible()
+    finally:
+        page.close()
+        lab.stop_kernels()
