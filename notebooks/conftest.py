@@ -1,10 +1,46 @@
-"""pytest configuration for the lessons (run with ``pytest --nbval``)."""
+"""pytest configuration for the lessons: ``pytest --nbval`` works from anywhere.
+
+It needs only the kit, pytest and nbval. Whether it runs inside the repository
+(``pytest --nbval notebooks/``) or on a copy of this folder elsewhere
+(``cd my-course && pytest --nbval``), it:
+
+- sanitizes outputs with ``nbval-sanitize.cfg`` next to this file (ports, tokens,
+  room ids and times differ from run to run), unless ``--nbval-sanitize-with``
+  names another file;
+- runs every notebook in a kernel of the Python running pytest, unless
+  ``--nbval-kernel-name`` names a kernel;
+- accepts the repository's ``timeout`` setting when pytest-timeout is not
+  installed, instead of stopping on an unknown option.
+"""
 
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+SANITIZE = Path(__file__).resolve().parent / "nbval-sanitize.cfg"
+
+
+def pytest_addoption(parser: Any, pluginmanager: Any) -> None:
+    if not pluginmanager.has_plugin("timeout"):
+        parser.addini("timeout", "per-test timeout of pytest-timeout (not installed: unused)")
+
+
+def pytest_configure(config: Any) -> None:
+    option = config.option
+    if not hasattr(option, "nbval_sanitize_with"):
+        return  # nbval is not installed: nothing to configure
+    if option.nbval_sanitize_with is None and not getattr(option, "sanitize_with", None):
+        option.nbval_sanitize_with = str(SANITIZE)
+    if not option.nbval_kernel_name and not getattr(option, "current_env", False):
+        option.nbval_current_env = True
 
 
 def pytest_sessionstart() -> None:
     # On a new machine the first import of matplotlib writes "building the font cache"
     # to stderr; inside a lesson's kernel that would differ from the stored output.
     # Build the cache here, once, before any kernel starts.
-    import matplotlib.font_manager  # noqa: F401
+    # (The lessons that plot need matplotlib; the others run without it.)
+    with contextlib.suppress(ImportError):
+        import matplotlib.font_manager  # noqa: F401

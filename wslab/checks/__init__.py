@@ -3,11 +3,23 @@
 Each check takes the learner's function, runs it (against a live server on
 loopback when that makes sense, stopping everything it started), and prints one
 ``PASS`` line or raises :class:`~wslab.checks._common.CheckFailed` with one
-``FAIL`` line and a hint. Lessons import them by topic::
+``FAIL`` line and a hint. Imported in a Jupyter kernel, this package makes
+IPython show a ``CheckFailed`` as that verdict alone, without a traceback; any
+other exception keeps its traceback. Lessons import the checks by topic::
 
-    from wslab.checks.events import check_event_log        # 00, 01
-    from wslab.checks.close_codes import check_policy_violation  # 02
-    from wslab.checks.protocol import check_expected_error  # 03
-    from wslab.checks.broadcast import check_broadcast      # 04
-    from wslab.checks.reconnect import check_full_jitter    # 05
+    from wslab.checks.events import check_socket_url         # 00
+    from wslab.checks.events import check_event_log          # 01
+    from wslab.checks.close_codes import check_policy_violation  # 03
+    from wslab.checks.protocol import check_expected_error   # 04
+    from wslab.checks.broadcast import check_broadcast       # 05
+    from wslab.checks.reconnect import check_full_jitter     # 06
+    from wslab.checks.grace import check_grace               # 07
+    from wslab.checks.chat import check_bot                  # 08
+    from wslab.checks.wss import check_trust                 # 09
+    from wslab.checks.asyncio_kernel import check_run_blocking  # 10
+    from wslab.checks.performance import check_frame_bytes   # 11
 """
+
+from ._common import show_verdicts_in_ipython
+
+show_verdicts_in_ipython()

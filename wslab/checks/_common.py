@@ -8,13 +8,22 @@ so the notebook cell shows the verdict and nothing else.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..errors import WslabError
 
-__all__ = ["TIMEOUT", "CheckFailed", "fail", "passed", "run_learner", "run_scenario"]
+__all__ = [
+    "TIMEOUT",
+    "CheckFailed",
+    "fail",
+    "passed",
+    "run_learner",
+    "run_scenario",
+    "show_verdicts_in_ipython",
+]
 
 T = TypeVar("T")
 
@@ -58,3 +67,37 @@ def run_scenario(scenario: Callable[[], Coroutine[Any, Any, T]], timeout: float 
     """
     with ThreadPoolExecutor(1, thread_name_prefix="wslab-check") as pool:
         return pool.submit(lambda: asyncio.run(scenario())).result(timeout)
+
+
+def _verdict_lines(error: BaseException) -> list[str]:
+    """The lines a failed check shows: the verdict, then its hint on a line of its own."""
+    verdict, sep, hint = str(error).partition(". Hint: ")
+    return [verdict + "." if sep else verdict, *([f"Hint: {hint}"] if sep else [])]
+
+
+def _show_verdict(
+    shell: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: Any = None
+) -> None:
+    # The cell still fails (an error output named CheckFailed, with the one-line
+    # message as its value), but its traceback is the verdict, not our stack.
+    shell._showtraceback(etype, value, _verdict_lines(value))
+
+
+def show_verdicts_in_ipython() -> bool:
+    """Make IPython show a :class:`CheckFailed` as its verdict, without a traceback.
+
+    Every other exception keeps its usual traceback (a bug in the learner's code
+    shows the learner's lines). Does nothing outside IPython, or when another
+    custom exception handler is installed. Returns whether the handler is in
+    place. The kernel's thread (imported from a cell).
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return False
+    installed = tuple(getattr(shell, "custom_exceptions", ()))
+    ours = tuple(t for t in installed if getattr(t, "__name__", "") == CheckFailed.__name__)
+    if installed and installed != ours:
+        return False  # someone else's handler: leave it alone
+    shell.set_custom_exc((CheckFailed,), _show_verdict)
+    return True

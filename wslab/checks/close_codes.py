@@ -77,6 +77,14 @@ def check_message_too_big(big_frame: Callable[[int], Frame]) -> None:
         frames = _frames(name, big_frame, max_size)
         if len(frames) != 1:
             raise fail(name, f"you returned {len(frames)} frames", "return one frame")
+        size = len(frames[0].encode() if isinstance(frames[0], str) else frames[0])
+        if size > max_size + 4:  # a UTF-8 character is at most 4 bytes
+            raise fail(
+                name,
+                f"with max_size={max_size}, your frame has {size} bytes: too big, but not "
+                "just too big",
+                "make it one character over max_size, so it shows where the limit is",
+            )
         code, _ = run_scenario(lambda: _send_and_watch(frames, max_size=max_size))  # noqa: B023
         if code != CloseCode.MESSAGE_TOO_BIG:
             seen = "the socket stayed open" if code is None else describe_close(code)

@@ -28,6 +28,7 @@ _URL_CASES = [
         "https://hub.example.org/user/ada/proxy/8765/",
         "wss://hub.example.org/user/ada/proxy/8765/chat",
     ),
+    ("https://example.org/course/lesson.html#top", "wss://example.org/course/chat"),
 ]
 
 
@@ -110,16 +111,34 @@ async def _session_logs() -> list[list[RawEvent]]:
         await server.aclose()
 
 
+# Two logs no live session above produces: a refused handshake (a browser fires
+# error, then close 1006) and a binary frame, then a close with a reason.
+_MADE_UP_LOGS = [
+    [
+        RawEvent("error", detail="the handshake was refused: HTTP 403"),
+        RawEvent("close", code=1006, was_clean=False),
+    ],
+    [
+        RawEvent("open"),
+        RawEvent("message", data=b"\x89PNG"),
+        RawEvent("message", data='{"event": "joined", "id": "u2", "username": "Bo"}'),
+        RawEvent("close", code=1001, reason="server shutdown", was_clean=True),
+    ],
+]
+
+
 def check_event_log(summarize: Callable[[list[RawEvent]], list[str]]) -> None:
     """``summarize(events)`` must turn a raw event log into one short line per event.
 
     ``open`` -> ``"open"``; a text message -> ``"message <its event field>"``; a
     binary message -> ``"message binary"``; ``error`` -> ``"error"``;
-    ``close`` -> ``"close <code>"``. Checked on the logs of two live sessions.
+    ``close`` -> ``"close <code>"``. Checked on the logs of two live sessions,
+    and on two made-up logs with what those sessions lack (a binary frame, an
+    ``error``).
     """
     name = "check_event_log"
-    logs = run_scenario(_session_logs)
-    for events in logs:
+    live = run_scenario(_session_logs)
+    for events in live + _MADE_UP_LOGS:
         expected = _reference_summary(events)
         got = run_learner(name, summarize, list(events))
         if not isinstance(got, list) or got != expected:
@@ -128,7 +147,7 @@ def check_event_log(summarize: Callable[[list[RawEvent]], list[str]]) -> None:
                 f"for a log of {len(events)} events you returned {got!r}, expected {expected!r}",
                 "one string per event, in order; json.loads a text message to read its event",
             )
-    total = sum(len(events) for events in logs)
+    total = sum(len(events) for events in live)
     passed(name, f"two live sessions ({total} events) summarized line by line")
 
 
