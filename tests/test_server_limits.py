@@ -246,6 +246,18 @@ def test_half_open_handshakes_count_against_max_clients_until_open_timeout(
         sock.close()
 
 
+def test_stop_does_not_wait_for_half_open_handshakes(make_server: MakeServer) -> None:
+    server = make_server(open_timeout=4 * WAIT)
+    half_open = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+    wait_until(lambda: server.connection_count == 20, WAIT, "twenty half-open connections")
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < WAIT
+    assert all(is_closed_by_server(sock, WAIT) for sock in half_open)
+    for sock in half_open:
+        sock.close()
+
+
 # --------------------------------------------------------------------------- HTTP
 
 

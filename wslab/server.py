@@ -208,6 +208,7 @@ class ChatServer:
         # Every TCP connection from accept to close (server thread only).
         self._connections: set[_ChatConnection] = set()
         self._per_address: Counter[str] = Counter()
+        self._stopping = False
         self.handler_errors = 0
         #: Peers closed because they left more than ``max_buffer`` bytes unread.
         self.slow_peers_dropped = 0
@@ -432,6 +433,7 @@ class ChatServer:
             self._loop = None
 
     async def _serve(self) -> None:
+        self._stopping = False
         try:
             self._server = await serve(
                 self._handle,
@@ -465,8 +467,17 @@ class ChatServer:
             return
         for connection in server.connections:
             connection.close_timeout = close_timeout
+        self._stopping = True
         server.close(code=CloseCode.GOING_AWAY, reason="server stopping")
+        # A handshake in progress would hold the shutdown for up to open_timeout.
+        for connection in list(self._connections):
+            if connection.protocol.state is State.CONNECTING:
+                connection.transport.abort()
         await server.wait_closed()
+        # Connections accepted while closing are aborted as they arrive (see
+        # _on_connection_made); let their tasks end before the loop does.
+        if server.handler_tasks:
+            await asyncio.wait(server.handler_tasks, timeout=close_timeout)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -484,6 +495,9 @@ class ChatServer:
     def _on_connection_made(self, connection: _ChatConnection) -> None:
         """A TCP connection was accepted: count it, or close it at once if over a cap."""
         address = connection.address
+        if self._stopping:
+            connection.transport.abort()
+            return
         if (
             self.max_per_address
             and address not in _UNCAPPED_ADDRESSES

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def is_closed_by_server(sock: socket.socket, timeout: float) -> bool:
 
 _SERVER_SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import ctypes, gc, json, sys
     from wslab import ChatServer
 
     server = ChatServer(**json.loads(sys.argv[1])).start()
@@ -110,8 +111,16 @@ _SERVER_SCRIPT = textwrap.dedent(
                 "slow_peers_dropped": server.slow_peers_dropped,
                 "join_timeouts": server.join_timeouts,
                 "refused_per_address": server.refused_per_address,
+                # Python objects alive (after a collection): a leak shows here.
+                "live_blocks": gc.collect() * 0 + sys.getallocatedblocks(),
             }
             print(json.dumps(stats), flush=True)
+        elif line.strip() == "trim":  # hand the allocator's free memory back (glibc)
+            try:
+                ctypes.CDLL(None).malloc_trim(0)
+            except (OSError, AttributeError):
+                pass
+            print("{}", flush=True)
     server.stop()
     """
 )
@@ -147,9 +156,22 @@ class ServerProcess:
         """The server process's resident memory, in bytes."""
         return int(psutil.Process(self.process.pid).memory_info().rss)
 
+    def trimmed_rss(self) -> int:
+        """The RSS once the C allocator gave its free memory back to the system.
+
+        After a burst, glibc's malloc keeps freed memory for reuse, so RSS alone
+        shows what the process once needed, not what it holds. This tells the two
+        apart: what remains after the trim is held by live objects.
+        """
+        self._command("trim")
+        return self.rss()
+
     def stats(self) -> dict[str, Any]:
+        return self._command("stats")
+
+    def _command(self, command: str) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write("stats\n")
+        self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
         return dict(json.loads(self.process.stdout.readline()))
 
@@ -179,3 +201,50 @@ class ServerProcess:
 
 def mib(n: int) -> float:
     return round(n / MIB, 1)
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One client frame (clients must mask), built fast enough to flood with."""
+    mask = secrets.token_bytes(4)
+    n = len(payload)
+    if n < 126:
+        header = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    repeated = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
+    return header + mask + masked
+
+
+class ReadingTalker:
+    """A member that sends ``writeMessage`` frames and reads (and drops) all it gets.
+
+    Its messages carry no ``clientMessageId``: the room keeps the entries of those
+    for de-duplication, which is the room's memory, not the connection's.
+    """
+
+    def __init__(self, port: int, user_id: str = "talker") -> None:
+        self.peer = raw_peer(port, rcvbuf=None)
+        self.peer.send_text(json.dumps({"event": "connecting", "id": user_id, "username": "t"}))
+        self.frames = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        self.peer.sock.settimeout(None)
+        try:
+            while self.peer.recv_frame().opcode != 0x8:
+                self.frames += 1
+        except (OSError, EOFError):
+            pass
+
+    def say(self, text: str) -> None:
+        frame = json.dumps({"event": "writeMessage", "message": text}, ensure_ascii=False)
+        self.peer.sock.sendall(masked_frame(0x1, frame.encode()))
+
+    def close(self) -> None:
+        self.peer.sock.shutdown(socket.SHUT_RDWR)
+        self._reader.join(unit(5))
+        self.peer.close()
