@@ -506,7 +506,7 @@ class ChatServer:
             # No HTTP answer is possible before the request is read, and not reading
             # it is the point: the connection ends here, before it costs anything.
             self.refused_per_address += 1
-            logger.info("%s: over %d connections from this address", address, self.max_per_address)
+            logger.debug("%s: over %d connections from this address", address, self.max_per_address)
             connection.transport.abort()
             return
         # The verdict on a full server comes at accept time; the WebSocket, once open,
