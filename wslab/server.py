@@ -690,7 +690,9 @@ class _ChatConnection(ServerConnection):
         self.protocol.data_to_send()  # the frames it was about to get: dropped
         # fail() sends the close frame, half-closes TCP, and ignores whatever the peer
         # sends from now on (its pings get no more pongs).
-        reason = f"too slow: over {self.chat.max_buffer // 1024} KiB unread"
+        cap = self.chat.max_buffer
+        size = f"{cap // 1024} KiB" if cap >= 1024 else f"{cap} bytes"
+        reason = f"too slow: over {size} unread"
         self.protocol.fail(CloseCode.TRY_AGAIN_LATER, reason)
         super().send_data()
         self._abort_later()
