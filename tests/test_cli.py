@@ -112,7 +112,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         (["--rate-limit", "-2"], "--rate-limit: -2 is out of range: must be >= 0"),
         (["--max-buffer", "0"], "--max-buffer: 0 is out of range"),
         (["--join-timeout", "0"], "--join-timeout: 0 is out of range: must be > 0"),
-        (["--max-per-address", "0"], "--max-per-address: 0 is out of range"),
+        (["--max-per-address", "-1"], "--max-per-address: -1 is out of range"),
         (["--max-bindings", "0"], "--max-bindings: 0 is out of range"),
         (["--store", "/no/such/dir/chat.db"], "--store: the directory /no/such/dir does not exist"),
         (["--bogus"], "unrecognized arguments: --bogus"),
@@ -223,30 +223,18 @@ def test_help_is_plain_text() -> None:
     assert "python -m wslab serve" in run_cli("--help").stdout
 
 
-class _PublicServer:
-    """What ``announce`` reads of a server that listens on every address."""
-
-    host = "0.0.0.0"
-    url = "ws://127.0.0.1:8765/chat"
-    page_url = "http://127.0.0.1:8765/"
-    reachable_urls = ("http://127.0.0.1:8765/", "http://192.0.2.7:8765/")
-    listens_publicly = True
-
-
 def test_announce_prints_every_reachable_url_and_warns_when_public() -> None:
-    lines, warnings = announce(_PublicServer())
-    assert lines == [
-        "wslab chat server listening on ws://127.0.0.1:8765/chat",
-        "chat page: http://127.0.0.1:8765/",
-        "chat page: http://192.0.2.7:8765/",
-    ]
+    server = ChatServer("0.0.0.0", 8765)  # never started: nothing binds beyond loopback
+    lines, warnings = announce(server)
+    assert lines[0] == "wslab chat server listening on ws://127.0.0.1:8765/chat"
+    assert lines[1] == "chat page: http://127.0.0.1:8765/"
+    assert lines[1:] == [f"chat page: {url}" for url in server.reachable_urls]
     assert len(warnings) == 1
     assert "anyone on the network can connect" in warnings[0]
 
 
 def test_announce_of_a_loopback_server_has_no_warning() -> None:
-    server = ChatServer(port=0)
+    server = ChatServer(port=8765)
     lines, warnings = announce(server)
-    urls = getattr(server, "reachable_urls", None) or [server.page_url]
-    assert lines[1:] == [f"chat page: {url}" for url in urls]
+    assert lines[1:] == ["chat page: http://127.0.0.1:8765/"]
     assert warnings == []

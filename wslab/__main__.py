@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import inspect
 import math
 import os
 import signal
@@ -120,25 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--max-buffer",
         type=_number(int, 1),
-        default=None,
-        help="bytes waiting to be sent to one client before it is dropped (server default)",
+        default=256 * 1024,
+        help="bytes a client may leave unread before it is closed with 1013 (262144)",
     )
     add(
         "--join-timeout",
         type=_number(float, 0, strict=True),
-        default=None,
-        help="seconds a socket may stay open without joining (server default)",
+        default=5.0,
+        help="seconds a socket may stay open without joining (5)",
     )
     add(
         "--max-per-address",
-        type=_number(int, 1),
-        default=None,
-        help="open sockets per client address (server default)",
+        type=_number(int, 0),
+        default=64,
+        help="open sockets per client address, 0 = no cap; this machine is not capped (64)",
     )
     add(
         "--max-bindings",
         type=_number(int, 1),
-        default=None,
+        default=10_000,
         help="ids remembered while away, without a store (10000)",
     )
     add(
@@ -151,10 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Options passed to ChatServer only when given, so that its own defaults apply otherwise.
-_OPTIONAL = ("max_buffer", "join_timeout", "max_per_address", "max_bindings")
-
-
 def serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "grace": args.grace,
@@ -164,14 +159,11 @@ def serve(args: argparse.Namespace) -> int:
         "rate_limit": args.rate_limit,
         "seed_compatible": args.seed_compatible,
         "store": args.store,
+        "max_buffer": args.max_buffer,
+        "join_timeout": args.join_timeout,
+        "max_per_address": args.max_per_address,
+        "max_bindings": args.max_bindings,
     }
-    accepted = inspect.signature(ChatServer).parameters
-    for name in _OPTIONAL:
-        value = getattr(args, name)
-        if value is not None:
-            if name not in accepted:
-                return _fail(f"--{name.replace('_', '-')} is not supported by this server")
-            options[name] = value
     if args.seed_compatible:
         print(
             "warning: --seed-compatible trusts ids without tokens:"
@@ -205,18 +197,16 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def announce(server: Any) -> tuple[list[str], list[str]]:
+def announce(server: ChatServer) -> tuple[list[str], list[str]]:
     """What ``serve`` prints once the server listens: lines for stdout, warnings for stderr.
 
-    Every URL the chat page can be reached at (``server.reachable_urls`` when the
-    server knows them, else its one ``page_url``), and a warning when it listens on
-    an address that other machines can reach.
+    Every URL the chat page can be reached at, and a warning when the server
+    listens on an address that other machines can reach.
     """
     lines = [f"wslab chat server listening on {server.url}"]
-    urls = getattr(server, "reachable_urls", None) or [server.page_url]
-    lines += [f"chat page: {url}" for url in urls]
+    lines += [f"chat page: {url}" for url in server.reachable_urls]
     warnings = []
-    if getattr(server, "listens_publicly", False):
+    if server.listens_publicly:
         warnings.append(
             f"warning: listening on {server.host}: anyone on the network can connect"
             " to this chat (use --host 127.0.0.1 to keep it on this machine)"

@@ -14,6 +14,17 @@ Threads::
 HTTP on the same port: ``GET /`` serves the browser chat page, ``/chat`` is the
 WebSocket, any other path is a 404, and a handshake from a foreign ``Origin``
 is refused with 403 before any socket exists.
+
+Limits that keep one peer from hurting the others (each one an option):
+
+- ``max_buffer``: output a peer has not read yet. ``broadcast`` never waits for a
+  receiver, so a peer that stops reading would make the server's memory grow
+  without end; over the cap it is closed with 1013 (see :class:`_ChatConnection`).
+- ``join_timeout``: a socket must send ``connecting`` this soon, or it is closed
+  with 1008.
+- ``max_clients`` counts every TCP connection from the moment it is accepted,
+  handshakes in progress included (those last at most ``open_timeout``).
+- ``max_per_address``: connections from one IP address; more are closed at once.
 """
 
 from __future__ import annotations
@@ -21,20 +32,25 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import http
+import ipaddress
 import logging
 import os
+import socket as socket_module
 import ssl as ssl_module
 import threading
+from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
-from importlib import resources
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from .clock import Clock, SystemClock
 from .protocol import CloseCode, MessageEntry, UserEntry, encode
@@ -47,6 +63,9 @@ logger = logging.getLogger("wslab.server")
 T = TypeVar("T")
 
 CHAT_PATH = "/chat"
+# Next to this file, wherever Python was started from: a folder named "wslab" in the
+# current directory (a clone of this project) must not shadow the installed package.
+_STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -58,6 +77,9 @@ _STATIC_FILES = {
 }
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+# This machine's own programs (notebooks, tests, benchmarks, a JupyterHub proxy) open
+# hundreds of clients from these addresses: the per-address cap does not apply to them.
+_UNCAPPED_ADDRESSES = frozenset({"127.0.0.1", "::1"})
 
 
 class ChatServer:
@@ -68,10 +90,13 @@ class ChatServer:
         port: port to bind; 0 picks a free one (read it back from :attr:`port`).
         grace: reload grace in seconds (0 announces departures at once).
         max_size: largest frame accepted, in bytes; larger ones close with 1009.
-        max_clients: open sockets beyond which a new one is closed with 1013.
+        max_clients: connections beyond which a new WebSocket is closed with 1013.
+            Every TCP connection counts from the moment it is accepted, whether its
+            handshake has finished or not.
         allowed_origins: extra browser origins (``"https://example.org"`` or a bare
             host name) allowed besides no ``Origin``, ``localhost``, ``127.0.0.1``,
-            ``[::1]`` and the bound host.
+            ``[::1]`` and the bound host. When the server listens publicly
+            (:attr:`listens_publicly`), the page's own origin is allowed too.
         rate_limit: frames per second per user id (all its sockets), 0 for no limit.
         rate_burst: frames a user may send at once.
         history: messages kept and sent to newcomers.
@@ -86,7 +111,18 @@ class ChatServer:
             A path is opened and locked here: :class:`~wslab.store.StoreError` if it
             cannot be used or another server holds it.
         max_bindings: ids the room remembers while they are away, without a store.
-        close_timeout: seconds to wait for a client's closing handshake.
+        close_timeout: seconds to wait for a client's closing handshake; after
+            that its TCP connection is aborted.
+        max_buffer: bytes of output a peer may leave unread; a peer over it is
+            closed with 1013 and its buffer freed.
+        join_timeout: seconds a socket has to send ``connecting``; then it is
+            closed with 1008 ("join timeout").
+        max_per_address: connections from one IP address (0: no cap); more are
+            closed at once. 127.0.0.1 and ::1 (this machine) are not capped.
+        open_timeout: seconds a TCP connection has to complete its handshake.
+        ping_interval: seconds between keepalive pings (``None``: no pings).
+        ping_timeout: seconds a peer has to answer a ping, and to read what was
+            waiting before it; then it is dropped.
 
     Stopping and starting the same object again keeps its room (history, tokens)
     and its port: it is a restart of one service. A new ``ChatServer`` starts
@@ -113,20 +149,45 @@ class ChatServer:
         store: str | os.PathLike[str] | HistoryStore | None = None,
         close_timeout: float = 2.0,
         max_bindings: int = 10_000,
+        max_buffer: int = 256 * 1024,
+        join_timeout: float = 5.0,
+        max_per_address: int = 64,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
     ) -> None:
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1 byte")
+        if join_timeout <= 0 or open_timeout <= 0 or close_timeout <= 0:
+            raise ValueError("join_timeout, open_timeout and close_timeout must be > 0")
+        if max_per_address < 0:
+            raise ValueError("max_per_address must be >= 0 (0: no cap)")
         self.host = host
         self._port = port
         self.max_size = max_size
         self.ssl = ssl
         self.compression = compression
         self.close_timeout = close_timeout
+        self.max_buffer = max_buffer
+        self.join_timeout = join_timeout
+        self.max_per_address = max_per_address
+        self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self._allowed_hosts = _LOCAL_HOSTS | {_origin_host(o) for o in allowed_origins}
         if host not in _WILDCARD_HOSTS:
             self._allowed_hosts |= {host.strip("[]").lower()}
-        # Under JupyterHub (Binder) the page comes through jupyter-server-proxy, which
-        # checked the learner's login and forwards the hub's Host and Origin as they are.
-        # Only the proxy can reach this server there, so a same-origin request is trusted.
-        self._trust_same_origin = bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
+        # A page may open the chat from the address it was loaded from (Origin host ==
+        # Host header host) in two cases only. Under JupyterHub (Binder) the page comes
+        # through jupyter-server-proxy, which checked the learner's login and forwards
+        # the hub's Host and Origin as they are; only the proxy can reach this server.
+        # And when the server listens publicly, anyone on the network can connect
+        # anyway, so a page on another name for this machine gains nothing. On
+        # loopback alone the rule would let DNS rebinding in: a foreign page whose
+        # name was made to resolve to 127.0.0.1 would pass it.
+        self._trust_same_origin = (
+            bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX")) or self.listens_publicly
+        )
         if isinstance(store, (str, os.PathLike)):
             from .store import SQLiteStore
 
@@ -152,7 +213,17 @@ class ChatServer:
         self._timer_deadline = 0.0
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        # Every TCP connection from accept to close (server thread only).
+        self._connections: set[_ChatConnection] = set()
+        self._per_address: Counter[str] = Counter()
+        self._stopping = False
         self.handler_errors = 0
+        #: Peers closed because they left more than ``max_buffer`` bytes unread.
+        self.slow_peers_dropped = 0
+        #: Sockets closed because they did not send ``connecting`` in time.
+        self.join_timeouts = 0
+        #: Connections closed at once for being over ``max_per_address``.
+        self.refused_per_address = 0
 
     # ------------------------------------------------------------------ life cycle
 
@@ -267,9 +338,35 @@ class ChatServer:
         return f"{prefix.rstrip('/')}/proxy/{self._port}/"
 
     @property
+    def listens_publicly(self) -> bool:
+        """Whether other machines may reach the server: it is bound beyond loopback."""
+        return not _is_loopback(self.host)
+
+    @property
+    def reachable_urls(self) -> list[str]:
+        """Every address of the chat page a browser may use, loopback first.
+
+        For a wildcard host (``0.0.0.0``, ``::``, ``""``) these are 127.0.0.1 (or
+        ::1) and this machine's interface addresses; for any other host, the one
+        page URL. Any thread.
+        """
+        if self.host not in _WILDCARD_HOSTS:
+            return [self.page_url]
+        families = {
+            "0.0.0.0": (socket_module.AF_INET,),
+            "::": (socket_module.AF_INET6,),
+            "": (socket_module.AF_INET, socket_module.AF_INET6),
+        }[self.host]
+        scheme = "https" if self.ssl else "http"
+        return [
+            f"{scheme}://{_url_host(address)}:{self._port}/"
+            for address in _interface_addresses(families)
+        ]
+
+    @property
     def _url_host(self) -> str:
         host = "127.0.0.1" if self.host in _WILDCARD_HOSTS else self.host
-        return f"[{host}]" if ":" in host else host
+        return _url_host(host)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -291,6 +388,11 @@ class ChatServer:
     def client_count(self) -> int:
         """Open sockets, connected as a user or not yet. Any thread."""
         return self._call(lambda: self.room.socket_count)
+
+    @property
+    def connection_count(self) -> int:
+        """TCP connections, handshakes in progress and page requests included. Any thread."""
+        return self._call(lambda: len(self._connections))
 
     def drop(self, user_id: str) -> int:
         """Abort every socket of ``user_id`` without a close frame (clients see 1006).
@@ -339,6 +441,7 @@ class ChatServer:
             self._loop = None
 
     async def _serve(self) -> None:
+        self._stopping = False
         try:
             self._server = await serve(
                 self._handle,
@@ -348,7 +451,12 @@ class ChatServer:
                 process_request=self._process_request,
                 max_size=self.max_size,
                 compression=self.compression,
+                open_timeout=self.open_timeout,
                 close_timeout=self.close_timeout,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                # websockets calls this like a class: (protocol, server, **options).
+                create_connection=self._new_connection,  # type: ignore[arg-type]
                 logger=logger,
             )
         except BaseException as error:  # reported to start(), in the caller's thread
@@ -367,8 +475,17 @@ class ChatServer:
             return
         for connection in server.connections:
             connection.close_timeout = close_timeout
+        self._stopping = True
         server.close(code=CloseCode.GOING_AWAY, reason="server stopping")
+        # A handshake in progress would hold the shutdown for up to open_timeout.
+        for connection in list(self._connections):
+            if connection.protocol.state is State.CONNECTING:
+                connection.transport.abort()
         await server.wait_closed()
+        # Connections accepted while closing are aborted as they arrive (see
+        # _on_connection_made); let their tasks end before the loop does.
+        if server.handler_tasks:
+            await asyncio.wait(server.handler_tasks, timeout=close_timeout)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -376,10 +493,54 @@ class ChatServer:
         # starts, so a restart of this object within the grace is a reload.
         self._server = None
 
+    # ------------------------------------------------------------------ connections
+
+    def _new_connection(
+        self, protocol: ServerProtocol, server: Server, **options: Any
+    ) -> _ChatConnection:
+        return _ChatConnection(self, protocol, server, **options)
+
+    def _on_connection_made(self, connection: _ChatConnection) -> None:
+        """A TCP connection was accepted: count it, or close it at once if over a cap."""
+        address = connection.address
+        if self._stopping:
+            connection.transport.abort()
+            return
+        if (
+            self.max_per_address
+            and address not in _UNCAPPED_ADDRESSES
+            and self._per_address[address] >= self.max_per_address
+        ):
+            # No HTTP answer is possible before the request is read, and not reading
+            # it is the point: the connection ends here, before it costs anything.
+            self.refused_per_address += 1
+            logger.debug("%s: over %d connections from this address", address, self.max_per_address)
+            connection.transport.abort()
+            return
+        # The verdict on a full server comes at accept time; the WebSocket, once open,
+        # is closed with 1013 so that clients read why and retry later.
+        connection.admitted = len(self._connections) < self.room.max_clients
+        self._connections.add(connection)
+        self._per_address[address] += 1
+
+    def _on_connection_lost(self, connection: _ChatConnection) -> None:
+        if connection in self._connections:
+            self._connections.discard(connection)
+            self._per_address[connection.address] -= 1
+            if not self._per_address[connection.address]:
+                del self._per_address[connection.address]
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        origins = request.headers.get_all("Origin")
+        hosts = request.headers.get_all("Host")
+        if len(origins) > 1 or len(hosts) > 1:
+            return connection.respond(
+                http.HTTPStatus.BAD_REQUEST, "Send one Origin header and one Host header.\n"
+            )
         path = urlsplit(request.path).path
         if path == CHAT_PATH:
-            if not self._origin_allowed(request.headers.get("Origin"), request.headers.get("Host")):
+            origin = origins[0] if origins else None
+            if not self._origin_allowed(origin, hosts[0] if hosts else None):
                 return connection.respond(
                     http.HTTPStatus.FORBIDDEN, "This page's origin may not open the chat.\n"
                 )
@@ -401,9 +562,16 @@ class ChatServer:
         return self._trust_same_origin and origin_host == _origin_host(host_header or "")
 
     async def _handle(self, socket: ServerConnection) -> None:
+        assert isinstance(socket, _ChatConnection)
+        if not socket.admitted:
+            reason = f"server full ({self.room.max_clients} clients); try again later"
+            await socket.close(CloseCode.TRY_AGAIN_LATER, reason)
+            return
         room = self.room
         if await self._apply(room.open(socket), socket):
             return
+        loop = asyncio.get_running_loop()
+        join_timer = loop.call_later(self.join_timeout, self._check_joined, socket)
         try:
             async for data in socket:
                 try:
@@ -420,8 +588,15 @@ class ChatServer:
         except ConnectionClosed:
             pass  # the peer's close code is on the socket; the room only needs to know
         finally:
+            join_timer.cancel()
             self._apply_now(room.close(socket))
             self._schedule_expiry()
+
+    def _check_joined(self, socket: _ChatConnection) -> None:
+        """``join_timeout`` after the handshake: a socket that never sent ``connecting`` goes."""
+        if self.room.user_of(socket) is None:
+            self.join_timeouts += 1
+            socket.close_soon(CloseCode.POLICY_VIOLATION, "join timeout")
 
     async def _apply(self, outcome: Outcome, socket: ServerConnection) -> bool:
         """Deliver an outcome; return True if it closed ``socket``."""
@@ -460,8 +635,169 @@ class ChatServer:
         self._schedule_expiry()
 
 
+class _ChatConnection(ServerConnection):
+    """One peer's connection, whose unread output is capped and whose waits are bounded.
+
+    The server writes with ``broadcast``, which never waits for a receiver: what a
+    peer does not read piles up in its transport's write buffer. Every write goes
+    through :meth:`send_data` (broadcasts, ``connected``, pongs to the peer's pings,
+    close frames), so that is where the cap is checked: a peer that still has more
+    than ``max_buffer`` bytes unread when more is to be written is closed with 1013
+    instead. What it had unread is dropped with the connection, and it can come
+    back and recover the messages it missed with ``lastMessageId``.
+
+    The cap is checked before a write, not after: one frame larger than the cap (a
+    ``connected`` with a long history) still goes to a peer that reads.
+
+    Waits on the peer are bounded, so a peer that reads nothing cannot hold a task
+    or a socket forever: waiting for its buffer to drain (websockets does before a
+    keepalive ping or a close frame) gives up after ``ping_timeout`` (``close_timeout``
+    once closing), and every close started here aborts the TCP connection if it has
+    not ended ``close_timeout`` seconds later.
+
+    Server thread only.
+    """
+
+    def __init__(
+        self, chat: ChatServer, protocol: ServerProtocol, server: Server, **options: Any
+    ) -> None:
+        super().__init__(protocol, server, **options)
+        self.chat = chat
+        self.address = ""  # the peer's IP address, known once the TCP connection is made
+        self.admitted = True  # False: the server was full when this connection came
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._dropped = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.address = _peer_address(transport.get_extra_info("peername"))
+        self.chat._on_connection_made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        self.chat._on_connection_lost(self)
+
+    def send_data(self) -> None:
+        """Write what the protocol has to send, unless the peer already has too much unread."""
+        if self.transport.get_write_buffer_size() > self.chat.max_buffer:
+            self._drop_slow_peer()
+        else:
+            super().send_data()
+
+    def _drop_slow_peer(self) -> None:
+        if self._dropped:
+            self.protocol.data_to_send()  # already closing: write nothing more
+            return
+        self._dropped = True
+        self.chat.slow_peers_dropped += 1
+        unread = self.transport.get_write_buffer_size()
+        logger.info("%s: %d bytes unread; closing it with 1013", self.address, unread)
+        self.protocol.data_to_send()  # the frames it was about to get: dropped
+        # fail() sends the close frame, half-closes TCP, and ignores whatever the peer
+        # sends from now on (its pings get no more pongs).
+        cap = self.chat.max_buffer
+        size = f"{cap // 1024} KiB" if cap >= 1024 else f"{cap} bytes"
+        reason = f"too slow: over {size} unread"
+        self.protocol.fail(CloseCode.TRY_AGAIN_LATER, reason)
+        super().send_data()
+        self._abort_later()
+
+    def close_soon(self, code: CloseCode, reason: str) -> None:
+        """Start the closing handshake without waiting for it; abort if it lingers."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self.send_data()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        if self._abort_timer is None:
+            timeout = self.close_timeout or self.chat.close_timeout
+            self._abort_timer = self.loop.call_later(timeout, self.transport.abort)
+
+    async def drain(self) -> None:
+        """Wait for the peer to read its buffer down, but not forever.
+
+        websockets waits here after writing a keepalive ping or a close frame while
+        the buffer is above its high-water mark; a peer that never reads would hold
+        that wait (and stop the keepalive) for good. On timeout websockets aborts the
+        connection and reports it closed.
+        """
+        timeout = self.ping_timeout
+        if timeout is None or self.protocol.close_expected():
+            timeout = self.close_timeout
+        async with asyncio.timeout(timeout):
+            await super().drain()
+
+
+def _peer_address(peername: Any) -> str:
+    """The peer's IP address as text; an IPv4 address mapped into IPv6 as plain IPv4."""
+    if not isinstance(peername, tuple) or not peername:
+        return ""
+    try:
+        address = ipaddress.ip_address(peername[0])
+    except ValueError:
+        return str(peername[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a wildcard ("", "0.0.0.0" is parsed above) or a host name
+
+
+def _interface_addresses(families: tuple[socket_module.AddressFamily, ...]) -> list[str]:
+    """This machine's addresses in these families: loopback first, then the others.
+
+    From the host name's addresses and from the route a datagram socket would take
+    to the outside (connecting a UDP socket sends nothing). Link-local IPv6 needs a
+    zone a browser cannot take, and other loopback addresses are the same machine:
+    both are left out.
+    """
+    found: list[str] = []
+    loopback = {socket_module.AF_INET: "127.0.0.1", socket_module.AF_INET6: "::1"}
+    for family in families:
+        found.append(loopback[family])
+        try:
+            infos = socket_module.getaddrinfo(socket_module.gethostname(), None, family)
+            found.extend(str(info[4][0]) for info in infos)
+        except OSError:
+            pass
+        probe = "192.0.2.1" if family == socket_module.AF_INET else "2001:db8::1"
+        try:
+            with socket_module.socket(family, socket_module.SOCK_DGRAM) as udp:
+                udp.connect((probe, 9))
+                found.append(str(udp.getsockname()[0]))
+        except OSError:
+            pass
+    addresses: list[str] = []
+    for text in found:
+        try:
+            address = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            continue
+        if address.is_link_local or (address.is_loopback and text not in loopback.values()):
+            continue
+        if str(address) not in addresses:
+            addresses.append(str(address))
+    return addresses
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def _file_response(name: str, content_type: str) -> Response:
-    body = resources.files("wslab").joinpath("static").joinpath(name).read_bytes()
+    body = (_STATIC_DIR / name).read_bytes()
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),

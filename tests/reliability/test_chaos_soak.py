@@ -8,7 +8,11 @@ own thread, as in a notebook. While the clients chat, a fault injector
   back with the same id and token, as a reloaded page does),
 - ends clients for good (``close()``),
 - stops and restarts the server on the SAME ChatServer object (same port,
-  same room).
+  same room),
+- adds members that join and then never read a byte again (stalled readers:
+  raw sockets with a tiny receive buffer). They must be dropped (by the
+  keepalive, the unread-output cap or a restart) and leave presence, while
+  everyone else goes on.
 
 Pass: every message that was acknowledged, or was still pending at a client
 that survived, is in every surviving client's view exactly once and in
@@ -37,13 +41,18 @@ import pytest
 
 from wslab import ChatClient, ChatServer, RetryPolicy
 
-from .helpers import record_figures, unit, wait_until
+from .attackers import raw_peer
+from .helpers import RawWebSocket, hello, record_figures, unit, wait_until
 
 SOAK_SECONDS = float(os.environ.get("WSLAB_SOAK_SECONDS", "18"))
 CLIENTS = int(os.environ.get("WSLAB_SOAK_CLIENTS", "110"))
 MESSAGES_PER_SECOND = float(os.environ.get("WSLAB_SOAK_RATE", "20"))
 GRACE = 0.5
 MAX_ENDED = 8  # clients ended for good: CLIENTS - MAX_ENDED >= 100 stay
+MAX_STALLED = 6  # members that stop reading
+# Short keepalive, so a stalled reader that joined after the last restart is dropped
+# well within the convergence wait; the ChatClients answer pings from their own loop.
+PING_INTERVAL, PING_TIMEOUT = 2.0, 3.0
 # Fast reconnects keep the soak short; the policy is data, the logic is the client's.
 POLICY = RetryPolicy(initial=0.2, factor=2.0, cap=2.0, min_uptime=1.0)
 
@@ -72,6 +81,7 @@ class Soak:
     faults: Counter[str] = field(default_factory=Counter)
     out_of_order: int = 0
     created: int = 0
+    stalled: list[RawWebSocket] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def new_client(self, username: str, **identity: Any) -> ChatClient:
@@ -136,7 +146,11 @@ class Soak:
                 next_restart += restarts_every
                 await self.restart()
                 continue
-            kind = self.rng.choices(["drop", "kill", "end"], [6, 3, 1])[0]
+            kind = self.rng.choices(["drop", "kill", "end", "stall"], [6, 3, 1, 1])[0]
+            if kind == "stall":
+                if len(self.stalled) < MAX_STALLED:
+                    await self.stall()
+                continue
             candidates = self.online()
             if not candidates:
                 continue
@@ -161,11 +175,24 @@ class Soak:
         # The page is reloaded: a NEW client with the same id and token.
         self.new_client(client.username, id=client.id, token=client.token).start()
 
+    async def stall(self) -> None:
+        """A member joins, then reads nothing more: the server must drop it."""
+        try:
+            peer = await asyncio.to_thread(raw_peer, self.server.port)
+        except OSError:
+            return  # the server is restarting: no stall this time
+        self.stalled.append(peer)
+        if peer.status == 101:
+            peer.send_text(hello(f"stall{len(self.stalled)}", "stalled"))
+            self.faults["stall"] += 1
+
     async def restart(self) -> None:
         self.faults["restart"] += 1
         await self.server.aclose()
         await asyncio.sleep(self.rng.uniform(0.05, 0.5))  # pacing: the server stays down a while
         await asyncio.to_thread(self.server.start)
+        if len(self.stalled) < MAX_STALLED:
+            await self.stall()  # at least one per restart: the keepalive must drop it
 
     # ------------------------------------------------------------------ the end
 
@@ -220,6 +247,9 @@ async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, A
         for client in list(soak.live):  # a failed run must not leak sockets into the next test
             await client.close()
         raise
+    finally:
+        for peer in soak.stalled:
+            peer.close()
     history, survivors = end["history"], end["survivors"]
 
     texts = [m["message"] for m in history]
@@ -256,6 +286,8 @@ async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, A
         "ids_contiguous": ids == list(range(1, len(ids) + 1)),
         "views_differing": views_differ,
         "out_of_order": soak.out_of_order,
+        "stalled_readers": soak.faults["stall"],
+        "stalled_dropped_by_cap": server.slow_peers_dropped,
         "lost_sample": sorted(lost)[:5],
     }
 
@@ -270,7 +302,9 @@ def test_chaos_soak_loses_and_duplicates_nothing() -> None:
     seed = int(os.environ.get("WSLAB_SOAK_SEED") or secrets.randbits(32))
     gc.collect()
     threads_before, fds_before = _threads(), psutil.Process().num_fds()
-    server = ChatServer(grace=GRACE, history=10**6)
+    server = ChatServer(
+        grace=GRACE, history=10**6, ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT
+    )
     try:
         result = asyncio.run(
             asyncio.wait_for(run_soak(server, SOAK_SECONDS, seed), SOAK_SECONDS + unit(120))
@@ -290,6 +324,7 @@ def test_chaos_soak_loses_and_duplicates_nothing() -> None:
     assert result["duplicated"] == 0 and result["unknown"] == 0
     assert result["ids_contiguous"] and result["views_differing"] == 0
     assert result["out_of_order"] == 0
+    assert result["stalled_readers"] > 0  # and presence converged without them
 
 
 def test_restarts_leak_no_threads_or_fds() -> None:
