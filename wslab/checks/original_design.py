@@ -2,8 +2,7 @@
 
 The original design trusted any ``connecting`` that named an id. The learner
 writes ``may_use_id(owner_token, offered_token)``: may a new socket use an id
-whose owner is present (online, or inside the reload grace) and holds
-``owner_token``, when the socket offers ``offered_token`` (a string, or ``None``
+whose owner holds ``owner_token`` (online, inside the reload grace, or gone), when the socket offers ``offered_token`` (a string, or ``None``
 for no token)? The check puts a real default-mode :class:`~wslab.room.Room`
 (fake clock, no sockets) in each situation, sends the ``connecting``, reads
 whether the room refused it, and compares.
@@ -28,7 +27,7 @@ GRACE = 1.0
 OWNER_TOKEN = "Zq3-owner-token-9f1c2b7d"
 
 MayUseId = Callable[[str, "str | None"], bool]
-Presence = Literal["online", "in grace"]
+Presence = Literal["online", "in grace", "gone"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,8 @@ SITUATIONS = (
     Situation("online", OWNER_TOKEN + "x", "the token with more after it is not the token"),
     Situation("online", OWNER_TOKEN.upper(), "tokens are case-sensitive"),
     Situation("in grace", OWNER_TOKEN.lower(), "tokens are case-sensitive"),
+    Situation("gone", OWNER_TOKEN, "the owner coming back after the grace: it has the token"),
+    Situation("gone", None, "the id alone after the owner left: the id is still theirs"),
 )
 
 
@@ -63,10 +64,10 @@ def room_accepts(owner: Presence, offered: str | None) -> bool:
     room = Room(grace=GRACE, clock=clock, token_factory=lambda: OWNER_TOKEN)
     room.open("alice-socket")
     room.receive("alice-socket", encode(Connecting("alice", "alice")))
-    if owner == "in grace":
+    if owner != "online":
         room.close("alice-socket")
-        clock.advance(GRACE / 2)
-        room.expire()  # what the server's timer would do now: nothing is due yet
+        clock.advance(GRACE / 2 if owner == "in grace" else GRACE * 2)
+        room.expire()  # what the server's timer would do now: in grace, nothing is due yet
     room.open("new-socket")
     outcome = room.receive("new-socket", encode(Connecting("alice", "eve", offered)))
     return not any(isinstance(send.event, ErrorEvent) for send in outcome.sends)
