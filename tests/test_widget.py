@@ -462,7 +462,9 @@ def test_repr_and_mime_bundle_are_stable_for_stored_outputs(server: ChatServer) 
         widget = ChatWidget(ChatClient(server.url, "alice"))
         assert repr(widget) == f"ChatWidget(username='alice', url='{server.url}')"
         bundle = widget._repr_mimebundle_()
-        assert bundle["text/plain"] == repr(widget)
+        assert bundle["text/plain"] == (
+            f"[chat widget: 'alice' on {server.url}; run this cell to open it live]"
+        )
         view = bundle["application/vnd.jupyter.widget-view+json"]
         assert view["model_id"] == widget.box.model_id
         assert badge_state(widget) == "idle"  # not started by the constructor

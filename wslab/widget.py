@@ -359,8 +359,15 @@ class ChatWidget:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle: dict[str, Any] = self.box._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)
+        # What a notebook shows in the widget's place when no kernel draws it (opened
+        # from disk, a static viewer): a line that says what it is and how to get it.
+        bundle["text/plain"] = self.saved_text()
         return bundle
+
+    def saved_text(self) -> str:
+        """The line a notebook keeps for this widget, shown until its cell runs. Any thread."""
+        username, url = self._key[1], self._key[0]
+        return f"[chat widget: {username!r} on {url}; run this cell to open it live]"
 
     def _ipython_display_(self) -> None:
         # chat() displays the widget and returns it: when that return value is

@@ -109,9 +109,14 @@ def test_before_its_cell_runs_a_stored_widget_shows_the_text_the_lesson_names(
         kernel_status = page.locator(f'#jp-main-statusbar [title="Change kernel for {target}"]')
         expect(kernel_status).to_have_text(re.compile(r"\| Idle$"), timeout=120 * UNIT_MS)
         lesson_text = page.locator(".jp-MarkdownOutput").filter(has_text="lives in the running")
-        expect(lesson_text.first).to_contain_text("ChatWidget(username=..., url=...)")
+        expect(lesson_text.first).to_contain_text(
+            "[chat widget: ...; run this cell to open it live]"
+        )
         saved = page.locator(".jp-OutputArea-output").filter(
-            has_text=re.compile(r"^ChatWidget\(username='you', url='ws://127\.0\.0\.1:\d+/chat'\)$")
+            has_text=re.compile(
+                r"^\[chat widget: 'you' on ws://127\.0\.0\.1:\d+/chat; "
+                r"run this cell to open it live\]$"
+            )
         )
         expect(saved.first).to_be_visible()
         expect(page.locator(".wslab-chat")).to_have_count(0)

@@ -2,10 +2,11 @@
 
 The original design trusted any ``connecting`` that named an id. The learner
 writes ``may_use_id(owner_token, offered_token)``: may a new socket use an id
-whose owner holds ``owner_token`` (online, inside the reload grace, or gone), when the socket offers ``offered_token`` (a string, or ``None``
-for no token)? The check puts a real default-mode :class:`~wslab.room.Room`
-(fake clock, no sockets) in each situation, sends the ``connecting``, reads
-whether the room refused it, and compares.
+whose owner holds ``owner_token`` (online, inside the reload grace, or gone),
+when the socket offers ``offered_token`` (a string, or ``None`` for no token)?
+The check puts a real default-mode :class:`~wslab.room.Room` (fake clock, no
+sockets) in each situation, sends the ``connecting``, reads whether the room
+refused it, and compares.
 """
 
 from __future__ import annotations
