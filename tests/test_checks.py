@@ -266,6 +266,8 @@ def classify(open_sockets: int, grace_deadline: float | None, now: float, token_
         return "second_tab" if token_ok else "refused"
     if grace_deadline is not None and now < grace_deadline:
         return "reload" if token_ok else "refused"
+    if grace_deadline is not None and not token_ok:
+        return "refused"  # gone, but the id stays bound to its token
     return "new"
 
 
@@ -284,15 +286,15 @@ def test_grace(capsys: pytest.CaptureFixture[str]) -> None:
         answer = classify(o, d, now, True)
         return answer if answer != "reload" else "reload"
 
-    def expired_is_refused(o: int, d: float | None, now: float, t: bool) -> str:
+    def gone_id_is_free(o: int, d: float | None, now: float, t: bool) -> str:
         answer = classify(o, d, now, t)
-        return "refused" if answer == "new" and d is not None and not t else answer
+        return "new" if answer == "refused" and o == 0 and d is not None and now >= d else answer
 
     wrong_answers = [
         inclusive_deadline,
         tabs_need_no_token,
         reload_without_token,
-        expired_is_refused,
+        gone_id_is_free,
         lambda o, d, now, t: "new",
         lambda o, d, now, t: "maybe",
     ]

@@ -32,7 +32,9 @@
     closeMeanings: {
       1000: "normal closure: one side called close() and the other agreed",
       1001: "going away: the server is stopping or the page was left",
+      1005: "no status received: the close frame carried no code, as after ws.close() (never sent on the wire)",
       1006: "abnormal closure: the connection died without a close frame (never sent on the wire)",
+      1007: "invalid payload data: a text frame that was not UTF-8",
       1008: "policy violation: the server refused this client (id spoofing, repeated errors)",
       1009: "message too big: a frame was over the server's max_size",
       1011: "internal error: the server's handler failed",
