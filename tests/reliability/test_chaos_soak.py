@@ -34,12 +34,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
 from wslab import ChatClient, ChatServer, RetryPolicy
+from wslab.store import SQLiteStore
 
 from .attackers import raw_peer
 from .helpers import RawWebSocket, hello, record_figures, unit, wait_until
@@ -212,7 +214,7 @@ class Soak:
                 if not (c.online and not c.pending)
             ]
             pytest.fail("survivors did not converge:\n" + "\n".join(stuck))
-        history = await asyncio.to_thread(lambda: self.server.history)
+        history = await asyncio.to_thread(full_history, self.server)
         last = history[-1]["messageId"] if history else None
         await asyncio.gather(
             *(c.wait_for(lambda c: c.last_message_id == last, timeout) for c in self.live)
@@ -227,6 +229,14 @@ class Soak:
             assert time.monotonic() < deadline, "server presence did not converge"
             await asyncio.sleep(0.05)  # polling another thread's state, bounded by the deadline
         return {"history": history, "survivors": survivors}
+
+
+def full_history(server: ChatServer) -> list[Any]:
+    """Every message the server accepted, oldest first: from its store if it has one."""
+    store = server.store
+    if store is None:
+        return server.history
+    return server._call(lambda: store.load_messages(10**9))  # on the server's own thread
 
 
 async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, Any]:
@@ -260,11 +270,21 @@ async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, A
     duplicated = sum(n - 1 for n in counts.values() if n > 1)
     unknown = [t for t in counts if t not in soak.author]
     ids = [m["messageId"] for m in history]
-    views_differ = sum(
-        [(m["messageId"], m["message"]) for m in c.messages]
-        != [(m["messageId"], m["message"]) for m in history]
-        for c in soak.live
-    )
+    everything = [(m["messageId"], m["message"]) for m in history]
+    position = {message_id: i for i, (message_id, _) in enumerate(everything)}
+
+    def expected_view(view: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        # In memory the server keeps everything, so every view is the whole history.
+        # With a store it keeps the newest few in memory: a newcomer starts there, and
+        # from then on it must miss nothing (what a reconnect missed comes from the store).
+        if server.store is None or not view:
+            return everything
+        return everything[position.get(view[0][0], 0) :]
+
+    views_differ = 0
+    for c in soak.live:
+        view = [(m["messageId"], m["message"]) for m in c.messages]
+        views_differ += view != expected_view(view)
     reconnects = sum(c.attempts - 1 for c in soak.live + soak.dead)
     for client in list(soak.live):
         await client.close()
@@ -297,13 +317,22 @@ def _threads() -> set[int]:
 
 
 @pytest.mark.slow
-def test_chaos_soak_loses_and_duplicates_nothing() -> None:
-    """100+ clients chat through drops, kills, ends and server restarts. See the docstring."""
+@pytest.mark.parametrize("durable", [False, True], ids=["in-memory", "store"])
+def test_chaos_soak_loses_and_duplicates_nothing(durable: bool, tmp_path: Path) -> None:
+    """100+ clients chat through drops, kills, ends and server restarts. See the docstring.
+
+    With a store the server keeps only 20 messages in memory, so a client that missed
+    more gets them back from the store across the restarts.
+    """
     seed = int(os.environ.get("WSLAB_SOAK_SEED") or secrets.randbits(32))
     gc.collect()
     threads_before, fds_before = _threads(), psutil.Process().num_fds()
     server = ChatServer(
-        grace=GRACE, history=10**6, ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT
+        grace=GRACE,
+        history=20 if durable else 10**6,
+        store=tmp_path / "soak.sqlite" if durable else None,
+        ping_interval=PING_INTERVAL,
+        ping_timeout=PING_TIMEOUT,
     )
     try:
         result = asyncio.run(
@@ -311,6 +340,8 @@ def test_chaos_soak_loses_and_duplicates_nothing() -> None:
         )
     finally:
         server.stop()
+        if isinstance(server.store, SQLiteStore):
+            server.store.close()
     gc.collect()
     wait_until(lambda: _threads() <= threads_before, unit(10), "the soak's threads to end")
     wait_until(
@@ -318,7 +349,7 @@ def test_chaos_soak_loses_and_duplicates_nothing() -> None:
     )
     result["threads_leaked"] = len(_threads() - threads_before)
     result["fds_leaked"] = max(0, psutil.Process().num_fds() - fds_before)
-    record_figures("soak", result)
+    record_figures("soak-store" if durable else "soak", result)
     assert result["clients"] >= 100 and result["faults_total"] > 0
     assert result["lost"] == 0, result["lost_sample"]
     assert result["duplicated"] == 0 and result["unknown"] == 0
