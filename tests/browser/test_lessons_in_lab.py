@@ -197,3 +197,41 @@ def test_lesson_runs_in_lab_and_its_browser_cells_print_their_stored_outputs(
         got = comparable(cell["outputs"])
         assert got == comparable(stored[cell["id"]]["outputs"]), f"solution cell {cell['id']}"
         assert got == comparable(stored_student[cell["id"]]["outputs"]), f"student {cell['id']}"
+
+
+#: The lessons without browser cells that no other Lab test runs: 00 and 08 run in
+#: test_run_all.py, 02 in test_lesson_wire_in_lab.py, 01 and 03 above.
+PLAIN_LESSONS = [
+    "04_protocol",
+    "05_broadcast",
+    "06_reconnect",
+    "07_reload_grace",
+    "09_wss",
+    "10_asyncio_in_jupyter",
+    "11_performance",
+    "12_original_design",
+]
+
+
+@pytest.mark.parametrize("stem", PLAIN_LESSONS)
+def test_lesson_runs_clean_under_run_all_in_lab(
+    stem: str, lab: Lab, lab_context: BrowserContext
+) -> None:
+    """Run All on a solution in JupyterLab, as a learner would: no cell fails."""
+    solution = json.loads((REPO / "notebooks" / "solutions" / f"{stem}.ipynb").read_text())
+    name = f"{stem}.ipynb"
+    (lab.root / name).write_text(json.dumps(without_outputs(solution)))
+    page = lab_context.new_page()
+    try:
+        open_and_run_all(page, lab, name)
+        wait_until_all_ran(page, sum(c["cell_type"] == "code" for c in solution["cells"]))
+        ran = saved_notebook(page, lab, name)
+    finally:
+        page.close()
+        stop_kernels(lab)
+    failures = {
+        cell["id"]: comparable(cell["outputs"])
+        for cell in ran["cells"]
+        if cell["cell_type"] == "code" and any(o["output_type"] == "error" for o in cell["outputs"])
+    }
+    assert failures == {}, "cells failed in JupyterLab"
