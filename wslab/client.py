@@ -27,7 +27,7 @@ import secrets
 import ssl as ssl_module
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from .clock import Clock, SystemClock
 from .protocol import (
+    FEATURE_PRESENCE,
     CloseCode,
     Connected,
     Connecting,
@@ -45,6 +46,7 @@ from .protocol import (
     Joined,
     MessageEntry,
     MessageWritten,
+    Presence,
     ProtocolError,
     WriteMessage,
     describe_close,
@@ -113,6 +115,10 @@ class ChatClient:
         compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
             the server: it costs more CPU than it saves on short chat messages).
         max_log: how many raw events :attr:`events` keeps.
+        features: what ``connecting`` announces; the default ``("presence",)`` asks
+            for batched ``presence`` events (one per server tick) instead of one
+            ``joined``/``disconnected`` per user. ``on_joined`` and
+            ``on_disconnected`` run per user either way. ``()`` announces nothing.
 
     All methods and handlers run on the loop that called :meth:`connect`; call
     them from that loop's thread only.
@@ -133,6 +139,7 @@ class ChatClient:
         origin: str | None = None,
         compression: str | None = None,
         max_log: int = 1000,
+        features: Sequence[str] = (FEATURE_PRESENCE,),
     ) -> None:
         self.url = url
         self.username = username
@@ -143,6 +150,7 @@ class ChatClient:
         self.ssl = ssl
         self.origin = origin
         self.compression = compression
+        self.features = tuple(features)
         self._rng = rng
         self._clock = clock or SystemClock()
 
@@ -364,6 +372,7 @@ class ChatClient:
                 self.token,
                 last_message_id=self.last_message_id,
                 room_id=self.room_id,
+                features=self.features,
             )
             await socket.send(encode(hello))
             async for data in socket:
@@ -383,6 +392,17 @@ class ChatClient:
         self._closed(code, socket.close_reason or "", was_clean=code != 1006)
         uptime = None if joined_at is None else self._clock.monotonic() - joined_at
         return uptime, self.policy.should_retry(code, closed_by_us=self._closing)
+
+    def _apply_presence(self, event: Presence) -> None:
+        # Left first, then joined (an id in both was taken over within the tick).
+        # Entries the user list already agrees with change nothing and call no handler.
+        for user in event.left:
+            if self.users.pop(user["id"], None) is not None:
+                self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
+        for user in event.joined:
+            if self.users.get(user["id"]) != user["username"]:
+                self.users[user["id"]] = user["username"]
+                self._call(self.on_joined, Joined(user["id"], user["username"]))
 
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
@@ -410,6 +430,8 @@ class ChatClient:
         elif isinstance(event, Disconnected):
             self.users.pop(event.id, None)
             self._call(self.on_disconnected, event)
+        elif isinstance(event, Presence):
+            self._apply_presence(event)
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
             if event.code is ErrorCode.RATE_LIMITED:

@@ -25,6 +25,7 @@ from typing import Any, TypedDict
 
 __all__ = [
     "CLIENT_EVENTS",
+    "FEATURE_PRESENCE",
     "MAX_ID_LENGTH",
     "MAX_MESSAGE_LENGTH",
     "MAX_USERNAME_LENGTH",
@@ -39,6 +40,7 @@ __all__ = [
     "Joined",
     "MessageEntry",
     "MessageWritten",
+    "Presence",
     "ProtocolError",
     "ServerEvent",
     "UserEntry",
@@ -167,6 +169,9 @@ class Connecting:
     token: str | None = None
     last_message_id: int | None = None
     room_id: str | None = None
+    #: capabilities the client announces (``"presence"``: batched presence events);
+    #: the server ignores names it does not know
+    features: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"event": "connecting", "id": self.id, "username": self.username}
@@ -176,6 +181,8 @@ class Connecting:
             data["lastMessageId"] = self.last_message_id
         if self.room_id is not None:
             data["roomId"] = self.room_id
+        if self.features:
+            data["features"] = list(self.features)
         return data
 
 
@@ -246,6 +253,21 @@ class Disconnected:
 
 
 @dataclass(frozen=True)
+class Presence:
+    """``presence``: the presence changes of one short tick, for sockets that asked.
+
+    A receiver removes every ``left`` id, then adds (or renames) every ``joined`` one;
+    an id may be in both (it left and a new user took it within the tick).
+    """
+
+    joined: list[UserEntry]
+    left: list[UserEntry]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "presence", "joined": self.joined, "left": self.left}
+
+
+@dataclass(frozen=True)
 class MessageWritten:
     """``messageWritten``: a stored message; ``messages_list`` only in seed mode."""
 
@@ -270,10 +292,15 @@ class ErrorEvent:
         return {"event": "error", "code": self.code.value, "detail": self.detail}
 
 
-ServerEvent = Connected | Joined | Disconnected | MessageWritten | ErrorEvent
+ServerEvent = Connected | Joined | Disconnected | Presence | MessageWritten | ErrorEvent
 
 CLIENT_EVENTS = ("connecting", "writeMessage")
-SERVER_EVENTS = ("connected", "joined", "disconnected", "messageWritten", "error")
+SERVER_EVENTS = ("connected", "joined", "disconnected", "presence", "messageWritten", "error")
+
+#: Features a client may announce in ``connecting``; others are accepted and ignored.
+FEATURE_PRESENCE = "presence"
+MAX_FEATURES = 16
+MAX_FEATURE_LENGTH = 32
 
 
 # Built once: json.dumps and json.loads with options build a new coder on every call.
@@ -365,7 +392,27 @@ def _parse_connecting(obj: dict[str, Any]) -> Connecting:
     ):
         raise _field_error("lastMessageId", "must be a non-negative integer")
     room_id = _string(obj, "roomId", required=False)
-    return Connecting(user_id, username, token, last_message_id=last, room_id=room_id)
+    features = _features(obj.get("features"))
+    return Connecting(
+        user_id, username, token, last_message_id=last, room_id=room_id, features=features
+    )
+
+
+def _features(value: Any) -> tuple[str, ...]:
+    # Unknown names are kept (and ignored by the room); only the shape is checked.
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_FEATURES
+        or not all(isinstance(f, str) and 1 <= len(f) <= MAX_FEATURE_LENGTH for f in value)
+    ):
+        raise _field_error(
+            "features",
+            f"must be a list of at most {MAX_FEATURES} strings"
+            f" of 1-{MAX_FEATURE_LENGTH} characters",
+        )
+    return tuple(value)
 
 
 def _parse_write_message(obj: dict[str, Any]) -> WriteMessage:
@@ -438,6 +485,11 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
         return Joined(id=_text(obj, "id"), username=_text(obj, "username"))
     if name == "disconnected":
         return Disconnected(id=_text(obj, "id"), username=_text(obj, "username"))
+    if name == "presence":
+        return Presence(
+            joined=[_user(u) for u in _list(obj, "joined")],
+            left=[_user(u) for u in _list(obj, "left")],
+        )
     if name == "messageWritten":
         history = None
         if obj.get("messagesList") is not None:

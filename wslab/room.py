@@ -14,6 +14,13 @@ Presence in one picture::
     last socket closes           -> in grace (still present, nobody told)
     grace runs out               -> gone, others get "disconnected"
 
+A socket whose ``connecting`` announced ``"features": ["presence"]`` gets presence
+changes batched instead: one ``presence`` event per ``presence_tick`` at most, listing
+who left and who joined since the last one (the flush is a deadline reported by
+:meth:`Room.next_deadline` and carried out by :meth:`Room.expire`). Other sockets keep
+one ``joined`` or ``disconnected`` per user. A join storm of N users thus costs about
+N ticks' worth of presence frames per socket instead of N frames.
+
 Not thread-safe: call it from one thread (the server's loop thread).
 """
 
@@ -27,6 +34,7 @@ from typing import Protocol
 
 from .clock import Clock, SystemClock, iso_utc
 from .protocol import (
+    FEATURE_PRESENCE,
     CloseCode,
     Connected,
     Connecting,
@@ -36,6 +44,7 @@ from .protocol import (
     Joined,
     MessageEntry,
     MessageWritten,
+    Presence,
     ProtocolError,
     ServerEvent,
     UserEntry,
@@ -164,6 +173,8 @@ class Room:
             if it raises, the exception propagates (the server closes with 1011).
         store: optional durable history and tokens.
         dedupe_capacity: how many ``clientMessageId`` values are remembered.
+        presence_tick: seconds over which presence changes are batched for sockets
+            that announced the ``presence`` feature (at most one event per tick).
     """
 
     def __init__(
@@ -181,9 +192,12 @@ class Room:
         message_filter: MessageFilter | None = None,
         store: HistoryStore | None = None,
         dedupe_capacity: int = 10_000,
+        presence_tick: float = 0.05,
     ) -> None:
         if grace < 0:
             raise ValueError("grace must be >= 0")
+        if presence_tick < 0:
+            raise ValueError("presence_tick must be >= 0")
         if history < 1:
             raise ValueError("history must be >= 1")
         self.grace = grace
@@ -198,9 +212,17 @@ class Room:
         self._filter = message_filter
         self._store = store
         self._dedupe_capacity = dedupe_capacity
+        self.presence_tick = presence_tick
 
         self._sockets: dict[Socket, _SocketState] = {}
         self._members: dict[Socket, None] = {}  # sockets past "connecting", in order
+        self._plain: dict[Socket, None] = {}  # members that get one event per user
+        self._batched: dict[Socket, None] = {}  # members that get "presence" per tick
+        # The presence diff not yet sent to the batched members.
+        self._pending_joined: dict[str, tuple[UserEntry, int]] = {}  # entry, _batched_joins
+        self._pending_left: dict[str, UserEntry] = {}
+        self._batched_joins = 0  # batched sockets that got a user list so far
+        self.presence_due: float | None = None  # when the pending diff must go out
         self._users: dict[str, _User] = {}  # present ids, in order of arrival
         self._tokens: dict[str, str] = {}  # every id's token, present or not
         self._history: deque[MessageEntry] = deque(maxlen=history)
@@ -247,8 +269,10 @@ class Room:
         return state.user_id if state else None
 
     def next_deadline(self) -> float | None:
-        """The earliest grace deadline (clock seconds), or ``None`` if none runs."""
+        """The earliest grace deadline or presence flush (clock seconds), or ``None``."""
         deadlines = [u.grace_deadline for u in self._users.values() if u.grace_deadline]
+        if self.presence_due is not None:
+            deadlines.append(self.presence_due)
         return min(deadlines) if deadlines else None
 
     # ------------------------------------------------------------------ inputs
@@ -287,6 +311,8 @@ class Room:
         """A socket closed (cleanly or not). Starts the grace of its id if it was the last."""
         state = self._sockets.pop(socket, None)
         self._members.pop(socket, None)
+        self._plain.pop(socket, None)
+        self._batched.pop(socket, None)
         if state is None or state.user_id is None:
             return Outcome()
         user = self._users[state.user_id]
@@ -299,13 +325,26 @@ class Room:
         return Outcome()
 
     def expire(self) -> Outcome:
-        """End every grace that ran out: those users are announced as ``disconnected``."""
+        """End every grace that ran out (``disconnected``); send a due presence diff."""
         now = self.clock.monotonic()
         outcome = Outcome()
         due = [u for u in self._users.values() if u.grace_deadline and u.grace_deadline <= now]
         for user in sorted(due, key=lambda u: u.grace_deadline or 0.0):
             outcome.extend(self._depart(user))
+        if self.presence_due is not None and self.presence_due <= now:
+            outcome.extend(self.flush_presence())
         return outcome
+
+    def flush_presence(self) -> Outcome:
+        """Send the pending presence diff to the batched sockets now, if there is one."""
+        self.presence_due = None
+        joined = [entry for entry, _ in self._pending_joined.values()]
+        left = list(self._pending_left.values())
+        self._pending_joined.clear()
+        self._pending_left.clear()
+        if not (joined or left) or not self._batched:
+            return Outcome()
+        return Outcome([Send(tuple(self._batched), Presence(joined=joined, left=left))])
 
     # ------------------------------------------------------------------ handlers
 
@@ -337,8 +376,13 @@ class Room:
         is_new = not user.sockets and not was_page_reload
         user.sockets.add(socket)
         state.user_id = user.id
-        others = tuple(self._members)
+        others = tuple(self._plain)
         self._members[socket] = None
+        if FEATURE_PRESENCE in event.features:
+            self._batched[socket] = None
+            self._batched_joins += 1
+        else:
+            self._plain[socket] = None
 
         connected = Connected(
             id=user.id,
@@ -352,6 +396,8 @@ class Room:
         outcome = Outcome([Send((socket,), connected)])
         if is_new and others:
             outcome.sends.append(Send(others, Joined(id=user.id, username=user.username)))
+        if is_new:
+            self._batch_joined(user)
         return outcome
 
     def _write(self, socket: Socket, state: _SocketState, event: WriteMessage) -> Outcome:
@@ -377,7 +423,12 @@ class Room:
         if self._store is not None:
             self._store.save_message(entry)  # durable before anyone is told
         self._remember(entry)
-        return Outcome([Send(tuple(self._members), self._message_event(entry))])
+        outcome = Outcome()
+        if user.id in self._pending_joined:
+            # Nobody reads a message from a user they were not told about yet.
+            outcome = self.flush_presence()
+        outcome.sends.append(Send(tuple(self._members), self._message_event(entry)))
+        return outcome
 
     def _refuse(self, socket: Socket, state: _SocketState, error: ProtocolError) -> Outcome:
         outcome = Outcome([Send((socket,), ErrorEvent(error.code, error.detail))])
@@ -412,9 +463,35 @@ class Room:
 
     def _depart(self, user: _User) -> Outcome:
         del self._users[user.id]
-        if not self._members:
+        self._batch_left(user)
+        if not self._plain:
             return Outcome()
-        return Outcome([Send(tuple(self._members), Disconnected(user.id, user.username))])
+        return Outcome([Send(tuple(self._plain), Disconnected(user.id, user.username))])
+
+    def _batch_joined(self, user: _User) -> None:
+        # Batched sockets that join later get the user in their list; only those
+        # already there need the diff (the newcomer itself has itself in its list).
+        if not self._batched:
+            return
+        if len(self._batched) == 1 and next(iter(self._batched)) in user.sockets:
+            return
+        self._pending_joined[user.id] = (user.entry(), self._batched_joins)
+        self._arm_presence()
+
+    def _batch_left(self, user: _User) -> None:
+        if not self._batched:
+            return
+        pending = self._pending_joined.pop(user.id, None)
+        if pending is not None and pending[1] == self._batched_joins:
+            # Joined and left within the tick, and no batched socket got a user list
+            # since the join: nobody batched ever saw this user, so nothing to say.
+            return
+        self._pending_left[user.id] = user.entry()
+        self._arm_presence()
+
+    def _arm_presence(self) -> None:
+        if self.presence_due is None:
+            self.presence_due = self.clock.monotonic() + self.presence_tick
 
 
 def _same_token(offered: str | None, expected: str) -> bool:

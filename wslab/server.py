@@ -81,6 +81,8 @@ class ChatServer:
             server thread; if it raises, that socket is closed with 1011.
         store: durable history and tokens (a path or a :class:`~wslab.store.SQLiteStore`).
         close_timeout: seconds to wait for a client's closing handshake.
+        presence_tick: seconds over which presence changes are batched for clients
+            that announce the ``presence`` feature.
 
     Stopping and starting the same object again keeps its room (history, tokens)
     and its port: it is a restart of one service. A new ``ChatServer`` starts
@@ -106,6 +108,7 @@ class ChatServer:
         message_filter: MessageFilter | None = None,
         store: str | os.PathLike[str] | HistoryStore | None = None,
         close_timeout: float = 2.0,
+        presence_tick: float = 0.05,
     ) -> None:
         self.host = host
         self._port = port
@@ -135,6 +138,7 @@ class ChatServer:
             clock=clock or SystemClock(),
             message_filter=message_filter,
             store=store,
+            presence_tick=presence_tick,
         )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -400,6 +404,8 @@ class ChatServer:
             async for data in socket:
                 try:
                     closed = await self._apply(room.receive(socket, data), socket)
+                    if room.presence_due is not None and self._timer_later(room.presence_due):
+                        self._schedule_expiry()  # a join started a presence tick
                 except ConnectionClosed:
                     raise
                 except Exception:
@@ -445,6 +451,9 @@ class ChatServer:
         delay = max(0.0, deadline - self.room.clock.monotonic())
         self._timer_deadline = deadline
         self._timer = loop.call_later(delay, self._on_timer)
+
+    def _timer_later(self, deadline: float) -> bool:
+        return self._timer is None or self._timer_deadline > deadline
 
     def _on_timer(self) -> None:
         self._timer = None
