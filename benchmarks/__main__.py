@@ -22,8 +22,8 @@ from .noise import NO_WAITING, QuietPolicy
 from .report import Check, machine_info, print_checks, results_dir, write_json
 from .targets import TARGETS, BenchmarkError, Pinning, pinning, wslab_available
 
-SECTIONS = ("fanout", "join", "history", "reconnect", "memory")
-NEEDS_WSLAB = {"join", "history", "reconnect", "memory"}
+SECTIONS = ("fanout", "join", "history", "reconnect", "herd", "memory")
+NEEDS_WSLAB = {"join", "history", "reconnect", "herd", "memory"}
 
 
 def _fanout(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
@@ -63,6 +63,14 @@ def _reconnect(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path
     return data
 
 
+def _herd(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
+    from .herd import plot_real_herd, real_herd_checks, run_real_herd
+
+    data = run_real_herd(sizes, pins)
+    plot_real_herd(data, out / "real-herd.png")
+    return data | {"checks": real_herd_checks(data)}
+
+
 def _memory(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
     from .memory import memory_checks, run_memory
 
@@ -81,6 +89,7 @@ RUNNERS: dict[str, Callable[[Sizes, Pinning | None, QuietPolicy, Path], dict[str
     "join": _join,
     "history": _history,
     "reconnect": _reconnect,
+    "herd": _herd,
     "memory": _memory,
     "notebooks": _notebooks,
 }

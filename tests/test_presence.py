@@ -239,3 +239,14 @@ def test_a_message_from_a_pending_newcomer_is_preceded_by_its_join() -> None:
     assert names(outcome, "watcher") == ["presence", "messageWritten"]
     assert ids(presence_to(outcome, "watcher")[0]["joined"]) == ["ann"]
     assert h.room.next_deadline() is None  # the diff went out with the message
+
+
+def test_connected_with_a_kept_user_list_encodes_like_the_plain_event() -> None:
+    h = Harness(grace=0)
+    for i in range(5):
+        h.join(f"s{i}", f"u{i}", 'name "quoted" \u00e9\U0001f600 <b>')
+    h.room.close("s2")
+    h.room.open("new")
+    outcome = h.room.receive("new", hello("n", "N"))
+    event = outcome.sends[0].event
+    assert json.loads(encode(event)) == event.to_dict()

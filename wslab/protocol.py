@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, TypedDict
 
@@ -216,6 +216,9 @@ class Connected:
     messages_list: list[MessageEntry]
     was_page_reload: bool
     room_id: str = ""
+    #: ``connected_user_list`` already encoded as JSON, when the sender keeps it so:
+    #: a join storm then costs no re-encoding of the whole list per newcomer
+    users_json: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -309,6 +312,11 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def encode(event: ClientEvent | ServerEvent) -> str:
     """Serialize an event to the JSON text of one frame (compact, UTF-8 safe)."""
+    if isinstance(event, Connected) and event.users_json is not None:
+        data = event.to_dict()
+        del data["connectedUserList"]
+        head = _ENCODER.encode(data)  # a JSON object: ends with "}"
+        return f'{head[:-1]},"connectedUserList":{event.users_json}}}'
     return _ENCODER.encode(event.to_dict())
 
 

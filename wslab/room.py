@@ -26,6 +26,7 @@ Not thread-safe: call it from one thread (the server's loop thread).
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
@@ -224,6 +225,11 @@ class Room:
         self._batched_joins = 0  # batched sockets that got a user list so far
         self.presence_due: float | None = None  # when the pending diff must go out
         self._users: dict[str, _User] = {}  # present ids, in order of arrival
+        # The present users' entries and their JSON, kept beside _users so that a
+        # newcomer's connectedUserList costs a list copy and a join, not N encodings.
+        self._user_entries: dict[str, UserEntry] = {}
+        self._user_json: dict[str, str] = {}
+        self._users_json: str | None = None  # the whole list, until presence changes
         self._tokens: dict[str, str] = {}  # every id's token, present or not
         self._history: deque[MessageEntry] = deque(maxlen=history)
         self._accepted: OrderedDict[tuple[str, str], MessageEntry] = OrderedDict()
@@ -246,7 +252,7 @@ class Room:
     @property
     def users(self) -> list[UserEntry]:
         """Present users (online or inside their grace), one per id, by arrival."""
-        return [user.entry() for user in self._users.values()]
+        return [{"id": e["id"], "username": e["username"]} for e in self._user_entries.values()]
 
     @property
     def history(self) -> list[MessageEntry]:
@@ -373,6 +379,9 @@ class Room:
                     self._store.save_token(event.id, token)
             user = _User(id=event.id, username=event.username, token=token)
             self._users[event.id] = user
+            entry = self._user_entries[user.id] = user.entry()
+            self._user_json[user.id] = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+            self._users_json = None
         is_new = not user.sockets and not was_page_reload
         user.sockets.add(socket)
         state.user_id = user.id
@@ -384,14 +393,17 @@ class Room:
         else:
             self._plain[socket] = None
 
+        if self._users_json is None:
+            self._users_json = "[" + ",".join(self._user_json.values()) + "]"
         connected = Connected(
             id=user.id,
             username=user.username,
             token=user.token,
-            connected_user_list=self.users,
+            connected_user_list=list(self._user_entries.values()),
             messages_list=self._history_after(event),
             was_page_reload=was_page_reload,
             room_id=self.room_id,
+            users_json=self._users_json,
         )
         outcome = Outcome([Send((socket,), connected)])
         if is_new and others:
@@ -463,6 +475,9 @@ class Room:
 
     def _depart(self, user: _User) -> Outcome:
         del self._users[user.id]
+        del self._user_entries[user.id]
+        del self._user_json[user.id]
+        self._users_json = None
         self._batch_left(user)
         if not self._plain:
             return Outcome()
