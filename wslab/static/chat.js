@@ -290,6 +290,7 @@
       opened = true;
       log("open", {});
       const hello = { event: "connecting", id: chat.id, username: chat.requestedName };
+      hello.features = ["presence"]; // presence changes batched per server tick
       if (chat.token) hello.token = chat.token;
       // Only a reconnect knows what it already has; a fresh page wants the history.
       // The roomId tells the server which history our lastMessageId counts in: a
@@ -380,6 +381,11 @@
         break;
       case "disconnected":
         chat.users.delete(event.id);
+        break;
+      case "presence":
+        // Left first, then joined: an id in both was taken by a new user in the tick.
+        for (const u of event.left) chat.users.delete(u.id);
+        for (const u of event.joined) chat.users.set(u.id, u.username);
         break;
       case "messageWritten":
         // Only `message` matters; a seed-compatible `messagesList` would repeat history.
