@@ -3,8 +3,8 @@
 Unlike the simulation in :mod:`benchmarks.reconnect`, nothing here is modelled:
 
 * the server is ``wslab.ChatServer`` in its own process (pinned to the server core);
-* the clients are the kit's :class:`wslab.ChatClient`, split over a few worker
-  processes (pinned to the other core), each joined and online;
+* the clients are the kit's :class:`wslab.ChatClient` with batched presence, split
+  over a few worker processes (pinned to the other core), each joined and online;
 * the server process is stopped (SIGINT: ``ChatServer.stop()`` closes every socket
   with 1001), every tenth client queues one message while it is offline, and a new
   server process is started on the same port, with the same SQLite store or without
@@ -97,7 +97,12 @@ async def _clients(url: str, count: int, first: int, policy_name: str, limit: fl
     for i in range(count):
         n = first + i
         client = ChatClient(
-            url, f"herd {n}", id=f"herd{n}", policy=policy, rng=random.Random(n).random
+            url,
+            f"herd {n}",
+            id=f"herd{n}",
+            policy=policy,
+            rng=random.Random(n).random,
+            features=("presence",),  # a large room: batched presence
         )
         client.on_change = recorder(i)
         clients.append(client)

@@ -36,7 +36,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from .clock import Clock, SystemClock
 from .protocol import (
-    FEATURE_PRESENCE,
     CloseCode,
     Connected,
     Connecting,
@@ -115,10 +114,12 @@ class ChatClient:
         compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
             the server: it costs more CPU than it saves on short chat messages).
         max_log: how many raw events :attr:`events` keeps.
-        features: what ``connecting`` announces; the default ``("presence",)`` asks
-            for batched ``presence`` events (one per server tick) instead of one
-            ``joined``/``disconnected`` per user. ``on_joined`` and
-            ``on_disconnected`` run per user either way. ``()`` announces nothing.
+        features: what ``connecting`` announces. ``("presence",)`` asks for batched
+            ``presence`` events (one per server tick at most) instead of one
+            ``joined``/``disconnected`` per user: use it for large rooms. The default
+            ``()`` keeps the per-user events, which the lessons read in the raw log.
+            :attr:`users`, ``on_joined`` and ``on_disconnected`` (once per user)
+            behave the same either way.
 
     All methods and handlers run on the loop that called :meth:`connect`; call
     them from that loop's thread only.
@@ -139,7 +140,7 @@ class ChatClient:
         origin: str | None = None,
         compression: str | None = None,
         max_log: int = 1000,
-        features: Sequence[str] = (FEATURE_PRESENCE,),
+        features: Sequence[str] = (),
     ) -> None:
         self.url = url
         self.username = username

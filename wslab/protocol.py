@@ -313,10 +313,13 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 def encode(event: ClientEvent | ServerEvent) -> str:
     """Serialize an event to the JSON text of one frame (compact, UTF-8 safe)."""
     if isinstance(event, Connected) and event.users_json is not None:
+        # The same text as below, the kept list spliced in at its place (keys in order).
         data = event.to_dict()
-        del data["connectedUserList"]
-        head = _ENCODER.encode(data)  # a JSON object: ends with "}"
-        return f'{head[:-1]},"connectedUserList":{event.users_json}}}'
+        keys = list(data)
+        at = keys.index("connectedUserList")
+        head = _ENCODER.encode({k: data[k] for k in keys[:at]})  # "{...}"
+        tail = _ENCODER.encode({k: data[k] for k in keys[at + 1 :]})  # "{...}"
+        return f'{head[:-1]},"connectedUserList":{event.users_json},{tail[1:]}'
     return _ENCODER.encode(event.to_dict())
 
 
