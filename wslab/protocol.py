@@ -170,8 +170,8 @@ class Connecting:
     last_message_id: int | None = None
     room_id: str | None = None
     #: capabilities the client announces (``"presence"``: batched presence events);
-    #: the server ignores names it does not know
-    features: tuple[str, ...] = ()
+    #: the server ignores names it does not know (left out of the repr, as optional)
+    features: tuple[str, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"event": "connecting", "id": self.id, "username": self.username}
