@@ -1,4 +1,4 @@
-"""``python -m benchmarks [all|fanout|history|reconnect|memory|notebooks] [--quick]``.
+"""``python -m benchmarks [all|fanout|join|history|reconnect|herd|memory|notebooks] [--quick]``.
 
 Runs the chosen benchmarks, prints their tables and a PASS/MISS line per target (never
 asserted: the exit code is 1 only when a benchmark could not run), and
@@ -22,17 +22,29 @@ from .noise import NO_WAITING, QuietPolicy
 from .report import Check, machine_info, print_checks, results_dir, write_json
 from .targets import TARGETS, BenchmarkError, Pinning, pinning, wslab_available
 
-SECTIONS = ("fanout", "history", "reconnect", "memory")
-NEEDS_WSLAB = {"history", "reconnect", "memory"}
+SECTIONS = ("fanout", "join", "history", "reconnect", "herd", "memory")
+NEEDS_WSLAB = {"join", "history", "reconnect", "herd", "memory"}
 
 
 def _fanout(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
     from .fanout import fanout_checks, plot_fanout, run_fanout
 
-    targets = [n for n, t in TARGETS.items() if wslab_available() or not t.needs_wslab]
+    # Fan-out does not depend on what a client announces: wslab-presence is the same server.
+    targets = [
+        n
+        for n, t in TARGETS.items()
+        if (wslab_available() or not t.needs_wslab) and n != "wslab-presence"
+    ]
     data = run_fanout(sizes, pins, targets, quiet)
     plot_fanout(data, out / "fanout.png")
     return data | {"checks": fanout_checks(data)}
+
+
+def _join(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
+    from .join import join_checks, run_join
+
+    data = run_join(sizes, pins)
+    return data | {"checks": join_checks(data)}
 
 
 def _history(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
@@ -51,6 +63,14 @@ def _reconnect(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path
     return data
 
 
+def _herd(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
+    from .herd import plot_real_herd, real_herd_checks, run_real_herd
+
+    data = run_real_herd(sizes, pins)
+    plot_real_herd(data, out / "real-herd.png")
+    return data | {"checks": real_herd_checks(data)}
+
+
 def _memory(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
     from .memory import memory_checks, run_memory
 
@@ -66,8 +86,10 @@ def _notebooks(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path
 
 RUNNERS: dict[str, Callable[[Sizes, Pinning | None, QuietPolicy, Path], dict[str, Any]]] = {
     "fanout": _fanout,
+    "join": _join,
     "history": _history,
     "reconnect": _reconnect,
+    "herd": _herd,
     "memory": _memory,
     "notebooks": _notebooks,
 }

@@ -27,13 +27,20 @@ class Sizes:
     history: int
     history_clients: int
     history_bucket: int
-    #: memory and start-up: idle clients, seconds idle before reading RSS, starts timed
-    memory_clients: int
+    #: memory and start-up: idle client counts, seconds idle before reading RSS, starts timed
+    memory_clients: tuple[int, ...]
     memory_settle: float
     start_repeats: int
     #: reconnect: drops timed, herd size
     reconnect_drops: int
     herd_clients: int
+    #: join storms: client counts, fresh-server runs per point (the median is reported)
+    join_clients: tuple[int, ...]
+    join_runs: int
+    #: the real herd: ChatClients, client processes, store on/off runs, time bound (s)
+    real_herd_clients: int
+    real_herd_processes: int
+    real_herd_limit: float
 
     def messages_for(self, clients: int) -> int:
         """Messages to send to ``clients`` receivers in one fan-out run."""
@@ -57,11 +64,16 @@ FULL = Sizes(
     history=2000,
     history_clients=10,
     history_bucket=100,
-    memory_clients=1000,
+    memory_clients=(1000, 10_000),
     memory_settle=1.0,
     start_repeats=50,
     reconnect_drops=20,
     herd_clients=1000,
+    join_clients=(100, 1000),
+    join_runs=3,
+    real_herd_clients=1000,
+    real_herd_processes=4,
+    real_herd_limit=60.0,
 )
 
 QUICK = Sizes(
@@ -77,9 +89,14 @@ QUICK = Sizes(
     history=50,
     history_clients=10,
     history_bucket=10,
-    memory_clients=10,
+    memory_clients=(10,),
     memory_settle=0.2,
     start_repeats=5,
     reconnect_drops=3,
     herd_clients=1000,
+    join_clients=(20,),
+    join_runs=1,
+    real_herd_clients=20,
+    real_herd_processes=1,
+    real_herd_limit=20.0,
 )

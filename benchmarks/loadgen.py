@@ -76,6 +76,8 @@ class LoadSpec:
     per_message: bool = False
     #: connect, report, then keep the clients idle until stdin closes (memory runs)
     hold: bool = False
+    #: connect, report the join time and the server's CPU for it, leave (join runs)
+    join_only: bool = False
 
 
 class Wire(Protocol):
@@ -110,12 +112,25 @@ def _write_message(seq: int) -> dict[str, str]:
 
 
 class ChatWire:
-    """The wslab protocol (also spoken by the baseline server)."""
+    """The wslab protocol (also spoken by the baseline server).
+
+    ``features`` go into ``connecting`` (``["presence"]``: batched presence events).
+    """
+
+    def __init__(self, features: tuple[str, ...] = ()) -> None:
+        self.features = list(features)
 
     def greeting(self, index: int) -> list[bytes]:
-        return [json.dumps(_connecting(index)).encode()]
+        data: dict[str, Any] = dict(_connecting(index))
+        if self.features:
+            data["features"] = self.features
+        return [json.dumps(data).encode()]
 
     def setup_reply(self, index: int, payload: bytes) -> tuple[bool, list[bytes]]:
+        # Every server here writes compact JSON with "event" first: a prefix test spares
+        # the load from parsing connectedUserList, which grows with the room.
+        if payload.startswith(b'{"event":"connected"'):
+            return True, []
         event = json.loads(payload)
         if event.get("event") == "error":
             raise RuntimeError(f"server refused client {index}: {event}")
@@ -159,7 +174,11 @@ class SocketioWire:
         return b"3" if payload == b"2" else None
 
 
-WIRES: dict[WireName, Wire] = {"chat": ChatWire(), "socketio": SocketioWire()}
+WIRES: dict[WireName, Wire] = {
+    "chat": ChatWire(),
+    "chat-presence": ChatWire(("presence",)),
+    "socketio": SocketioWire(),
+}
 
 
 def wire_url(url: str, wire: WireName) -> str:
@@ -457,9 +476,21 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
     per_run = spec.messages + spec.latency_messages
     tally = Tally(spec.clients, spec.warmup + spec.runs * per_run)
     cpu = CpuMeter(spec.server_pid)
+    cpu0 = cpu.read()
     started = time.perf_counter()
     clients = await asyncio.wait_for(_connect_all(spec, tally), 30 + spec.clients / 20)
     connect_s = time.perf_counter() - started
+    if spec.join_only:
+        cpu1 = cpu.read()
+        for client in clients:
+            client.leave()
+        return {
+            "clients": spec.clients,
+            "connect_s": connect_s,
+            "server_cpu_s": cpu1.server - cpu0.server,
+            "load_cpu_s": cpu1.load - cpu0.load,
+            "failure": tally.failure,
+        }
     # Let the join announcements of the last clients settle before measuring.
     await asyncio.sleep(0.2)
     if spec.hold:
@@ -525,6 +556,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server-pid", type=int)
     parser.add_argument("--per-message", action="store_true")
     parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--join-only", action="store_true")
     args = parser.parse_args(argv)
     spec = LoadSpec(
         url=args.url,
@@ -539,6 +571,7 @@ def main(argv: list[str] | None = None) -> None:
         server_pid=args.server_pid,
         per_message=args.per_message,
         hold=args.hold,
+        join_only=args.join_only,
     )
     # Reference cycles are few here; a collection pass mid-run would only add jitter.
     gc.disable()

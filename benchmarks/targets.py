@@ -42,7 +42,7 @@ _URL_RE = re.compile(r"listening on (wss?://[^\s:/]+:\d+/\S*)")
 
 
 #: What the load generator's clients speak: the wslab chat protocol or Socket.IO.
-WireName = Literal["chat", "socketio"]
+WireName = Literal["chat", "chat-presence", "socketio"]
 
 
 class BenchmarkError(RuntimeError):
@@ -65,7 +65,7 @@ class Target:
 
 _WSLAB = (
     sys.executable, "-m", "wslab", "serve", "--port", "0", "--rate-limit", "0",
-    "--max-clients", "5000",
+    "--max-clients", "20000",
 )  # fmt: skip
 
 TARGETS: dict[str, Target] = {
@@ -73,6 +73,8 @@ TARGETS: dict[str, Target] = {
         "baseline", (sys.executable, "-m", "benchmarks.servers", "baseline"), "chat"
     ),
     "wslab": Target("wslab", _WSLAB, "chat", needs_wslab=True),
+    # The same server; its clients announce batched presence in ``connecting``.
+    "wslab-presence": Target("wslab-presence", _WSLAB, "chat-presence", needs_wslab=True),
     "wslab-seed": Target("wslab-seed", (*_WSLAB, "--seed-compatible"), "chat", needs_wslab=True),
     "socketio": Target(
         "socketio", (sys.executable, "-m", "benchmarks.servers", "socketio"), "socketio"

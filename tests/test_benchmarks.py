@@ -26,5 +26,7 @@ def test_quick_benchmarks_run_and_report_every_target() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     verdicts = [line for line in result.stdout.splitlines() if "PASS" in line or "MISS" in line]
     assert len(verdicts) >= 6, result.stdout[-3000:]
-    for plot in ["fanout.png", "history.png", "herd.png"]:
+    for section in ["join", "herd"]:
+        assert f"== {section} ==" in result.stdout, result.stdout[-3000:]
+    for plot in ["fanout.png", "history.png", "herd.png", "real-herd.png"]:
         assert (ROOT / "benchmarks" / "results" / "quick" / plot).stat().st_size > 0

@@ -31,7 +31,7 @@ import secrets
 import ssl as ssl_module
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -50,6 +50,7 @@ from .protocol import (
     Joined,
     MessageEntry,
     MessageWritten,
+    Presence,
     ProtocolError,
     WriteMessage,
     describe_close,
@@ -144,6 +145,12 @@ class ChatClient:
         compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
             the server: it costs more CPU than it saves on short chat messages).
         max_log: how many raw events :attr:`events` keeps.
+        features: what ``connecting`` announces. ``("presence",)`` asks for batched
+            ``presence`` events (one per server tick at most) instead of one
+            ``joined``/``disconnected`` per user: use it for large rooms. The default
+            ``()`` keeps the per-user events, which the lessons read in the raw log.
+            :attr:`users`, ``on_joined`` and ``on_disconnected`` (once per user)
+            behave the same either way.
 
     All methods and handlers run on the loop that called :meth:`connect`; call
     them from that loop's thread only.
@@ -164,6 +171,7 @@ class ChatClient:
         origin: str | None = None,
         compression: str | None = None,
         max_log: int = 1000,
+        features: Sequence[str] = (),
     ) -> None:
         self.url = url
         self.username = username
@@ -174,6 +182,7 @@ class ChatClient:
         self.ssl = ssl
         self.origin = origin
         self.compression = compression
+        self.features = tuple(features)
         self._rng = rng
         self._clock = clock or SystemClock()
 
@@ -419,6 +428,7 @@ class ChatClient:
                 self.token,
                 last_message_id=self.last_message_id,
                 room_id=self.room_id,
+                features=self.features,
             )
             await socket.send(encode(hello))
             async for data in socket:
@@ -437,6 +447,17 @@ class ChatClient:
         code = socket.close_code if socket.close_code is not None else 1006
         self._closed(code, socket.close_reason or "", was_clean=code != 1006)
         return code, False
+
+    def _apply_presence(self, event: Presence) -> None:
+        # Left first, then joined (an id in both was taken over within the tick).
+        # Entries the user list already agrees with change nothing and call no handler.
+        for user in event.left:
+            if self.users.pop(user["id"], None) is not None:
+                self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
+        for user in event.joined:
+            if self.users.get(user["id"]) != user["username"]:
+                self.users[user["id"]] = user["username"]
+                self._call(self.on_joined, Joined(user["id"], user["username"]))
 
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
@@ -470,6 +491,8 @@ class ChatClient:
                 PresenceEvent("disconnected", event.id, event.username, self.last_message_id)
             )
             self._call(self.on_disconnected, event)
+        elif isinstance(event, Presence):
+            self._apply_presence(event)
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
             if event.code is ErrorCode.RATE_LIMITED:

@@ -21,7 +21,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
@@ -32,6 +32,7 @@ R = TypeVar("R")
 
 __all__ = [
     "CLIENT_EVENTS",
+    "FEATURE_PRESENCE",
     "MAX_ID_LENGTH",
     "MAX_MESSAGE_LENGTH",
     "MAX_USERNAME_LENGTH",
@@ -45,6 +46,7 @@ __all__ = [
     "Joined",
     "MessageEntry",
     "MessageWritten",
+    "Presence",
     "ProtocolError",
     "ServerEvent",
     "UserEntry",
@@ -191,6 +193,9 @@ class Connecting:
     token: str | None = None
     last_message_id: int | None = None
     room_id: str | None = None
+    #: capabilities the client announces (``"presence"``: batched presence events);
+    #: the server ignores names it does not know (left out of the repr, as optional)
+    features: tuple[str, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"event": "connecting", "id": self.id, "username": self.username}
@@ -200,6 +205,8 @@ class Connecting:
             data["lastMessageId"] = self.last_message_id
         if self.room_id is not None:
             data["roomId"] = self.room_id
+        if self.features:
+            data["features"] = list(self.features)
         return data
 
 
@@ -235,6 +242,9 @@ class Connected:
     room_id: str = ""
     #: Messages the client missed are gone: older than the oldest one the server kept.
     truncated: bool = False
+    #: ``connected_user_list`` already encoded as JSON, when the sender keeps it so:
+    #: a join storm then costs no re-encoding of the whole list per newcomer
+    users_json: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"event": "connected", "roomId": self.room_id, "id": self.id}
@@ -272,6 +282,21 @@ class Disconnected:
 
 
 @dataclass(frozen=True)
+class Presence:
+    """``presence``: the presence changes of one short tick, for sockets that asked.
+
+    A receiver removes every ``left`` id, then adds (or renames) every ``joined`` one;
+    an id may be in both (it left and a new user took it within the tick).
+    """
+
+    joined: list[UserEntry]
+    left: list[UserEntry]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "presence", "joined": self.joined, "left": self.left}
+
+
+@dataclass(frozen=True)
 class MessageWritten:
     """``messageWritten``: a stored message; ``messages_list`` only in seed mode."""
 
@@ -296,9 +321,13 @@ class ErrorEvent:
         return {"event": "error", "code": self.code.value, "detail": self.detail}
 
 
-ServerEvent = Connected | Joined | Disconnected | MessageWritten | ErrorEvent
+ServerEvent = Connected | Joined | Disconnected | Presence | MessageWritten | ErrorEvent
 
 CLIENT_EVENTS = ("connecting", "writeMessage")
+#: Features a client may announce in ``connecting``; others are accepted and ignored.
+FEATURE_PRESENCE = "presence"
+MAX_FEATURES = 16
+MAX_FEATURE_LENGTH = 32
 
 
 # Built once: json.dumps and json.loads with options build a new coder on every call.
@@ -307,6 +336,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def encode(event: ClientEvent | ServerEvent) -> str:
     """Serialize an event to the JSON text of one frame (compact, UTF-8 safe)."""
+    if isinstance(event, Connected) and event.users_json is not None:
+        # The same text as below, the kept list spliced in at its place (keys in order).
+        data = event.to_dict()
+        keys = list(data)
+        at = keys.index("connectedUserList")
+        head = _ENCODER.encode({k: data[k] for k in keys[:at]})  # "{...}"
+        tail = _ENCODER.encode({k: data[k] for k in keys[at + 1 :]})  # "{...}"
+        return f'{head[:-1]},"connectedUserList":{event.users_json},{tail[1:]}'
     return _ENCODER.encode(event.to_dict())
 
 
@@ -394,7 +431,27 @@ def _parse_connecting(obj: dict[str, Any]) -> Connecting:
     ):
         raise _field_error("lastMessageId", "must be a non-negative integer")
     room_id = _string(obj, "roomId", required=False)
-    return Connecting(user_id, username, token, last_message_id=last, room_id=room_id)
+    features = _features(obj.get("features"))
+    return Connecting(
+        user_id, username, token, last_message_id=last, room_id=room_id, features=features
+    )
+
+
+def _features(value: Any) -> tuple[str, ...]:
+    # Unknown names are kept (and ignored by the room); only the shape is checked.
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_FEATURES
+        or not all(isinstance(f, str) and 1 <= len(f) <= MAX_FEATURE_LENGTH for f in value)
+    ):
+        raise _field_error(
+            "features",
+            f"must be a list of at most {MAX_FEATURES} strings"
+            f" of 1-{MAX_FEATURE_LENGTH} characters",
+        )
+    return tuple(value)
 
 
 def _parse_write_message(obj: dict[str, Any]) -> WriteMessage:
@@ -486,6 +543,11 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
         return Joined(id=_text(obj, "id"), username=_text(obj, "username"))
     if name == "disconnected":
         return Disconnected(id=_text(obj, "id"), username=_text(obj, "username"))
+    if name == "presence":
+        return Presence(
+            joined=[_user(u) for u in _list(obj, "joined")],
+            left=[_user(u) for u in _list(obj, "left")],
+        )
     if name == "messageWritten":
         history = None
         if obj.get("messagesList") is not None:

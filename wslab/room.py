@@ -19,6 +19,13 @@ only that token claims the id, present or not. Without a store the room keeps
 the newest ``max_bindings`` bindings (by last use); with a store, all of them.
 The rate limit, like the binding, belongs to the id, not to one socket.
 
+A socket whose ``connecting`` announced ``"features": ["presence"]`` gets presence
+changes batched instead: one ``presence`` event per ``presence_tick`` at most, listing
+who left and who joined since the last one (the flush is a deadline reported by
+:meth:`Room.next_deadline` and carried out by :meth:`Room.expire`). Other sockets keep
+one ``joined`` or ``disconnected`` per user. A join storm of N users thus costs about
+N ticks' worth of presence frames per socket instead of N frames.
+
 Not thread-safe: call it from one thread (the server's loop thread).
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
@@ -35,6 +43,7 @@ from typing import Protocol
 
 from .clock import Clock, SystemClock, iso_utc
 from .protocol import (
+    FEATURE_PRESENCE,
     CloseCode,
     Connected,
     Connecting,
@@ -44,6 +53,7 @@ from .protocol import (
     Joined,
     MessageEntry,
     MessageWritten,
+    Presence,
     ProtocolError,
     ServerEvent,
     UserEntry,
@@ -180,6 +190,8 @@ class Room:
         max_bindings: how many ids the room remembers while they are away (their
             token without a store, their rate bucket and ``clientMessageId`` values),
             the most recently used first. Present users are always remembered.
+        presence_tick: seconds over which presence changes are batched for sockets
+            that announced the ``presence`` feature (at most one event per tick).
     """
 
     def __init__(
@@ -198,9 +210,12 @@ class Room:
         store: HistoryStore | None = None,
         dedupe_per_id: int = 100,
         max_bindings: int = 10_000,
+        presence_tick: float = 0.05,
     ) -> None:
         if grace < 0:
             raise ValueError("grace must be >= 0")
+        if presence_tick < 0:
+            raise ValueError("presence_tick must be >= 0")
         if history < 1:
             raise ValueError("history must be >= 1")
         if dedupe_per_id < 1 or max_bindings < 1:
@@ -218,9 +233,17 @@ class Room:
         self._store = store
         self.dedupe_per_id = dedupe_per_id
         self.max_bindings = max_bindings
+        self.presence_tick = presence_tick
 
         self._sockets: dict[Socket, _SocketState] = {}
         self._members: dict[Socket, None] = {}  # sockets past "connecting", in order
+        self._plain: dict[Socket, None] = {}  # members that get one event per user
+        self._batched: dict[Socket, None] = {}  # members that get "presence" per tick
+        # The presence diff not yet sent to the batched members.
+        self._pending_joined: dict[str, tuple[UserEntry, int]] = {}  # entry, _batched_joins
+        self._pending_left: dict[str, UserEntry] = {}
+        self._batched_joins = 0  # batched sockets that got a user list so far
+        self.presence_due: float | None = None  # when the pending diff must go out
         self._users: dict[str, _User] = {}  # present ids, in order of arrival
         # What the room remembers of ids, least recently used first, each bounded by
         # max_bindings: the tokens of away ids (only without a store: the store keeps
@@ -228,6 +251,11 @@ class Room:
         self._tokens: OrderedDict[str, str] = OrderedDict()
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         self._accepted: OrderedDict[str, OrderedDict[str, _Accepted]] = OrderedDict()
+        # The present users' entries and their JSON, kept beside _users so that a
+        # newcomer's connectedUserList costs a list copy and a join, not N encodings.
+        self._user_entries: dict[str, UserEntry] = {}
+        self._user_json: dict[str, str] = {}
+        self._users_json: str | None = None  # the whole list, until presence changes
         self._history: deque[MessageEntry] = deque(maxlen=history)
         self._last_message_id = 0
         # Names this room's history: a client that comes back to a different room
@@ -249,7 +277,7 @@ class Room:
     @property
     def users(self) -> list[UserEntry]:
         """Present users (online or inside their grace), one per id, by arrival."""
-        return [user.entry() for user in self._users.values()]
+        return [{"id": e["id"], "username": e["username"]} for e in self._user_entries.values()]
 
     @property
     def history(self) -> list[MessageEntry]:
@@ -272,8 +300,10 @@ class Room:
         return state.user_id if state else None
 
     def next_deadline(self) -> float | None:
-        """The earliest grace deadline (clock seconds), or ``None`` if none runs."""
+        """The earliest grace deadline or presence flush (clock seconds), or ``None``."""
         deadlines = [u.grace_deadline for u in self._users.values() if u.grace_deadline]
+        if self.presence_due is not None:
+            deadlines.append(self.presence_due)
         return min(deadlines) if deadlines else None
 
     # ------------------------------------------------------------------ inputs
@@ -311,6 +341,8 @@ class Room:
         """A socket closed (cleanly or not). Starts the grace of its id if it was the last."""
         state = self._sockets.pop(socket, None)
         self._members.pop(socket, None)
+        self._plain.pop(socket, None)
+        self._batched.pop(socket, None)
         if state is None or state.user_id is None:
             return Outcome()
         user = self._users[state.user_id]
@@ -323,13 +355,26 @@ class Room:
         return Outcome()
 
     def expire(self) -> Outcome:
-        """End every grace that ran out: those users are announced as ``disconnected``."""
+        """End every grace that ran out (``disconnected``); send a due presence diff."""
         now = self.clock.monotonic()
         outcome = Outcome()
         due = [u for u in self._users.values() if u.grace_deadline and u.grace_deadline <= now]
         for user in sorted(due, key=lambda u: u.grace_deadline or 0.0):
             outcome.extend(self._depart(user))
+        if self.presence_due is not None and self.presence_due <= now:
+            outcome.extend(self.flush_presence())
         return outcome
+
+    def flush_presence(self) -> Outcome:
+        """Send the pending presence diff to the batched sockets now, if there is one."""
+        self.presence_due = None
+        joined = [entry for entry, _ in self._pending_joined.values()]
+        left = list(self._pending_left.values())
+        self._pending_joined.clear()
+        self._pending_left.clear()
+        if not (joined or left) or not self._batched:
+            return Outcome()
+        return Outcome([Send(tuple(self._batched), Presence(joined=joined, left=left))])
 
     # ------------------------------------------------------------------ handlers
 
@@ -347,29 +392,42 @@ class Room:
         else:
             user = _User(id=event.id, username=event.username, token=self._claim(event))
             self._users[event.id] = user
+            entry = self._user_entries[user.id] = user.entry()
+            self._user_json[user.id] = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+            self._users_json = None
         is_new = not user.sockets and not was_page_reload
         user.sockets.add(socket)
         state.user_id = user.id
         state.bucket = None  # from now on the id's bucket counts this socket's frames
         self._touch(user.id)
-        others = tuple(self._members)
+        others = tuple(self._plain)
         self._members[socket] = None
+        if FEATURE_PRESENCE in event.features:
+            self._batched[socket] = None
+            self._batched_joins += 1
+        else:
+            self._plain[socket] = None
 
         first_page, rest, truncated = self._recovery(event)
+        if self._users_json is None:
+            self._users_json = "[" + ",".join(self._user_json.values()) + "]"
         connected = Connected(
             id=user.id,
             username=user.username,
             token=user.token,
-            connected_user_list=self.users,
+            connected_user_list=list(self._user_entries.values()),
             messages_list=first_page,
             was_page_reload=was_page_reload,
             room_id=self.room_id,
             truncated=truncated,
+            users_json=self._users_json,
         )
         outcome = Outcome([Send((socket,), connected)])
         outcome.sends.extend(Send((socket,), MessageWritten(entry)) for entry in rest)
         if is_new and others:
             outcome.sends.append(Send(others, Joined(id=user.id, username=user.username)))
+        if is_new:
+            self._batch_joined(user)
         return outcome
 
     def _claim(self, event: Connecting) -> str | None:
@@ -420,7 +478,12 @@ class Room:
         if self._store is not None:
             self._store.save_message(entry)  # durable before anyone is told
         self._remember(entry, sent_text=event.message)
-        return Outcome([Send(tuple(self._members), self._message_event(entry))])
+        outcome = Outcome()
+        if user.id in self._pending_joined:
+            # Nobody reads a message from a user they were not told about yet.
+            outcome = self.flush_presence()
+        outcome.sends.append(Send(tuple(self._members), self._message_event(entry)))
+        return outcome
 
     def _refuse(self, socket: Socket, state: _SocketState, error: ProtocolError) -> Outcome:
         outcome = Outcome([Send((socket,), ErrorEvent(error.code, error.detail))])
@@ -538,9 +601,38 @@ class Room:
         if user.token is not None and self._store is None:
             self._tokens[user.id] = user.token  # kept while away, within max_bindings
         self._touch(user.id)
-        if not self._members:
+        del self._user_entries[user.id]
+        del self._user_json[user.id]
+        self._users_json = None
+        self._batch_left(user)
+        if not self._plain:
             return Outcome()
-        return Outcome([Send(tuple(self._members), Disconnected(user.id, user.username))])
+        return Outcome([Send(tuple(self._plain), Disconnected(user.id, user.username))])
+
+    def _batch_joined(self, user: _User) -> None:
+        # Batched sockets that join later get the user in their list; only those
+        # already there need the diff (the newcomer itself has itself in its list).
+        if not self._batched:
+            return
+        if len(self._batched) == 1 and next(iter(self._batched)) in user.sockets:
+            return
+        self._pending_joined[user.id] = (user.entry(), self._batched_joins)
+        self._arm_presence()
+
+    def _batch_left(self, user: _User) -> None:
+        if not self._batched:
+            return
+        pending = self._pending_joined.pop(user.id, None)
+        if pending is not None and pending[1] == self._batched_joins:
+            # Joined and left within the tick, and no batched socket got a user list
+            # since the join: nobody batched ever saw this user, so nothing to say.
+            return
+        self._pending_left[user.id] = user.entry()
+        self._arm_presence()
+
+    def _arm_presence(self) -> None:
+        if self.presence_due is None:
+            self.presence_due = self.clock.monotonic() + self.presence_tick
 
 
 _DEDUPE_RELOAD = 10_000  # messages read back from a store to rebuild de-duplication

@@ -123,6 +123,8 @@ class ChatServer:
         ping_interval: seconds between keepalive pings (``None``: no pings).
         ping_timeout: seconds a peer has to answer a ping, and to read what was
             waiting before it; then it is dropped.
+        presence_tick: seconds over which presence changes are batched for clients
+            that announce the ``presence`` feature.
 
     Stopping and starting the same object again keeps its room (history, tokens)
     and its port: it is a restart of one service. A new ``ChatServer`` starts
@@ -155,6 +157,7 @@ class ChatServer:
         open_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
+        presence_tick: float = 0.05,
     ) -> None:
         if max_buffer < 1:
             raise ValueError("max_buffer must be at least 1 byte")
@@ -204,6 +207,7 @@ class ChatServer:
             message_filter=message_filter,
             store=store,
             max_bindings=max_bindings,
+            presence_tick=presence_tick,
         )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -576,6 +580,8 @@ class ChatServer:
             async for data in socket:
                 try:
                     closed = await self._apply(room.receive(socket, data), socket)
+                    if room.presence_due is not None and self._timer_later(room.presence_due):
+                        self._schedule_expiry()  # a join started a presence tick
                 except ConnectionClosed:
                     raise
                 except Exception:
@@ -628,6 +634,9 @@ class ChatServer:
         delay = max(0.0, deadline - self.room.clock.monotonic())
         self._timer_deadline = deadline
         self._timer = loop.call_later(delay, self._on_timer)
+
+    def _timer_later(self, deadline: float) -> bool:
+        return self._timer is None or self._timer_deadline > deadline
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -15,11 +15,19 @@ STABLE_S = 2.0 * UNIT_S  # the page's stability window (minUptimeS) where a test
 
 
 def received(page: Page, event: str) -> list[dict[str, Any]]:
-    """The server events named `event` that this page received, from its raw log."""
+    """The server events named `event` that this page received, from its raw log.
+
+    The page asks for batched presence, so `joined` and `disconnected` also list each
+    user of a `presence` event's `joined` and `left` lists, as if sent one by one.
+    """
     events: list[dict[str, Any]] = page.evaluate(
         """(name) => window.wslabChat.events
             .filter((e) => e.type === "message" && typeof e.data === "string")
             .map((e) => ({ ...JSON.parse(e.data), receivedAt: e.t }))
+            .flatMap((m) => m.event !== "presence" ? [m] : [
+                ...m.left.map((u) => ({ ...u, event: "disconnected", receivedAt: m.receivedAt })),
+                ...m.joined.map((u) => ({ ...u, event: "joined", receivedAt: m.receivedAt })),
+            ])
             .filter((m) => m.event === name)""",
         event,
     )

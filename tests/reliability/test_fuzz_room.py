@@ -5,7 +5,9 @@ frames, and moves the clock; after every step it checks the room against a
 small model written from the protocol (docs/protocol.md): the room never raises, presence holds one
 entry per id, every member's view of presence equals the room's, history is
 ordered by messageId, each socket sees messageWritten in messageId order, ten
-protocol errors close a socket with 1008, rate_limited is not a strike, ...
+protocol errors close a socket with 1008, rate_limited is not a strike, sockets
+that announced batched presence get at most one ``presence`` event per tick and
+see the room's presence once it is flushed, ...
 
 Strings with lone surrogates (``"\\ud800"`` escapes) have dedicated tests at the
 end: they must be refused as ``invalid_field``, since they cannot be sent on.
@@ -39,6 +41,7 @@ from wslab.protocol import (
     ErrorEvent,
     Joined,
     MessageWritten,
+    Presence,
     ProtocolError,
     encode,
     parse_client_event,
@@ -46,6 +49,7 @@ from wslab.protocol import (
 from wslab.room import Outcome, Room
 
 IDS = ["ann", "bob", "cy"]
+TICK = 0.05
 NO_SURROGATES = st.characters(exclude_categories=("Cs",))
 texts = st.text(NO_SURROGATES, max_size=12)
 
@@ -101,6 +105,7 @@ class SocketModel:
     strikes: int = 0
     limited: bool = False
     last_message_id: int = 0  # of the messageWritten events it got live
+    batched: bool = False  # announced the "presence" feature
 
 
 @dataclass
@@ -134,7 +139,9 @@ class RoomMachine(RuleBasedStateMachine):
             seed_compatible=seed,
             clock=self.clock,
             token_factory=lambda: f"tok{next(counter)}",
+            presence_tick=TICK,
         )
+        self.last_flush: float | None = None
         self.grace, self.seed, self.cap = grace, seed, cap
         self.open_sockets: dict[str, SocketModel] = {}
         self.users: dict[str, UserModel] = {}  # present ids
@@ -148,6 +155,9 @@ class RoomMachine(RuleBasedStateMachine):
 
     def members(self) -> set[str]:
         return {s for s, m in self.open_sockets.items() if m.user is not None}
+
+    def plain(self) -> set[str]:
+        return {s for s in self.members() if not self.open_sockets[s].batched}
 
     def apply(self, outcome: Outcome, origin: str | None) -> None:
         """Check every delivery against the model, then update the sockets' views."""
@@ -165,6 +175,16 @@ class RoomMachine(RuleBasedStateMachine):
             if isinstance(event, Connected):
                 continue  # handled by the connecting rule, which knows what it sent
             assert recipients <= self.members(), f"{event} for a socket before connecting"
+            if isinstance(event, (Joined, Disconnected)):
+                assert recipients <= self.plain(), f"{event} for a batched socket"
+            if isinstance(event, Presence):
+                assert recipients == self.members() - self.plain(), "presence to the wrong sockets"
+                now = self.clock.monotonic()
+                # Early only to announce the author of a message in the same outcome.
+                early = any(isinstance(s.event, MessageWritten) for s in outcome.sends)
+                last = self.last_flush
+                assert early or last is None or now - last >= TICK, "two per tick"
+                self.last_flush = now
             for name in send.to:
                 model = self.open_sockets[name]
                 assert model.view is not None
@@ -174,6 +194,9 @@ class RoomMachine(RuleBasedStateMachine):
                 elif isinstance(event, Disconnected):
                     assert event.id in model.view, f"disconnected for an absent id {event.id}"
                     model.view.discard(event.id)
+                elif isinstance(event, Presence):
+                    model.view -= {u["id"] for u in event.left}
+                    model.view |= {u["id"] for u in event.joined}
                 elif isinstance(event, MessageWritten):
                     mid = event.message["messageId"]
                     if recipients == {origin} and mid <= model.last_message_id:
@@ -200,9 +223,10 @@ class RoomMachine(RuleBasedStateMachine):
 
     def expect_departures(self, outcome: Outcome, ids: list[str]) -> None:
         sent = [s.event.id for s in outcome.sends if isinstance(s.event, Disconnected)]
-        assert sorted(sent) == sorted(ids) if self.members() else sent == []
+        assert sorted(sent) == sorted(ids) if self.plain() else sent == []
         for send in outcome.sends:
-            assert set(send.to) == self.members()
+            if isinstance(send.event, Disconnected):
+                assert set(send.to) == self.plain()
 
     def receive(self, name: str, data: str | bytes) -> Outcome:
         model = self.open_sockets[name]
@@ -282,9 +306,17 @@ class RoomMachine(RuleBasedStateMachine):
         token=st.sampled_from(["none", "right", "wrong"]),
         last=st.none() | st.integers(0, 8),
         room=st.sampled_from(["none", "right", "other"]),
+        features=st.sampled_from([None, ["presence"], ["presence", "unknown"], ["unknown"]]),
     )
     def connecting(
-        self, name: str, user_id: str, username: str, token: str, last: int | None, room: str
+        self,
+        name: str,
+        user_id: str,
+        username: str,
+        token: str,
+        last: int | None,
+        room: str,
+        features: list[str] | None = None,
     ) -> None:
         if name not in self.open_sockets:
             return
@@ -297,6 +329,8 @@ class RoomMachine(RuleBasedStateMachine):
             fields["lastMessageId"] = last
         if room != "none":
             fields["roomId"] = self.room.room_id if room == "right" else "another-room"
+        if features is not None:
+            fields["features"] = features
         data = json.dumps({"event": "connecting", "id": user_id, "username": username, **fields})
         outcome = self.receive(name, data)
         if not outcome.sends:
@@ -310,7 +344,7 @@ class RoomMachine(RuleBasedStateMachine):
         if known is not None and not self.seed and offered != known:
             # Once bound, only the token claims the id: online, in grace or gone.
             return self.check_error(name, outcome, ErrorCode.ID_TAKEN)
-        others = self.members()
+        others = self.plain()
         connected = outcome.sends[0].event
         assert isinstance(connected, Connected), outcome
         reload = False
@@ -345,6 +379,7 @@ class RoomMachine(RuleBasedStateMachine):
             gone = bool(kept) and kept[0]["messageId"] > last + 1
             assert connected.truncated is gone, "a gap must be marked, and only a gap"
         model.user, model.view = user_id, set(listed)
+        model.batched = features is not None and "presence" in features
         model.last_message_id = max((e["messageId"] for e in connected.messages_list), default=0)
         joined = [s for s in outcome.sends[1:] if isinstance(s.event, Joined)]
         if is_new and others:
@@ -377,7 +412,15 @@ class RoomMachine(RuleBasedStateMachine):
         earlier = self.accepted.get((model.user, cmid)) if cmid else None
         if earlier is not None and earlier["message"] != text:
             return self.check_error(name, outcome, ErrorCode.DUPLICATE_ID)
-        assert outcome.close is None and len(outcome.sends) == 1
+        assert outcome.close is None
+        if outcome.sends and isinstance(outcome.sends[0].event, Presence):
+            # The author's join was still pending: it goes out first.
+            self.apply(Outcome(outcome.sends[:1]), name)
+            outcome = Outcome(outcome.sends[1:])
+        for other in self.open_sockets.values():
+            if other.view is not None:
+                assert model.user in other.view, "a message before its author's join"
+        assert len(outcome.sends) == 1
         (send,) = outcome.sends
         assert isinstance(send.event, MessageWritten)
         assert (send.event.messages_list is not None) is self.seed
@@ -463,6 +506,9 @@ class RoomMachine(RuleBasedStateMachine):
         now = self.clock.monotonic()
         if any(u.deadline is not None and u.deadline <= now for u in self.users.values()):
             return
+        due = self.room.presence_due
+        if due is not None and due <= now:
+            return
         outcome = self.room.expire()
         assert outcome.sends == [] and outcome.close is None
 
@@ -480,8 +526,9 @@ class RoomMachine(RuleBasedStateMachine):
     @invariant()
     def every_member_sees_the_rooms_presence(self) -> None:
         present = {u["id"] for u in self.room.users}
+        flushed = self.room.presence_due is None  # batched views lag until the flush
         for model in self.open_sockets.values():
-            if model.view is not None:
+            if model.view is not None and (flushed or not model.batched):
                 assert model.view == present, (model.name, model.view, present)
 
     @invariant()

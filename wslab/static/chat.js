@@ -542,6 +542,7 @@
       chat.reconnector.afterOpen();
       log("open", {});
       const hello = { event: "connecting", id: chat.id, username: chat.requestedName };
+      hello.features = ["presence"]; // presence changes batched per server tick
       if (chat.token) hello.token = chat.token;
       // Only a reconnect knows what it already has; a fresh page wants the history.
       // The roomId tells the server which history our lastMessageId counts in: a
@@ -625,6 +626,16 @@
         chat.users.delete(event.id);
         renderUsers();
         systemLine(presenceLine("disconnected", name));
+        return;
+      }
+      case "presence": {
+        // Left first, then joined: an id in both was taken by a new user in the tick.
+        const left = event.left.map((u) => shownName(u.id, u.username));
+        for (const u of event.left) chat.users.delete(u.id);
+        for (const u of event.joined) chat.users.set(u.id, u.username);
+        renderUsers();
+        for (const name of left) systemLine(presenceLine("disconnected", name));
+        for (const u of event.joined) systemLine(presenceLine("joined", shownName(u.id, u.username)));
         return;
       }
       case "messageWritten":
