@@ -415,6 +415,7 @@ def test_chat_uses_the_shared_server_and_is_safe_to_rerun(
         first = chat(username="learner")
         server = shared_server()
         assert first.client.url == server.url
+        assert first.client.features == ("presence",)  # batched joins and leaves
         await first.client.wait_for(lambda c: c.online, TIMEOUT)
         again = chat(username="learner", show_log=True)
         await again.client.wait_for(lambda c: c.online, TIMEOUT)
