@@ -159,37 +159,49 @@ def record(stem: str, ran: dict[str, Any]) -> None:
         nbformat.write(nbformat.from_dict(notebook), str(path))  # its usual layout
 
 
-@pytest.mark.parametrize("stem", LESSONS)
-def test_lesson_runs_in_lab_and_its_browser_cells_print_their_stored_outputs(
+def run_solution_in_lab(
     stem: str, lab: Lab, lab_context: BrowserContext
-) -> None:
-    """Run All in JupyterLab: no cell fails, and each browser cell prints what is stored."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run All on a lesson's solution, without its stored outputs, in a real JupyterLab.
+
+    Returns the solution as stored and the notebook as Lab saved it after the run.
+    """
     solution = json.loads((REPO / "notebooks" / "solutions" / f"{stem}.ipynb").read_text())
     name = f"{stem}.ipynb"
     (lab.root / name).write_text(json.dumps(without_outputs(solution)))
     page = lab_context.new_page()
     try:
         open_and_run_all(page, lab, name)
-        code_cells = sum(c["cell_type"] == "code" for c in solution["cells"])
-        wait_until_all_ran(page, code_cells)
-        ran = saved_notebook(page, lab, name)
+        wait_until_all_ran(page, sum(c["cell_type"] == "code" for c in solution["cells"]))
+        return solution, saved_notebook(page, lab, name)
     finally:
         page.close()
         stop_kernels(lab)
 
-    failures = {
+
+def failed_cells(ran: dict[str, Any]) -> dict[str, Any]:
+    """The code cells whose outputs hold an error, by cell id."""
+    return {
         cell["id"]: comparable(cell["outputs"])
         for cell in ran["cells"]
         if cell["cell_type"] == "code" and any(o["output_type"] == "error" for o in cell["outputs"])
     }
-    assert failures == {}, "cells failed in JupyterLab"
+
+
+@pytest.mark.parametrize("stem", LESSONS)
+def test_lesson_runs_in_lab_and_its_browser_cells_print_their_stored_outputs(
+    stem: str, lab: Lab, lab_context: BrowserContext
+) -> None:
+    """Run All in JupyterLab: no cell fails, and each browser cell prints what is stored."""
+    solution, ran = run_solution_in_lab(stem, lab, lab_context)
+    assert failed_cells(ran) == {}, "cells failed in JupyterLab"
     browser_cells = [c for c in ran["cells"] if is_browser_cell(c)]
     assert sum(bool(c["outputs"]) for c in browser_cells) >= 5, "browser cells print"
 
     if RECORD:
         record(stem, ran)
     stored = {c["id"]: c for c in solution["cells"] if is_browser_cell(c)}
-    student = json.loads((REPO / "notebooks" / name).read_text())
+    student = json.loads((REPO / "notebooks" / f"{stem}.ipynb").read_text())
     stored_student = {c["id"]: c for c in student["cells"] if is_browser_cell(c)}
     if RECORD:
         return
@@ -218,20 +230,5 @@ def test_lesson_runs_clean_under_run_all_in_lab(
     stem: str, lab: Lab, lab_context: BrowserContext
 ) -> None:
     """Run All on a solution in JupyterLab, as a learner would: no cell fails."""
-    solution = json.loads((REPO / "notebooks" / "solutions" / f"{stem}.ipynb").read_text())
-    name = f"{stem}.ipynb"
-    (lab.root / name).write_text(json.dumps(without_outputs(solution)))
-    page = lab_context.new_page()
-    try:
-        open_and_run_all(page, lab, name)
-        wait_until_all_ran(page, sum(c["cell_type"] == "code" for c in solution["cells"]))
-        ran = saved_notebook(page, lab, name)
-    finally:
-        page.close()
-        stop_kernels(lab)
-    failures = {
-        cell["id"]: comparable(cell["outputs"])
-        for cell in ran["cells"]
-        if cell["cell_type"] == "code" and any(o["output_type"] == "error" for o in cell["outputs"])
-    }
-    assert failures == {}, "cells failed in JupyterLab"
+    _, ran = run_solution_in_lab(stem, lab, lab_context)
+    assert failed_cells(ran) == {}, "cells failed in JupyterLab"
