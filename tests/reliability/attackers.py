@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import socket
@@ -48,38 +47,12 @@ def raw_peer(
     if source is not None:
         sock.bind((source, 0))
     try:
-        return _handshake(sock, port, headers, path)
+        sock.settimeout(unit(5))
+        sock.connect(("127.0.0.1", port))
+        return RawWebSocket.handshake(sock, "127.0.0.1", port, path, headers)
     except BaseException:
         sock.close()
         raise
-
-
-def _handshake(
-    sock: socket.socket, port: int, headers: Iterable[tuple[str, str]], path: str
-) -> RawWebSocket:
-    sock.settimeout(unit(5))
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(secrets.token_bytes(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        *(f"{name}: {value}" for name, value in headers),
-    ]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    raw = bytearray()
-    while b"\r\n\r\n" not in raw:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        raw += chunk
-    head, _, rest = bytes(raw).partition(b"\r\n\r\n")
-    status_line = head.decode("latin-1").split("\r\n")[0]
-    status = int(status_line.split()[1]) if status_line else 0
-    return RawWebSocket(sock, status, {}, bytearray(rest))
 
 
 def is_closed_by_server(sock: socket.socket, timeout: float) -> bool:

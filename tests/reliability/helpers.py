@@ -127,6 +127,18 @@ class RawWebSocket:
         timeout: float | None = None,
     ) -> RawWebSocket:
         sock = socket.create_connection((host, port), timeout=timeout or unit(5))
+        return cls.handshake(sock, host, port, path, headers)
+
+    @classmethod
+    def handshake(
+        cls,
+        sock: socket.socket,
+        host: str,
+        port: int,
+        path: str = "/chat",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> RawWebSocket:
+        """Write the opening handshake on a connected ``sock``; read the answer's head."""
         key = base64.b64encode(secrets.token_bytes(16)).decode()
         lines = [
             f"GET {path} HTTP/1.1",
