@@ -7,6 +7,7 @@ slow machine raises one number instead of the tests sprinkling sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from ..conftest import TIME_SCALE as TIME_SCALE
 from ..conftest import hello as hello
@@ -42,6 +45,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(0.01)
+
+
+async def claim(url: str, user_id: str, **fields: Any) -> tuple[list[dict[str, Any]], int | None]:
+    """Connect as ``user_id`` without its token; return what the server said and its close code."""
+    async with connect(url, open_timeout=unit(5)) as ws:
+        await ws.send(hello(user_id, "Mallory", **fields))
+        received = []
+        try:
+            while True:
+                received.append(json.loads(await asyncio.wait_for(ws.recv(), unit(5))))
+        except ConnectionClosed:
+            return received, ws.close_code
 
 
 def results_dir() -> Path:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from wslab import ChatClient, ChatServer
 from wslab.clock import FakeClock
@@ -24,19 +23,7 @@ from wslab.protocol import Connecting, encode
 from wslab.room import Room
 from wslab.store import StoreError
 
-from .helpers import hello, record_figures, say, unit
-
-
-async def claim(url: str, user_id: str, **fields: Any) -> tuple[list[dict[str, Any]], int | None]:
-    """Connect as ``user_id`` without proof; return what the server said and its close code."""
-    async with connect(url, open_timeout=unit(5)) as ws:
-        await ws.send(hello(user_id, "Mallory", **fields))
-        received = []
-        try:
-            while True:
-                received.append(json.loads(await asyncio.wait_for(ws.recv(), unit(5))))
-        except ConnectionClosed:
-            return received, ws.close_code
+from .helpers import claim, hello, record_figures, say, unit
 
 
 async def rejoin(client: ChatClient) -> None:

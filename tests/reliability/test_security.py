@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wslab import ChatClient, ChatServer, RetryPolicy
 
-from .helpers import CliServer, RawWebSocket, hello, say, unit
+from .helpers import CliServer, RawWebSocket, claim, hello, say, unit
 
 STATIC = Path(__file__).resolve().parents[2] / "wslab" / "static"
 
@@ -98,18 +98,6 @@ def test_configured_origins_are_allowed_by_host_only(chat_server: Any) -> None:
 
 
 # --------------------------------------------------------------------------- identity
-
-
-async def claim(url: str, user_id: str, **fields: Any) -> tuple[list[dict[str, Any]], int | None]:
-    """Connect as ``user_id``; return what the server said and its close code."""
-    async with connect(url, open_timeout=unit(5)) as ws:
-        await ws.send(hello(user_id, "Mallory", **fields))
-        received = []
-        try:
-            while True:
-                received.append(json.loads(await asyncio.wait_for(ws.recv(), unit(5))))
-        except ConnectionClosed:
-            return received, ws.close_code
 
 
 def test_claiming_an_online_id_without_its_token_is_refused_and_harmless(chat_server: Any) -> None:
