@@ -9,9 +9,7 @@ process and one load process (a fresh pair for each target and each N).
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,16 +18,7 @@ from .config import Sizes
 from .noise import QuietPolicy
 from .report import Check, at_least, at_most, fmt, table
 from .stats import median
-from .targets import (
-    REPO,
-    TARGETS,
-    BenchmarkError,
-    Pinning,
-    ServerProcess,
-    Target,
-    child_env,
-    pinned,
-)
+from .targets import TARGETS, Pinning, ServerProcess, Target, run_load
 
 __all__ = ["fanout_checks", "load_run", "plot_fanout", "run_fanout"]
 
@@ -85,24 +74,12 @@ def load_run(
     ]  # fmt: skip
     if per_message:
         argv.append("--per-message")
-    try:
-        proc = subprocess.run(
-            pinned(argv, pins.load if pins else None),
-            cwd=REPO,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=60 + (2 * runs + 1) * limit + clients / 10,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchmarkError(f"load against {server.target.name} N={clients} hung") from exc
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise BenchmarkError(f"load against {server.target.name} N={clients} failed:\n{tail}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["failure"]:
-        raise BenchmarkError(f"{server.target.name} N={clients}: {result['failure']}")
-    return result
+    return run_load(
+        argv,
+        pins.load if pins else None,
+        timeout=60 + (2 * runs + 1) * limit + clients / 10,
+        what=f"load against {server.target.name} N={clients}",
+    )
 
 
 def _one_point(

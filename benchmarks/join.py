@@ -16,15 +16,13 @@ per newcomer to every other socket), ``wslab-presence`` (clients that announce
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from typing import Any
 
 from .config import Sizes
 from .report import Check, at_most, fmt, table
 from .stats import median
-from .targets import REPO, TARGETS, BenchmarkError, Pinning, ServerProcess, child_env, pinned
+from .targets import TARGETS, Pinning, ServerProcess, run_load
 
 __all__ = ["join_checks", "join_table", "run_join"]
 
@@ -39,24 +37,12 @@ def _join_once(target_name: str, clients: int, pins: Pinning | None) -> dict[str
             "--wire", target.wire, "--clients", str(clients), "--join-only",
             "--server-pid", str(server.pid),
         ]  # fmt: skip
-        try:
-            proc = subprocess.run(
-                pinned(argv, pins.load if pins else None),
-                cwd=REPO,
-                env=child_env(),
-                capture_output=True,
-                text=True,
-                timeout=60 + clients / 10,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BenchmarkError(f"join {target_name} N={clients} hung") from exc
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise BenchmarkError(f"join {target_name} N={clients} failed:\n{tail}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["failure"]:
-        raise BenchmarkError(f"join {target_name} N={clients}: {result['failure']}")
-    return result
+        return run_load(
+            argv,
+            pins.load if pins else None,
+            timeout=60 + clients / 10,
+            what=f"join {target_name} N={clients}",
+        )
 
 
 def run_join(sizes: Sizes, pins: Pinning | None) -> dict[str, Any]:

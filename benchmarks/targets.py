@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, Queue
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "REPO",
@@ -109,6 +110,32 @@ def pinning() -> Pinning | None:
 def pinned(argv: tuple[str, ...] | list[str], core: int | None) -> list[str]:
     """The command line prefixed with ``taskset -c core`` (taskset execs: same pid)."""
     return ["taskset", "-c", str(core), *argv] if core is not None else list(argv)
+
+
+def run_load(argv: list[str], core: int | None, timeout: float, what: str) -> dict[str, Any]:
+    """Run the load generator (pinned to ``core``) and return its result, its last stdout line.
+
+    Raises:
+        BenchmarkError: it hung past ``timeout``, failed, or reported a failure.
+    """
+    try:
+        proc = subprocess.run(
+            pinned(argv, core),
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchmarkError(f"{what} hung") from exc
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise BenchmarkError(f"{what} failed:\n{tail}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["failure"]:
+        raise BenchmarkError(f"{what}: {result['failure']}")
+    return result
 
 
 def child_env() -> dict[str, str]:
