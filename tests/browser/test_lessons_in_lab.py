@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import math
 import os
 import re
 import time
@@ -107,9 +108,17 @@ def saved_notebook(page: Page, lab: Lab, name: str) -> dict[str, Any]:
     an execution count in every code cell.
     """
     deadline = time.monotonic() + 60 * UNIT_S
+    saved_at = -math.inf
     while True:
-        page.get_by_role("menuitem", name="File", exact=True).click()
-        page.locator('.lm-Menu-item[data-command="docmanager:save"]').click()
+        # Two saves in flight at once (ours and an autosave, or ours twice) can fail
+        # in Lab with "No such file": dismiss that dialog, and save again only when
+        # the last save has had time to finish.
+        if page.locator(".jp-Dialog").count():
+            page.keyboard.press("Escape")
+        if time.monotonic() - saved_at > 5 * UNIT_S:
+            page.get_by_role("menuitem", name="File", exact=True).click()
+            page.locator('.lm-Menu-item[data-command="docmanager:save"]').click()
+            saved_at = time.monotonic()
         try:
             content: dict[str, Any] = lab.api("GET", f"/api/contents/{name}?content=1")["content"]
         except urllib.error.HTTPError:  # caught mid-save: read it again
@@ -120,7 +129,7 @@ def saved_notebook(page: Page, lab: Lab, name: str) -> dict[str, Any]:
         if time.monotonic() > deadline:
             dialogs = page.locator(".jp-Dialog").all_inner_texts()
             pytest.fail(f"{name} was not saved with its outputs; dialogs: {dialogs}")
-        time.sleep(1)  # a poll interval, not a wait for an outcome
+        time.sleep(0.5)  # a poll interval, not a wait for an outcome
 
 
 def stop_kernels(lab: Lab) -> None:
