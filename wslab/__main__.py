@@ -17,8 +17,10 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from . import exercises
+from .errors import BackplaneError, MissingExtraError
 from .server import ChatServer
 from .store import StoreError
 
@@ -90,6 +92,22 @@ def _store_path(text: str) -> str:
     return text
 
 
+def _redis_url(text: str) -> str:
+    """An argparse type: a Redis URL (``redis://``, ``rediss://`` or ``unix://``)."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Redis URL (redis://HOST:PORT/DB, rediss://... or unix://PATH)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} has a bad port") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} names no host")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m wslab",
@@ -146,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the original design: full history in every message, ids trusted (insecure)",
     )
     add("--store", type=_store_path, default=None, help="SQLite file for history and ids")
+    add(
+        "--redis",
+        type=_redis_url,
+        default=None,
+        metavar="URL",
+        help="share one chat with every server on this Redis (redis://HOST:PORT/DB)",
+    )
     exercises.add_parser(commands)
     return parser
 
@@ -163,6 +188,7 @@ def serve(args: argparse.Namespace) -> int:
         "join_timeout": args.join_timeout,
         "max_per_address": args.max_per_address,
         "max_bindings": args.max_bindings,
+        "redis": args.redis,
     }
     if args.seed_compatible:
         print(
@@ -174,7 +200,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         server = ChatServer(args.host, args.port, **options)
         server.start()
-    except StoreError as error:
+    except (StoreError, BackplaneError, MissingExtraError, ValueError) as error:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot listen on {args.host} port {args.port}: {_os_reason(error)}")
@@ -229,7 +255,13 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.redis and (args.store or args.seed_compatible):
+        # Redis keeps the shared chat's history and ids, and ids always need their token.
+        parser.exit(
+            2, f"{parser.prog} serve: error: --redis cannot go with --store or --seed-compatible\n"
+        )
     if args.command == "serve":
         return serve(args)
     if args.command == "exercises":

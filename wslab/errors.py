@@ -12,6 +12,8 @@
     │                                (also an ImportError)
     ├── StoreError                   a store file cannot be used: missing folder, locked by
     │                                another server, corrupt (also a RuntimeError)
+    ├── BackplaneError               the Redis that several servers share cannot be reached
+    │                                or used (also a ConnectionError)
     └── CheckFailed                  an exercise check's verdict (wslab.checks; also an
                                      AssertionError)
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from .protocol import ErrorCode
 
 __all__ = [
+    "BackplaneError",
     "ChatConnectionError",
     "ClientProtocolError",
     "MissingExtraError",
@@ -79,3 +82,7 @@ class MissingExtraError(WslabError, ImportError):
 
 class StoreError(WslabError, RuntimeError):
     """The store cannot be used; the message is one line that says why and which file."""
+
+
+class BackplaneError(WslabError, ConnectionError):
+    """The Redis shared by several servers cannot be used; one line says which and why."""

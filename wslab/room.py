@@ -36,7 +36,7 @@ import hashlib
 import json
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
@@ -93,14 +93,21 @@ class CloseSocket:
 
 @dataclass
 class Outcome:
-    """What the caller must do: the sends in order, then at most one close."""
+    """What the caller must do: the sends in order, then at most one close.
+
+    ``tasks`` are requests for the caller beyond sockets: a room shared by several
+    servers (:class:`wslab.cluster.SharedRoom`) asks its server to claim ids and
+    store messages in the shared backplane this way. A :class:`Room` never sets it.
+    """
 
     sends: list[Send] = field(default_factory=list)
     close: CloseSocket | None = None
+    tasks: list[object] = field(default_factory=list)
 
     def extend(self, other: Outcome) -> None:
         self.sends.extend(other.sends)
         self.close = self.close or other.close
+        self.tasks.extend(other.tasks)
 
 
 class TokenBucket:
@@ -427,7 +434,7 @@ class Room:
         if is_new and others:
             outcome.sends.append(Send(others, Joined(id=user.id, username=user.username)))
         if is_new:
-            self._batch_joined(user)
+            self._batch_joined(user.entry(), user.sockets)
         return outcome
 
     def _claim(self, event: Connecting) -> str | None:
@@ -604,30 +611,30 @@ class Room:
         del self._user_entries[user.id]
         del self._user_json[user.id]
         self._users_json = None
-        self._batch_left(user)
+        self._batch_left(user.entry())
         if not self._plain:
             return Outcome()
         return Outcome([Send(tuple(self._plain), Disconnected(user.id, user.username))])
 
-    def _batch_joined(self, user: _User) -> None:
+    def _batch_joined(self, entry: UserEntry, own: Collection[Socket]) -> None:
         # Batched sockets that join later get the user in their list; only those
         # already there need the diff (the newcomer itself has itself in its list).
         if not self._batched:
             return
-        if len(self._batched) == 1 and next(iter(self._batched)) in user.sockets:
+        if len(self._batched) == 1 and next(iter(self._batched)) in own:
             return
-        self._pending_joined[user.id] = (user.entry(), self._batched_joins)
+        self._pending_joined[entry["id"]] = (entry, self._batched_joins)
         self._arm_presence()
 
-    def _batch_left(self, user: _User) -> None:
+    def _batch_left(self, entry: UserEntry) -> None:
         if not self._batched:
             return
-        pending = self._pending_joined.pop(user.id, None)
+        pending = self._pending_joined.pop(entry["id"], None)
         if pending is not None and pending[1] == self._batched_joins:
             # Joined and left within the tick, and no batched socket got a user list
             # since the join: nobody batched ever saw this user, so nothing to say.
             return
-        self._pending_left[user.id] = user.entry()
+        self._pending_left[entry["id"]] = entry
         self._arm_presence()
 
     def _arm_presence(self) -> None:

@@ -25,6 +25,10 @@ Limits that keep one peer from hurting the others (each one an option):
 - ``max_clients`` counts every TCP connection from the moment it is accepted,
   handshakes in progress included (those last at most ``open_timeout``).
 - ``max_per_address``: connections from one IP address; more are closed at once.
+
+Several servers, one chat: given ``redis="redis://HOST:PORT/DB"``, the room is a
+:class:`~wslab.cluster.SharedRoom` and :mod:`wslab.backplane` shares presence,
+ids, messages and their order through Redis with every other server on it.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
@@ -53,8 +57,12 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from .clock import Clock, SystemClock
+from .cluster import SharedRoom
 from .protocol import CloseCode, MessageEntry, UserEntry, encode
 from .room import HistoryStore, MessageFilter, Outcome, Room
+
+if TYPE_CHECKING:
+    from .backplane import BackplaneLink
 
 __all__ = ["ChatServer"]
 
@@ -125,6 +133,16 @@ class ChatServer:
             waiting before it; then it is dropped.
         presence_tick: seconds over which presence changes are batched for clients
             that announce the ``presence`` feature.
+        redis: a Redis URL (``redis://HOST:PORT/DB``) shared with other servers: they
+            all serve one chat (see :mod:`wslab.backplane`). Redis then keeps the
+            history and the ids' tokens (not with ``store`` or ``seed_compatible``).
+            :meth:`start` raises :class:`~wslab.errors.BackplaneError` if Redis
+            cannot be reached. Needs the ``redis`` package (``wslab[redis]``).
+        redis_heartbeat: seconds between this server's heartbeats in Redis; a
+            server silent for five of them is taken for dead by the others, which
+            run its users' grace.
+        redis_keep: log entries (messages, joins, leaves) Redis keeps, about:
+            how far back a returning client can recover.
 
     Stopping and starting the same object again keeps its room (history, tokens)
     and its port: it is a restart of one service. A new ``ChatServer`` starts
@@ -158,7 +176,16 @@ class ChatServer:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         presence_tick: float = 0.05,
+        redis: str | None = None,
+        redis_heartbeat: float = 0.5,
+        redis_keep: int = 100_000,
     ) -> None:
+        if redis is not None and (store is not None or seed_compatible):
+            raise ValueError(
+                "a server on Redis keeps history and ids there: no store, no seed mode"
+            )
+        if redis_heartbeat <= 0 or redis_keep < 1:
+            raise ValueError("redis_heartbeat must be > 0 and redis_keep >= 1")
         if max_buffer < 1:
             raise ValueError("max_buffer must be at least 1 byte")
         if join_timeout <= 0 or open_timeout <= 0 or close_timeout <= 0:
@@ -196,7 +223,11 @@ class ChatServer:
 
             store = SQLiteStore(store)
         self.store = store
-        self.room = Room(
+        self.redis = redis
+        self.redis_heartbeat = redis_heartbeat
+        self.redis_keep = redis_keep
+        room_type = SharedRoom if redis is not None else Room
+        self.room = room_type(
             grace=grace,
             history=history,
             rate_limit=rate_limit,
@@ -221,6 +252,8 @@ class ChatServer:
         self._connections: set[_ChatConnection] = set()
         self._per_address: Counter[str] = Counter()
         self._stopping = False
+        #: The link to Redis while running with ``redis`` (server thread).
+        self.link: BackplaneLink | None = None
         self.handler_errors = 0
         #: Peers closed because they left more than ``max_buffer`` bytes unread.
         self.slow_peers_dropped = 0
@@ -447,6 +480,8 @@ class ChatServer:
     async def _serve(self) -> None:
         self._stopping = False
         try:
+            if self.redis is not None:
+                await self._open_link(self.redis)
             self._server = await serve(
                 self._handle,
                 self.host,
@@ -464,6 +499,9 @@ class ChatServer:
                 logger=logger,
             )
         except BaseException as error:  # reported to start(), in the caller's thread
+            if self.link is not None:
+                await self.link.aclose()
+                self.link = None
             self._startup_error = error
             self._ready.set()
             return
@@ -490,12 +528,54 @@ class ChatServer:
         # _on_connection_made); let their tasks end before the loop does.
         if server.handler_tasks:
             await asyncio.wait(server.handler_tasks, timeout=close_timeout)
+        if self.link is not None:
+            await self.link.aclose()
+            self.link = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         # Sockets that died in the shutdown leave the room now; their grace
         # starts, so a restart of this object within the grace is a reload.
         self._server = None
+
+    async def _open_link(self, url: str) -> None:
+        from .backplane import BackplaneLink, RedisBackplane
+
+        assert isinstance(self.room, SharedRoom)
+        backplane = RedisBackplane(
+            url,
+            history=self.room.history_cap,
+            keep=self.redis_keep,
+            dedupe_per_id=self.room.dedupe_per_id,
+            heartbeat=self.redis_heartbeat,
+        )
+        self.link = BackplaneLink(
+            self.room,
+            backplane,
+            apply=self._apply_now,
+            reschedule=self._schedule_expiry,
+            close_all=self._close_all,
+            new_token=self.room._new_token,
+        )
+        try:
+            await self.link.open()
+        except BaseException:
+            await backplane.aclose()
+            self.link = None
+            raise
+
+    def _close_all(self, code: int, reason: str) -> int:
+        """Close every open WebSocket now (the closing handshake runs on its own)."""
+        closing = [c for c in self._connections if c.protocol.state is State.OPEN]
+        for connection in closing:
+            connection.close_soon(CloseCode(code), reason)
+        return len(closing)
+
+    @property
+    def backplane_up(self) -> bool:
+        """Whether this server may serve: no Redis to share, or Redis reachable. Any thread."""
+        link = self.link
+        return self.redis is None or (link is not None and link.up)
 
     # ------------------------------------------------------------------ connections
 
@@ -542,6 +622,11 @@ class ChatServer:
                 http.HTTPStatus.BAD_REQUEST, "Send one Origin header and one Host header.\n"
             )
         path = urlsplit(request.path).path
+        if path == CHAT_PATH and not self.backplane_up:
+            return connection.respond(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                "The chat backplane is unavailable; try again.\n",
+            )
         if path == CHAT_PATH:
             origin = origins[0] if origins else None
             if not self._origin_allowed(origin, hosts[0] if hosts else None):
@@ -570,6 +655,11 @@ class ChatServer:
         if not socket.admitted:
             reason = f"server full ({self.room.max_clients} clients); try again later"
             await socket.close(CloseCode.TRY_AGAIN_LATER, reason)
+            return
+        if not self.backplane_up:
+            await socket.close(
+                CloseCode.TRY_AGAIN_LATER, "chat backplane unavailable; try again later"
+            )
             return
         room = self.room
         if await self._apply(room.open(socket), socket):
@@ -605,19 +695,28 @@ class ChatServer:
             socket.close_soon(CloseCode.POLICY_VIOLATION, "join timeout")
 
     async def _apply(self, outcome: Outcome, socket: ServerConnection) -> bool:
-        """Deliver an outcome; return True if it closed ``socket``."""
-        self._apply_now(outcome)
+        """Deliver an outcome, and a shared room's tasks; return True if it closed ``socket``."""
+        for send in outcome.sends:
+            broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
+        closed = False
         close = outcome.close
-        if close is None:
-            return False
-        assert isinstance(close.socket, ServerConnection)
-        await close.socket.close(close.code, close.reason)
-        return close.socket is socket
+        if close is not None:
+            assert isinstance(close.socket, ServerConnection)
+            await close.socket.close(close.code, close.reason)
+            closed = close.socket is socket
+        if self.link is not None:
+            for task in outcome.tasks:
+                # A claim or an append: the room's answer may send, close, or ask again.
+                closed = await self._apply(await self.link.run(task), socket) or closed
+        return closed
 
     def _apply_now(self, outcome: Outcome) -> None:
         for send in outcome.sends:
             # One serialization per event, however many receivers: no per-socket work.
             broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
+        if self.link is not None:
+            for task in outcome.tasks:
+                self.link.submit(task)  # grace marks and releases, queued in order
 
     def _schedule_expiry(self) -> None:
         # Only a close starts a grace, so this runs after closes and timers, not per frame.

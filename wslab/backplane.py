@@ -1,0 +1,731 @@
+"""The Redis backplane: what several chat servers share, and how they stay one chat.
+
+Each server keeps its own sockets; Redis keeps what must be one for all of them.
+Every change goes through a short Lua script, so it is atomic however many
+servers act at once (keys under ``wslab:``; one Redis, not Redis Cluster):
+
+=====================  ==================================================================
+``room_id``            the chat's name for its history (a Redis that lost its data gets
+                       a new one, and clients know their ``lastMessageId`` is void)
+``seq``                the last ``messageId`` handed out (``INCR``: one global order)
+``log``                a stream: every message and every join and leave, in order. A
+                       message *n* is entry ``n-0``; the presence events after it are
+                       ``n-1``, ``n-2``... so recovery reads ``XRANGE log n-0 +``
+``tokens``             id -> token: an id is bound once, for every server
+``users``              id -> its entry: who is present in the whole chat
+``holders:{id}``       server -> ``open`` or ``grace``: which servers hold the id
+``held:{server}``      the ids a server holds (what to hand over if it dies)
+``servers``            the servers that joined; ``alive:{server}`` expires unless its
+                       server renews it (the heartbeat)
+``cmid:{id}``          ``clientMessageId`` -> ``messageId|digest|ts`` (and a list
+                       ``cmids:{id}`` that bounds it to the newest ``dedupe_per_id``)
+=====================  ==================================================================
+
+Who publishes what: the server whose socket sent ``connecting`` runs *claim*,
+which logs ``joined`` only when no server held the id; the server whose grace
+for an id ran out runs *release*, which logs ``disconnected`` only when it was
+the last holder; the server a message arrived on runs *append*. Every server
+reads the log (``XREAD BLOCK``) and tells its sockets. Servers renew their
+``alive:`` key every ``heartbeat`` seconds; a server that finds another's key
+expired takes over its holds as graces (the *beat* script, atomic, so exactly one
+survivor does), and those users are announced gone when the grace runs out
+unless they reconnect.
+
+:class:`RedisBackplane` is the Redis I/O of one server; :class:`BackplaneLink`
+runs it on the server's loop (the log reader, the heartbeat, the ordered
+queue of holds and releases) and handles an outage: the server closes every
+client with 1013 and answers handshakes with 503 until Redis is back, instead
+of serving a chat split in two.
+
+Server thread (its event loop) only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from .cluster import (
+    Append,
+    AppendResult,
+    Claim,
+    ClaimResult,
+    MarkGrace,
+    Release,
+    SharedRoom,
+    Snapshot,
+)
+from .errors import BackplaneError, MissingExtraError
+from .protocol import CloseCode, MessageEntry, UserEntry
+from .room import Outcome
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["BackplaneLink", "RedisBackplane", "safe_url"]
+
+logger = logging.getLogger("wslab.backplane")
+
+T = TypeVar("T")
+
+#: The oldest Redis whose streams take ``n-*`` ids (a given first part, a new second).
+MIN_REDIS = (7, 0)
+
+# KEYS: tokens, users, holders:{id}, held:{me}, log, seq, joins
+# ARGV: id, me, offered token ('' if none), new token, entry JSON, keep
+_CLAIM = """
+local token = redis.call('HGET', KEYS[1], ARGV[1])
+if token then
+  if token ~= ARGV[3] then return {'taken'} end
+else
+  token = ARGV[4]
+  redis.call('HSET', KEYS[1], ARGV[1], token)
+end
+local status = 'new'
+for _, state in ipairs(redis.call('HVALS', KEYS[3])) do
+  if state == 'open' then status = 'tab' elseif status == 'new' then status = 'reload' end
+end
+redis.call('HSET', KEYS[3], ARGV[2], 'open')
+redis.call('SADD', KEYS[4], ARGV[1])
+local user = redis.call('HGET', KEYS[2], ARGV[1])
+if not user then
+  user = redis.call('INCR', KEYS[7]) .. ' ' .. ARGV[5]
+  redis.call('HSET', KEYS[2], ARGV[1], user)
+  local seq = redis.call('GET', KEYS[6]) or '0'
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], seq .. '-*', 't', 'j', 'e', ARGV[5])
+end
+return {status, token, user}
+"""
+
+# KEYS: holders:{id}
+# ARGV: me
+_MARK_GRACE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) then redis.call('HSET', KEYS[1], ARGV[1], 'grace') end
+return 1
+"""
+
+# KEYS: holders:{id}, held:{me}, users, log, seq
+# ARGV: id, me, keep
+_RELEASE = """
+if redis.call('HGET', KEYS[1], ARGV[2]) ~= 'grace' then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('HLEN', KEYS[1]) > 0 then return 1 end
+local user = redis.call('HGET', KEYS[3], ARGV[1])
+if user then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  local entry = string.sub(user, string.find(user, ' ', 1, true) + 1)
+  local seq = redis.call('GET', KEYS[5]) or '0'
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], seq .. '-*', 't', 'd', 'e', entry)
+end
+return 2
+"""
+
+# KEYS: seq, log, cmid:{id}, cmids:{id}
+# ARGV: entry JSON after its messageId (starts with ','), clientMessageId ('' if none),
+#       digest, ts, keep, dedupe_per_id
+_APPEND = """
+if ARGV[2] ~= '' then
+  local earlier = redis.call('HGET', KEYS[3], ARGV[2])
+  if earlier then return {0, earlier} end
+end
+local n = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], n .. '-0',
+           't', 'm', 'e', '{"messageId":' .. n .. ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[2], n .. '|' .. ARGV[3] .. '|' .. ARGV[4])
+  redis.call('LPUSH', KEYS[4], ARGV[2])
+  if redis.call('LLEN', KEYS[4]) > tonumber(ARGV[6]) then
+    redis.call('HDEL', KEYS[3], redis.call('RPOP', KEYS[4]))
+  end
+end
+return {1, n}
+"""
+
+# KEYS: servers, users
+# ARGV: me, ttl (ms), key prefix
+# Renews this server's heartbeat; takes over the holds of every server whose heartbeat
+# expired, as graces of this server. Returns {was this server still listed, adopted...}.
+_BEAT = """
+local prefix = ARGV[3]
+local listed = redis.call('SISMEMBER', KEYS[1], ARGV[1])
+redis.call('SET', prefix .. 'alive:' .. ARGV[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[1], ARGV[1])
+local adopted = {listed}
+for _, other in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if other ~= ARGV[1] and redis.call('EXISTS', prefix .. 'alive:' .. other) == 0 then
+    redis.call('SREM', KEYS[1], other)
+    local held = prefix .. 'held:' .. other
+    for _, id in ipairs(redis.call('SMEMBERS', held)) do
+      local holders = prefix .. 'holders:' .. id
+      redis.call('HDEL', holders, other)
+      if redis.call('HLEN', holders) == 0 then
+        local user = redis.call('HGET', KEYS[2], id)
+        if user then
+          redis.call('HSET', holders, ARGV[1], 'grace')
+          redis.call('SADD', prefix .. 'held:' .. ARGV[1], id)
+          table.insert(adopted, user)
+        end
+      end
+    end
+    redis.call('DEL', held)
+  end
+end
+return adopted
+"""
+
+# KEYS: held:{me}, users
+# ARGV: me, key prefix
+# After an outage this server has no socket left: every id it holds is in grace here.
+_REGRACE = """
+local adopted = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local holders = ARGV[2] .. 'holders:' .. id
+  local user = redis.call('HGET', KEYS[2], id)
+  if user and redis.call('HGET', holders, ARGV[1]) then
+    redis.call('HSET', holders, ARGV[1], 'grace')
+    table.insert(adopted, user)
+  else
+    redis.call('HDEL', holders, ARGV[1])
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return adopted
+"""
+
+# KEYS: room_id, users, log, seq
+# ARGV: new room id, how many log entries to read back for the history
+_SNAPSHOT = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local room = redis.call('GET', KEYS[1])
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local position = '0-0'
+if last[1] then position = last[1][1] end
+local recent = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[2])
+return {room, position, redis.call('GET', KEYS[4]) or '0', redis.call('HGETALL', KEYS[2]), recent}
+"""
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat found: whether others had given this server up, whom it adopted."""
+
+    was_listed: bool
+    adopted: list[UserEntry]
+
+
+class RedisBackplane:
+    """One server's Redis I/O for a shared chat. See the module docstring.
+
+    Args:
+        url: ``redis://HOST:PORT/DB`` (``rediss://`` for TLS, ``unix://`` for a socket).
+        history: messages a snapshot carries (the server's history size).
+        keep: log entries kept in Redis (approximately): recovery reaches this far back.
+        dedupe_per_id: ``clientMessageId`` values remembered per id.
+        heartbeat: seconds between heartbeats; a server silent for five of them is
+            taken for dead.
+        prefix: the key prefix (one chat per prefix in one Redis database).
+
+    Server thread only. Every method raises :class:`~wslab.errors.BackplaneError` when
+    Redis cannot be reached or answers with an error.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history: int = 100,
+        keep: int = 100_000,
+        dedupe_per_id: int = 100,
+        heartbeat: float = 0.5,
+        prefix: str = "wslab:",
+    ) -> None:
+        try:
+            from redis.asyncio import Redis
+        except ImportError:
+            raise MissingExtraError("ChatServer(redis=...)", "redis", extra="redis") from None
+        self.url = url
+        self.history = history
+        self.keep = keep
+        self.dedupe_per_id = dedupe_per_id
+        self.heartbeat = heartbeat
+        self.ttl_ms = max(1000, int(heartbeat * 5000))
+        self.prefix = prefix
+        #: This server's name in Redis: new at every start.
+        self.server_id = secrets.token_hex(6)
+        self.position = "0-0"
+        block = 1.0
+        self.block_ms = int(block * 1000)
+        try:
+            self._redis: Redis = Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_connect_timeout=2.0,
+                socket_timeout=block + 5.0,
+                health_check_interval=0,
+            )
+        except ValueError as error:
+            raise BackplaneError(f"bad Redis URL {safe_url(url)}: {error}") from None
+        # The log reader blocks on its own connection, so that it never holds up a claim.
+        self._reader: Redis = Redis(connection_pool=self._redis.connection_pool)
+        self._scripts = {
+            name: self._redis.register_script(source)
+            for name, source in (
+                ("claim", _CLAIM),
+                ("grace", _MARK_GRACE),
+                ("release", _RELEASE),
+                ("append", _APPEND),
+                ("beat", _BEAT),
+                ("regrace", _REGRACE),
+                ("snapshot", _SNAPSHOT),
+            )
+        }
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    async def _call(self, what: str, awaitable: Awaitable[Any]) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+
+        try:
+            return await awaitable
+        except (RedisError, OSError) as error:
+            reason = str(error) or type(error).__name__
+            if isinstance(error, (RedisConnectionError, ConnectionRefusedError)) and (
+                "111" in reason or "refused" in reason.lower()
+            ):
+                reason = "connection refused (is redis-server running there?)"
+            where = safe_url(self.url)
+            if what == "connect":
+                raise BackplaneError(f"cannot reach Redis at {where}: {reason}") from None
+            raise BackplaneError(f"Redis at {where} failed ({what}): {reason}") from None
+
+    async def check(self) -> None:
+        """Reach Redis and check its version; raise :class:`BackplaneError` with why not."""
+        info = await self._call("connect", self._redis.info("server"))
+        version = str(info.get("redis_version", "0"))
+        found = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+        if found < MIN_REDIS:
+            raise BackplaneError(
+                f"Redis at {safe_url(self.url)} is version {version};"
+                f" a shared chat needs {MIN_REDIS[0]}.{MIN_REDIS[1]} or newer"
+            )
+
+    async def snapshot(self) -> Snapshot:
+        """The chat as of now, and the log position to read on from."""
+        keys = [self.key("room_id"), self.key("users"), self.key("log"), self.key("seq")]
+        # Enough entries back for the history, with room for joins and leaves between.
+        args: list[str | int] = [secrets.token_hex(8), max(1000, self.history * 20)]
+        reply = await self._call("snapshot", self._scripts["snapshot"](keys=keys, args=args))
+        room_id, position, seq, flat_users, recent = reply
+        users = _parse_users(flat_users)
+        history = [
+            json.loads(fields[fields.index("e") + 1]) for _, fields in recent if _is(fields, "m")
+        ]
+        history.reverse()
+        self.position = position
+        return Snapshot(
+            room_id=room_id,
+            users=users,
+            history=history[-self.history :],
+            last_message_id=int(seq),
+            position=position,
+        )
+
+    async def claim(self, claim: Claim, new_token: str) -> ClaimResult:
+        """Hold ``claim.event.id`` on this server (checking its token); fetch recovery."""
+        event = claim.event
+        user_id = event.id
+        keys = [
+            self.key("tokens"),
+            self.key("users"),
+            self.key(f"holders:{user_id}"),
+            self.key(f"held:{self.server_id}"),
+            self.key("log"),
+            self.key("seq"),
+            self.key("joins"),
+        ]
+        entry = json.dumps({"id": user_id, "username": event.username}, ensure_ascii=False)
+        args: list[str | int] = [
+            user_id,
+            self.server_id,
+            event.token or "",
+            new_token,
+            entry,
+            self.keep,
+        ]
+        reply = await self._call("claim", self._scripts["claim"](keys=keys, args=args))
+        if reply[0] == "taken":
+            return ClaimResult("taken")
+        status, token, user = reply
+        username = json.loads(user.split(" ", 1)[1])["username"]
+        older: list[MessageEntry] = []
+        complete = True
+        if claim.recover_after is not None:
+            older, complete = await self.messages_after(claim.recover_after)
+        return ClaimResult(status, token, username, older, complete)
+
+    async def messages_after(
+        self, message_id: int, limit: int = 100_000
+    ) -> tuple[list[MessageEntry], bool]:
+        """Logged messages after ``message_id``, oldest first, and whether none is missing."""
+        found: list[MessageEntry] = []
+        start = f"{message_id + 1}-0"
+        while len(found) < limit:
+            page = await self._call(
+                "recovery", self._redis.xrange(self.key("log"), min=start, max="+", count=1000)
+            )
+            if not page:
+                break
+            found.extend(json.loads(fields["e"]) for _, fields in page if fields.get("t") == "m")
+            last = page[-1][0]
+            first, second = last.split("-")
+            start = f"{first}-{int(second) + 1}"
+        complete = not found or found[0]["messageId"] == message_id + 1
+        return found, complete
+
+    async def append(self, append: Append) -> AppendResult:
+        """Number and log a message, unless its ``clientMessageId`` was accepted before."""
+        draft = dict(append.draft)
+        draft.pop("messageId", None)
+        user_id = str(draft["id"])
+        rest = json.dumps(draft, ensure_ascii=False, separators=(",", ":"))
+        cmid = str(draft.get("clientMessageId", ""))
+        keys = [
+            self.key("seq"),
+            self.key("log"),
+            self.key(f"cmid:{user_id}"),
+            self.key(f"cmids:{user_id}"),
+        ]
+        args: list[str | int] = [
+            "," + rest[1:],
+            cmid,
+            append.digest,
+            str(draft["ts"]),
+            self.keep,
+            self.dedupe_per_id,
+        ]
+        stored, value = await self._call("append", self._scripts["append"](keys=keys, args=args))
+        if stored:
+            return AppendResult(True, int(value))
+        message_id, digest, ts = str(value).split("|", 2)
+        entry = None
+        found = await self._call(
+            "resend",
+            self._redis.xrange(self.key("log"), min=f"{message_id}-0", max=f"{message_id}-0"),
+        )
+        if found:
+            entry = cast(MessageEntry, json.loads(found[0][1]["e"]))
+        return AppendResult(False, int(message_id), digest, ts, entry)
+
+    async def mark_grace(self, user_id: str) -> None:
+        keys = [self.key(f"holders:{user_id}")]
+        await self._call("grace", self._scripts["grace"](keys=keys, args=[self.server_id]))
+
+    async def release(self, user_id: str) -> None:
+        keys = [
+            self.key(f"holders:{user_id}"),
+            self.key(f"held:{self.server_id}"),
+            self.key("users"),
+            self.key("log"),
+            self.key("seq"),
+        ]
+        args: list[str | int] = [user_id, self.server_id, self.keep]
+        await self._call("release", self._scripts["release"](keys=keys, args=args))
+
+    async def beat(self) -> Beat:
+        """Renew this server's heartbeat; take over the holds of servers that died."""
+        keys = [self.key("servers"), self.key("users")]
+        args: list[str | int] = [self.server_id, self.ttl_ms, self.prefix]
+        reply = await self._call("heartbeat", self._scripts["beat"](keys=keys, args=args))
+        return Beat(bool(reply[0]), [_parse_user(user) for user in reply[1:]])
+
+    async def regrace(self) -> list[UserEntry]:
+        """After an outage: every id this server still holds is in grace here."""
+        keys = [self.key(f"held:{self.server_id}"), self.key("users")]
+        reply = await self._call(
+            "regrace", self._scripts["regrace"](keys=keys, args=[self.server_id, self.prefix])
+        )
+        return [_parse_user(user) for user in reply]
+
+    async def read(self) -> list[tuple[str, Any]]:
+        """The log's next entries (waits up to a second): ``("m", entry)``, ``("j"|"d", user)``."""
+        reply = await self._call(
+            "read log",
+            self._reader.xread({self.key("log"): self.position}, count=1000, block=self.block_ms),
+        )
+        events: list[tuple[str, Any]] = []
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                self.position = entry_id
+                events.append((fields["t"], json.loads(fields["e"])))
+        return events
+
+    async def leave(self) -> None:
+        """A clean stop: let the others take over this server's holds at their next beat."""
+        await self._call("leave", self._redis.delete(self.key(f"alive:{self.server_id}")))
+
+    async def aclose(self) -> None:
+        with suppress(Exception):
+            await self._redis.aclose()
+
+
+def _is(fields: list[str], kind: str) -> bool:
+    return fields[fields.index("t") + 1] == kind if "t" in fields else False
+
+
+def _parse_user(stored: str) -> UserEntry:
+    entry = json.loads(stored.split(" ", 1)[1])
+    return {"id": entry["id"], "username": entry["username"]}
+
+
+def _parse_users(flat: list[str]) -> list[UserEntry]:
+    """``HGETALL users`` (id, "n entry", ...) as entries, in the order they joined."""
+    stored = sorted((int(value.split(" ", 1)[0]), value) for value in flat[1::2])
+    return [_parse_user(value) for _, value in stored]
+
+
+class BackplaneLink:
+    """Runs a :class:`RedisBackplane` for a server, on the server's loop.
+
+    The server hands it the tasks its :class:`~wslab.cluster.SharedRoom` returns:
+    claims and appends are awaited (the socket's next frame waits for them), grace
+    marks and releases are queued. Claims, marks and releases go through one queue,
+    in order, so that Redis sees an id's holds change in the order they happened here.
+
+    ``apply(outcome)`` delivers an outcome to sockets; ``reschedule()`` re-arms the
+    server's timer; ``close_all(code, reason)`` closes every client. Server thread only.
+    """
+
+    def __init__(
+        self,
+        room: SharedRoom,
+        backplane: RedisBackplane,
+        *,
+        apply: Callable[[Outcome], None],
+        reschedule: Callable[[], None],
+        close_all: Callable[[int, str], int],
+        new_token: Callable[[], str],
+    ) -> None:
+        self.room = room
+        self.backplane = backplane
+        self._apply = apply
+        self._reschedule = reschedule
+        self._close_all = close_all
+        self._new_token = new_token
+        self.up = False
+        #: Outages seen so far (each one closed every client with 1013).
+        self.outages = 0
+        self._queue: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = (
+            asyncio.Queue()
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._recovery: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------ life cycle
+
+    async def open(self) -> None:
+        """Reach Redis, load the chat, start reading. Raises :class:`BackplaneError`."""
+        await self.backplane.check()
+        await self._resync()
+
+    async def _resync(self) -> None:
+        backplane = self.backplane
+        beat = await backplane.beat()
+        adopted = await backplane.regrace() + beat.adopted
+        snapshot = await backplane.snapshot()
+        self.room.load(snapshot)
+        self._apply(self.room.adopt(adopted))
+        self._queue = asyncio.Queue()
+        self._tasks = [
+            asyncio.create_task(self._guard(self._read_loop())),
+            asyncio.create_task(self._guard(self._beat_loop())),
+            asyncio.create_task(self._guard(self._work_loop())),
+        ]
+        self.up = True
+        self._reschedule()
+
+    async def aclose(self) -> None:
+        """Stop: finish queued holds (briefly), leave, close the connection to Redis."""
+        self._closing = True
+        if self._recovery is not None:
+            self._recovery.cancel()
+        if self.up:
+            done = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait((_nothing, done))
+            with suppress(Exception):
+                await asyncio.wait_for(done, 2.0)
+            with suppress(Exception):
+                await asyncio.wait_for(self.backplane.leave(), 2.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.up = False
+        await self.backplane.aclose()
+
+    # ------------------------------------------------------------ tasks from the room
+
+    async def run(self, task: object) -> Outcome:
+        """Carry out one task; return what the room answers (claims and appends)."""
+        if not self.up:
+            return Outcome()
+        try:
+            if isinstance(task, Claim):
+                result = await self._in_order(lambda: self.backplane.claim(task, self._new_token()))
+                return self.room.claimed(task, result)
+            if isinstance(task, Append):
+                return self.room.appended(task, await self.backplane.append(task))
+        except BackplaneError as error:
+            self.lost(error)
+            return Outcome()
+        self.submit(task)
+        return Outcome()
+
+    def submit(self, task: object) -> None:
+        """Queue a grace mark or a release (from a close or a timer)."""
+        if not self.up:
+            return  # an outage: the holds are redone when Redis is back
+        if isinstance(task, MarkGrace):
+            user_id = task.user_id
+            self._queue.put_nowait((lambda: self.backplane.mark_grace(user_id), _detached()))
+        elif isinstance(task, Release):
+            user_id = task.user_id
+            self._queue.put_nowait((lambda: self.backplane.release(user_id), _detached()))
+
+    async def _in_order(self, call: Callable[[], Awaitable[T]]) -> T:
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((call, done))
+        return await done
+
+    # ------------------------------------------------------------ loops
+
+    async def _work_loop(self) -> None:
+        while True:
+            call, done = await self._queue.get()
+            try:
+                result = await call()
+            except BackplaneError as error:
+                if not done.done():
+                    done.set_exception(error)
+                raise
+            if not done.done():
+                done.set_result(result)
+
+    async def _read_loop(self) -> None:
+        room = self.room
+        while True:
+            events = await self.backplane.read()
+            outcome = Outcome()
+            for kind, payload in events:
+                if kind == "m":
+                    outcome.extend(room.deliver(payload))
+                elif kind == "j":
+                    outcome.extend(room.log_joined(payload))
+                elif kind == "d":
+                    outcome.extend(room.log_left(payload))
+            if events:
+                self._apply(outcome)
+                self._reschedule()
+
+    async def _beat_loop(self) -> None:
+        backplane = self.backplane
+        while True:
+            await asyncio.sleep(backplane.heartbeat)
+            beat = await backplane.beat()
+            if not beat.was_listed:
+                # Taken for dead (this loop stalled longer than the others wait):
+                # hold again every id this server holds.
+                await self._rehold()
+            if beat.adopted:
+                logger.info(
+                    "took over the graces of %d users of a stopped server", len(beat.adopted)
+                )
+                self._apply(self.room.adopt(beat.adopted))
+                self._reschedule()
+
+    async def _rehold(self) -> None:
+        for user_id, username, token, is_open in self.room.holdings():
+            if token is None:
+                continue  # an adopted grace: whoever took it over runs it now
+            claim = Claim(None, _connecting(user_id, username, token))
+            await self._in_order(partial(self.backplane.claim, claim, token))
+            if not is_open:
+                self.submit(MarkGrace(user_id))
+
+    async def _guard(self, loop: Awaitable[None]) -> None:
+        try:
+            await loop
+        except BackplaneError as error:
+            self.lost(error)
+
+    # ------------------------------------------------------------ outages
+
+    def lost(self, error: BackplaneError) -> None:
+        """Redis failed: close every client (1013), refuse new ones, retry until it is back."""
+        if not self.up or self._closing:
+            return
+        self.up = False
+        self.outages += 1
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        while not self._queue.empty():
+            _, done = self._queue.get_nowait()
+            if not done.done():
+                done.set_exception(error)
+        closed = self._close_all(
+            CloseCode.TRY_AGAIN_LATER, "chat backplane unavailable; try again later"
+        )
+        logger.error("%s; closed %d clients with 1013, retrying", error, closed)
+        self._recovery = asyncio.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        delay = 0.1
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                await self._resync()
+            except BackplaneError as error:
+                logger.debug("still no backplane: %s", error)
+                delay = min(delay * 2, 2.0)
+                continue
+            logger.warning("backplane back at %s", safe_url(self.backplane.url))
+            return
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _detached() -> asyncio.Future[Any]:
+    """A future nobody awaits (its exception, if any, is retrieved here)."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
+def _connecting(user_id: str, username: str, token: str) -> Any:
+    from .protocol import Connecting
+
+    return Connecting(id=user_id, username=username, token=token)
