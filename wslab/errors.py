@@ -79,3 +79,19 @@ class MissingExtraError(WslabError, ImportError):
 
 class StoreError(WslabError, RuntimeError):
     """The store cannot be used; the message is one line that says why and which file."""
+
+
+class MissingProgramError(WslabError, FileNotFoundError):
+    """A program wslab runs (``redis-server``, ...) is not installed; the message says how."""
+
+    def __init__(self, program: str, install: str) -> None:
+        self.message = f"{program} is not installed (not found on PATH): {install}"
+        super().__init__(self.message)
+        self.filename = program
+
+    def __str__(self) -> str:
+        return self.message  # not OSError's "[Errno None] None: 'program'"
+
+
+class ProcessStartError(WslabError, RuntimeError):
+    """A program wslab started exited or did not get ready; the message ends with its output."""
