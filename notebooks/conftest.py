@@ -10,14 +10,21 @@ It needs only the kit, pytest and nbval. Whether it runs inside the repository
 - runs every notebook in a kernel of the Python running pytest, unless
   ``--nbval-kernel-name`` names a kernel;
 - accepts the repository's ``timeout`` setting when pytest-timeout is not
-  installed, instead of stopping on an unknown option.
+  installed, instead of stopping on an unknown option;
+- skips every cell of a notebook that needs a program this machine lacks, with
+  the install command as the reason (``pytest -rs`` prints it). A notebook says
+  what it needs in its metadata: ``"wslab": {"requires": ["redis-server"]}``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 SANITIZE = Path(__file__).resolve().parent / "nbval-sanitize.cfg"
 
@@ -44,3 +51,32 @@ def pytest_sessionstart() -> None:
     # (The lessons that plot need matplotlib; the others run without it.)
     with contextlib.suppress(ImportError):
         import matplotlib.font_manager  # noqa: F401
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    reasons: dict[Path, str | None] = {}
+    for item in items:
+        path = Path(str(item.path))
+        if path.suffix != ".ipynb":
+            continue
+        if path not in reasons:
+            reasons[path] = _missing_program(path)
+        if reasons[path] is not None:
+            item.add_marker(pytest.mark.skip(reason=reasons[path]))
+
+
+def _missing_program(notebook: Path) -> str | None:
+    """Why ``notebook`` cannot run here (a program it requires is missing), or None."""
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return None  # nbval reports an unreadable notebook itself
+    requires = metadata.get("wslab", {}).get("requires", [])
+    for program in [requires] if isinstance(requires, str) else requires:
+        if shutil.which(program) is None:
+            from wslab.errors import MissingProgramError
+            from wslab.processes import REDIS_INSTALL_HINT
+
+            hint = REDIS_INSTALL_HINT if program == "redis-server" else f"install {program}"
+            return str(MissingProgramError(program, hint))
+    return None

@@ -1,4 +1,5 @@
-"""What every test folder shares: the time unit, real servers on port 0, frame builders.
+"""What every test folder shares: the time unit, real servers on port 0, a Redis server,
+frame builders.
 
 Every wait in the suite is a condition with a timeout counted in *units*
 (:func:`unit`), scaled by the environment variable ``WSLAB_TIME_SCALE``: a slow
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from wslab import ChatServer
+from wslab import ChatServer, MissingProgramError, RedisServer
 
 T = TypeVar("T")
 
@@ -70,3 +71,21 @@ def make_server() -> Iterator[Callable[..., ChatServer]]:
         store = getattr(server, "store", None)
         if store is not None and hasattr(store, "close"):
             store.close()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A started, persistent ``redis-server`` on a free loopback port, in a temporary
+    directory; stopped and removed after the test.
+
+    A missing ``redis-server`` fails the test with the install command: the suite
+    needs it (``.ci/run`` installs it), so it is never skipped.
+    """
+    try:
+        server = RedisServer(persist=True)
+    except MissingProgramError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server.start(timeout=2 * WAIT)
+    finally:
+        server.close()

@@ -40,12 +40,16 @@ PUBLIC = [
     "ErrorCode",
     "FakeClock",
     "MissingExtraError",
+    "MissingProgramError",
     "PendingMessage",
+    "ProcessStartError",
     "ProtocolError",
     "RawEvent",
     "Reconnector",
+    "RedisServer",
     "RetryPolicy",
     "Room",
+    "ServerProcess",
     "ServerProtocolError",
     "StoreError",
     "SystemClock",
@@ -55,6 +59,7 @@ PUBLIC = [
     "backoff",
     "chat",
     "describe_close",
+    "have_redis_server",
     "should_retry",
 ]
 
@@ -75,6 +80,8 @@ def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
         wslab.ChatConnectionError,
         wslab.MissingExtraError,
         wslab.StoreError,
+        wslab.MissingProgramError,
+        wslab.ProcessStartError,
         CheckFailed,
     ):
         assert issubclass(error, wslab.WslabError), error

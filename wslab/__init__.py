@@ -3,7 +3,8 @@
 A chat server on a background thread (:class:`ChatServer`), a reconnecting
 client (:class:`ChatClient`), a notebook widget (:class:`ChatWidget`) and a
 browser page, all speaking one JSON protocol (:mod:`wslab.protocol`), and a relay that shows
-the frames they exchange (:class:`WireTap`).
+the frames they exchange (:class:`WireTap`). :class:`RedisServer` and :class:`ServerProcess`
+run a Redis server and chat servers in processes of their own.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -14,10 +15,13 @@ from .errors import (
     ChatConnectionError,
     ClientProtocolError,
     MissingExtraError,
+    MissingProgramError,
+    ProcessStartError,
     ServerProtocolError,
     StoreError,
     WslabError,
 )
+from .processes import RedisServer, ServerProcess, have_redis_server
 from .protocol import CloseCode, ErrorCode, ProtocolError, describe_close
 from .retry import Reconnector, RetryPolicy, backoff, should_retry
 from .room import Room
@@ -55,12 +59,16 @@ __all__ = [
     "ErrorCode",
     "FakeClock",
     "MissingExtraError",
+    "MissingProgramError",
     "PendingMessage",
+    "ProcessStartError",
     "ProtocolError",
     "RawEvent",
     "Reconnector",
+    "RedisServer",
     "RetryPolicy",
     "Room",
+    "ServerProcess",
     "ServerProtocolError",
     "StoreError",
     "SystemClock",
@@ -70,6 +78,7 @@ __all__ = [
     "backoff",
     "chat",
     "describe_close",
+    "have_redis_server",
     "should_retry",
 ]
 

@@ -86,3 +86,19 @@ class StoreError(WslabError, RuntimeError):
 
 class BackplaneError(WslabError, ConnectionError):
     """The Redis shared by several servers cannot be used; one line says which and why."""
+
+
+class MissingProgramError(WslabError, FileNotFoundError):
+    """A program wslab runs (``redis-server``, ...) is not installed; the message says how."""
+
+    def __init__(self, program: str, install: str) -> None:
+        self.message = f"{program} is not installed (not found on PATH): {install}"
+        super().__init__(self.message)
+        self.filename = program
+
+    def __str__(self) -> str:
+        return self.message  # not OSError's "[Errno None] None: 'program'"
+
+
+class ProcessStartError(WslabError, RuntimeError):
+    """A program wslab started exited or did not get ready; the message ends with its output."""
