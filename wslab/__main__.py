@@ -171,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="share one chat with every server on this Redis (redis://HOST:PORT/DB)",
     )
+    add(
+        "--redis-heartbeat",
+        type=_number(float, 0, 60, strict=True),
+        default=0.5,
+        metavar="SECONDS",
+        help="with --redis: heartbeat period; a server silent for 5 is taken for dead (0.5)",
+    )
     exercises.add_parser(commands)
     return parser
 
@@ -189,6 +196,7 @@ def serve(args: argparse.Namespace) -> int:
         "max_per_address": args.max_per_address,
         "max_bindings": args.max_bindings,
         "redis": args.redis,
+        "redis_heartbeat": args.redis_heartbeat,
     }
     if args.seed_compatible:
         print(
