@@ -533,6 +533,9 @@ class ServerProcess:
                 if self._streams_open == 0 or left <= 0:
                     break
                 self._seen.wait(min(left, 0.5))
+        if self._streams_open == 0:  # its output ended: it is exiting, let it finish
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(_STOP_TIMEOUT)
         code = process.poll()
         if code is not None:
             why = f"exited with code {code}"
