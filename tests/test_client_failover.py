@@ -244,3 +244,20 @@ def test_the_waits_between_urls_are_the_reconnectors_own() -> None:
         assert [waits[n] for n in range(1, 6)] == expected
 
     run_bounded(scenario())
+
+
+def test_a_client_that_gave_up_tries_every_url_again_when_started_again(
+    make_server: MakeServer,
+) -> None:
+    servers = [make_server(), make_server()]
+
+    async def scenario() -> None:
+        client = ChatClient(
+            [s.url for s in servers], "ann", policy=FAST, origin="https://elsewhere.example"
+        )
+        for tries in (2, 4):
+            with pytest.raises(ChatConnectionError, match="HTTP 403"):
+                await client.connect(WAIT)
+            assert client.attempts == tries  # each URL once more, not one refusal and out
+
+    run_bounded(scenario())
