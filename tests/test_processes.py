@@ -9,11 +9,13 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -447,3 +449,38 @@ def test_a_ctrl_c_meant_for_python_does_not_reach_its_programs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [True, 0, True, True]
+
+
+HARD_DEATH = """
+import json, threading
+from wslab import RedisServer, ServerProcess
+redis = RedisServer().start()
+server = ServerProcess().start()
+print(json.dumps([redis.pid, server.pid, redis.directory]), flush=True)
+threading.Event().wait(60)  # until the test kills this interpreter with SIGKILL
+"""
+
+
+def wait_until_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait (bounded) until none of ``pids`` runs; the ones still running."""
+    deadline = time.monotonic() + timeout
+    alive = [pid for pid in pids if not gone(pid)]
+    while alive and time.monotonic() < deadline:
+        psutil.wait_procs([psutil.Process(pid) for pid in alive if psutil.pid_exists(pid)], 0.05)
+        alive = [pid for pid in alive if not gone(pid)]
+    return alive
+
+
+def test_programs_of_a_python_killed_with_sigkill_are_ended_by_the_watchdog() -> None:
+    """No exit handler runs in a SIGKILLed interpreter (nbval ends kernels that way)."""
+    parent = subprocess.Popen([sys.executable, "-c", HARD_DEATH], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        redis_pid, server_pid, directory = json.loads(parent.stdout.readline())
+        assert not gone(redis_pid) and not gone(server_pid)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()  # type: ignore[union-attr]
+    assert wait_until_gone([redis_pid, server_pid], WAIT) == []
+    shutil.rmtree(directory)  # a temporary directory is the one thing left: no handler ran
