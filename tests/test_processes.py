@@ -484,3 +484,31 @@ def test_programs_of_a_python_killed_with_sigkill_are_ended_by_the_watchdog() ->
         parent.stdout.close()  # type: ignore[union-attr]
     assert wait_until_gone([redis_pid, server_pid], WAIT) == []
     shutil.rmtree(directory)  # a temporary directory is the one thing left: no handler ran
+
+
+def test_a_kernel_shut_down_now_leaves_no_program_running() -> None:
+    """What nbval does after a lesson: ``shutdown_kernel(now=True)``, a SIGKILL."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, kernel = start_new_kernel(kernel_name="python3", startup_timeout=6 * WAIT)
+    try:
+        code = (
+            "from wslab import RedisServer, ServerProcess\n"
+            "redis, server = RedisServer().start(), ServerProcess().start()\n"
+            "print(redis.pid, server.pid, redis.directory)"
+        )
+        printed: list[str] = []
+        reply = kernel.execute_interactive(
+            code,
+            timeout=6 * WAIT,
+            output_hook=lambda m: printed.append(
+                m["content"]["text"] if m["content"].get("name") == "stdout" else ""
+            ),
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        redis_pid, server_pid, directory = "".join(printed).split()
+    finally:
+        kernel.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert wait_until_gone([int(redis_pid), int(server_pid)], WAIT) == []
+    shutil.rmtree(directory)
