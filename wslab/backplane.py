@@ -480,6 +480,11 @@ class RedisBackplane:
                 events.append((fields["t"], json.loads(fields["e"])))
         return events
 
+    async def reconnect(self) -> None:
+        """Drop every pooled connection: after an outage they may point at a dead server."""
+        with suppress(Exception):
+            await self._redis.connection_pool.disconnect()
+
     async def leave(self) -> None:
         """A clean stop: let the others take over this server's holds at their next beat."""
         await self._call("leave", self._redis.delete(self.key(f"alive:{self.server_id}")))
@@ -567,7 +572,6 @@ class BackplaneLink:
 
     async def aclose(self) -> None:
         """Stop: finish queued holds (briefly), leave, close the connection to Redis."""
-        self._closing = True
         if self._recovery is not None:
             self._recovery.cancel()
         if self.up:
@@ -577,10 +581,14 @@ class BackplaneLink:
                 await asyncio.wait_for(done, 2.0)
             with suppress(Exception):
                 await asyncio.wait_for(self.backplane.leave(), 2.0)
+        self._closing = True
+        self.up = False
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.up = False
+        # The loops also stop at their next turn by themselves (``_closing``): a cancel
+        # that lands inside a Redis command may be absorbed by the client library.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2 * self.backplane.block_ms / 1000)
         await self.backplane.aclose()
 
     # ------------------------------------------------------------ tasks from the room
@@ -620,7 +628,7 @@ class BackplaneLink:
     # ------------------------------------------------------------ loops
 
     async def _work_loop(self) -> None:
-        while True:
+        while not self._closing:
             call, done = await self._queue.get()
             try:
                 result = await call()
@@ -633,7 +641,7 @@ class BackplaneLink:
 
     async def _read_loop(self) -> None:
         room = self.room
-        while True:
+        while not self._closing:
             events = await self.backplane.read()
             outcome = Outcome()
             for kind, payload in events:
@@ -649,7 +657,7 @@ class BackplaneLink:
 
     async def _beat_loop(self) -> None:
         backplane = self.backplane
-        while True:
+        while not self._closing:
             await asyncio.sleep(backplane.heartbeat)
             beat = await backplane.beat()
             if not beat.was_listed:
@@ -704,6 +712,7 @@ class BackplaneLink:
         delay = 0.1
         while not self._closing:
             await asyncio.sleep(delay)
+            await self.backplane.reconnect()
             try:
                 await self._resync()
             except BackplaneError as error:

@@ -509,7 +509,15 @@ class ChatServer:
         threading.current_thread().name = f"wslab-server-{self._port}"
         self._schedule_expiry()  # graces that ran while a restarted server was down
         self._ready.set()
-        await self._server.wait_closed()
+        server = self._server
+        await server.wait_closed()
+        if self.link is not None:
+            # After the last socket's handler: the graces they started are marked
+            # before this server leaves, so that the others take them over.
+            if server.handler_tasks:
+                await asyncio.wait(server.handler_tasks, timeout=self.close_timeout)
+            await self.link.aclose()
+            self.link = None
 
     async def _shutdown(self, close_timeout: float) -> None:
         server = self._server
@@ -528,9 +536,6 @@ class ChatServer:
         # _on_connection_made); let their tasks end before the loop does.
         if server.handler_tasks:
             await asyncio.wait(server.handler_tasks, timeout=close_timeout)
-        if self.link is not None:
-            await self.link.aclose()
-            self.link = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
