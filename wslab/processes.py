@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections import deque
 from types import TracebackType
 from typing import IO
 
@@ -56,6 +57,8 @@ _POLL = 0.02
 _PORT_TRIES = 5
 #: How long ``stop()`` waits for a polite exit before it kills, in seconds.
 _STOP_TIMEOUT = 10.0
+#: How many lines of a ServerProcess's output are kept (the newest).
+_KEEP_LINES = 10_000
 _LISTENING = re.compile(r"wslab chat server listening on (wss?://(\S+?):(\d+)/\S*)")
 
 
@@ -391,7 +394,9 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._reaper: weakref.finalize[..., ServerProcess] | None = None
         self._readers: list[threading.Thread] = []
-        self._output: list[tuple[str, str]] = []  # (stream, line), in arrival order
+        # (stream, line) in arrival order: the newest lines, so a long run stays bounded
+        self._output: deque[tuple[str, str]] = deque(maxlen=_KEEP_LINES)
+        self._streams_open = 0
         self._seen = threading.Condition()
 
     # ------------------------------------------------------------------ state
@@ -437,7 +442,8 @@ class ServerProcess:
     def output(self, stream: str | None = None) -> str:
         """What the current (or last) process printed, in arrival order.
 
-        ``stream="stdout"`` or ``"stderr"`` keeps one stream only.
+        ``stream="stdout"`` or ``"stderr"`` keeps one stream only. The newest
+        10,000 lines are kept.
         """
         with self._seen:
             return "".join(line for name, line in self._output if stream in (None, name))
@@ -470,6 +476,7 @@ class ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self._seen:
             self._output.clear()
+            self._streams_open = 2
         try:
             process = subprocess.Popen(
                 command,
@@ -505,7 +512,7 @@ class ServerProcess:
                 self._output.append((name, raw.decode("utf-8", "replace")))
                 self._seen.notify_all()
         with self._seen:
-            self._output.append((name, ""))  # an empty line marks the end of the stream
+            self._streams_open -= 1
             self._seen.notify_all()
 
     def _wait_listening(self, timeout: float) -> ServerProcess:
@@ -522,9 +529,8 @@ class ServerProcess:
                         scheme = "https" if self.url.startswith("wss:") else "http"
                         self.page_url = f"{scheme}://{host}:{port}/"
                         return self
-                ended = sum(1 for _, line in self._output if line == "")
                 left = deadline - time.monotonic()
-                if ended == 2 or left <= 0:
+                if self._streams_open == 0 or left <= 0:
                     break
                 self._seen.wait(min(left, 0.5))
         code = process.poll()
