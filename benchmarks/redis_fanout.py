@@ -52,6 +52,7 @@ FIGURES = {
     "fanout_p99_ms": ("latency", "latency_p99_ms"),
     "server_cpu_us_per_delivery": ("throughput", "server_cpu_us_per_delivery"),
     "server_cpu_percent": ("throughput", "server_cpu_percent"),
+    "load_cpu_percent": ("throughput", "load_cpu_percent"),
     "other_cpu_percent": ("throughput", "other_cpu_percent"),
 }
 
@@ -137,6 +138,7 @@ def run_redis_fanout(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy) -> 
                 f" fan-out p50 {fmt(m['fanout_p50_ms'], 2)} ms,"
                 f" p99 {fmt(m['fanout_p99_ms'], 2)} ms,"
                 f" servers+Redis CPU {fmt(m['server_cpu_percent'], 0)}%,"
+                f" load CPU {fmt(m['load_cpu_percent'], 0)}%,"
                 f" others {fmt(m['other_cpu_percent'], 0)}%"
             )
     print()
@@ -173,11 +175,11 @@ def redis_fanout_table(points: dict[str, dict[int, dict[str, Any]]]) -> str:
             row = [str(n), name]
             for key, digits in COLUMNS:
                 row += [fmt(m[key], digits), _ratio(m[key], base.get(key))]
-            rows.append([*row, fmt(m["other_cpu_percent"], 0)])
+            rows.append([*row, fmt(m["load_cpu_percent"], 0), fmt(m["other_cpu_percent"], 0)])
     headers = [
         "N", "servers", "deliveries/s", "vs single",
         "fan-out p50 ms", "vs single", "fan-out p99 ms", "vs single",
         "loaded p50 ms", "vs single", "loaded p99 ms", "vs single",
-        "CPU us/delivery (servers+Redis)", "vs single", "others CPU %",
+        "CPU us/delivery (servers+Redis)", "vs single", "load CPU %", "others CPU %",
     ]  # fmt: skip
     return table(headers, rows)
