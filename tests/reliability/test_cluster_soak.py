@@ -35,6 +35,7 @@ import random
 import secrets
 import threading
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,7 @@ import redis
 
 from wslab import ChatClient, RedisServer
 
-from ..cluster_helpers import Cluster, since_last_open
+from ..cluster_helpers import Cluster, frames, since_last_open
 from .helpers import record_figures, unit, wait_until
 from .test_chaos_soak import Chatters, abort_transport
 
@@ -53,6 +54,7 @@ CLIENTS = int(os.environ.get("WSLAB_CLUSTER_SOAK_CLIENTS", "60"))
 GRACE = 0.5
 HEARTBEAT = 0.2  # a server silent for 1 s is taken for dead
 MAX_ENDED = 5
+RAW_LOG = 100_000  # frames a client keeps: all of them, in a bounded run
 
 
 def stored_messages(redis_url: str) -> list[dict[str, Any]]:
@@ -77,6 +79,32 @@ class ClusterSoak(Chatters):
     @property
     def redis(self) -> RedisServer:
         return self.cluster.redis
+
+    def new_client(self, username: str, **identity: Any) -> ChatClient:
+        client = super().new_client(username, **identity)
+        # Keep every frame: duplicate deliveries are counted from the raw log at the end.
+        client.events = deque(maxlen=RAW_LOG)
+        return client
+
+    def duplicate_deliveries(self) -> tuple[int, int]:
+        """Messages of others that live clients received, and how many of them more than once.
+
+        A client's own messages may legitimately come twice: a resend of a message whose
+        acknowledgement was lost is acknowledged again (and it may be in the recovery too).
+        """
+        delivered = duplicates = 0
+        for client in self.live:
+            seen = Counter(
+                entry["messageId"]
+                for event in frames(client, "connected", "messageWritten")
+                for entry in (
+                    event["messagesList"] if event["event"] == "connected" else [event["message"]]
+                )
+                if entry["id"] != client.id
+            )
+            delivered += sum(seen.values())
+            duplicates += sum(n - 1 for n in seen.values())
+        return delivered, duplicates
 
     def client_urls(self) -> list[str]:
         """All three URLs, starting with another server for each new client."""
@@ -219,6 +247,7 @@ async def run_soak(cluster: Cluster, seconds: float, seed: int) -> dict[str, Any
         return everything[position.get(view[0][0], 0) :]
 
     figures = soak.figures(history, expected_view)
+    figures["deliveries"], figures["duplicate_deliveries"] = soak.duplicate_deliveries()
     await asyncio.gather(*(c.close() for c in soak.live))
     return {
         "seed": seed,
@@ -270,6 +299,7 @@ def test_cluster_soak_loses_and_duplicates_nothing(redis_server: RedisServer) ->
     assert faults.get("redis_restart") == 1
     assert result["lost"] == 0, result["lost_sample"]
     assert result["duplicated"] == 0 and result["unknown"] == 0
+    assert result["deliveries"] > 0 and result["duplicate_deliveries"] == 0
     assert result["ids_contiguous"] and result["views_differing"] == 0
     assert result["out_of_order"] == 0
     assert result["server_views_agree"]
