@@ -1,11 +1,12 @@
 """Three real ``python -m wslab serve --redis URL`` processes, one real Redis: one chat.
 
-Each test states one promise of a shared chat (docs/protocol.md, several servers)
-and shows it with :class:`~wslab.ChatClient`s spread over the three servers:
-presence, the reload grace across servers, tokens, history, de-duplication,
-recovery, a server killed with SIGKILL, and Redis missing at start or stopping
-while the servers run. What a client saw is read from its raw event log, frame
-by frame, as a browser's ``WebSocket`` would have fired it.
+Each test states one promise of a shared chat (see the docstrings of
+:mod:`wslab.backplane` and :mod:`wslab.cluster`) and shows it with
+chat clients spread over the three servers: presence, the reload
+grace across servers, tokens, history, de-duplication, recovery, a server killed
+with SIGKILL, and Redis missing at start or stopping while the servers run. What a
+client saw is read from its raw event log, frame by frame, as a browser's
+``WebSocket`` would have fired it.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def test_a_reload_on_another_server_within_the_grace_is_neither_a_leave_nor_a_jo
             assert time.monotonic() - closed_at < GRACE, "the reload came too late to test"
             assert back.was_page_reload is True
             # A's grace runs out: it lets go of her in Redis; B holds her still.
-            await wait_holders(redis_server.url, "xena", 1)
+            await wait_holders(redis_server.url, "xena", 1, "open")
             await barrier(watchers[2], [*watchers, back], "after A's grace")
             assert presence_frames(watchers, "xena") == before
             await all_see(watchers, ids)
