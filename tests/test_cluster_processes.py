@@ -361,7 +361,9 @@ def test_a_killed_servers_users_are_announced_gone_unless_they_fail_over_losing_
             # Vic never comes back: the survivors notice the silent server, then run his grace.
             await all_see(watchers, {"w1", "w2", "max"})
             gone_after = time.monotonic() - killed_at
-            assert gone_after >= GRACE
+            # Not before his server's heartbeat key expired (five beats after its last
+            # one) and his grace then ran out on a survivor.
+            assert gone_after >= 4 * HEARTBEAT + GRACE
             assert presence_frames(watchers, "vic") == [
                 f"w{i} got {event}" for i in (1, 2) for event in ("joined", "disconnected")
             ]
