@@ -1,4 +1,5 @@
-"""``python -m benchmarks [all|fanout|join|history|reconnect|herd|memory|notebooks] [--quick]``.
+"""``python -m benchmarks [all|fanout|join|history|reconnect|herd|memory|redis-fanout|notebooks]
+[--quick]``.
 
 Runs the chosen benchmarks, prints their tables and a PASS/MISS line per target (never
 asserted: the exit code is 1 only when a benchmark could not run), and
@@ -22,8 +23,8 @@ from .noise import NO_WAITING, QuietPolicy
 from .report import Check, machine_info, print_checks, results_dir, write_json
 from .targets import TARGETS, BenchmarkError, Pinning, pinning, wslab_available
 
-SECTIONS = ("fanout", "join", "history", "reconnect", "herd", "memory")
-NEEDS_WSLAB = {"join", "history", "reconnect", "herd", "memory"}
+SECTIONS = ("fanout", "join", "history", "reconnect", "herd", "memory", "redis-fanout")
+NEEDS_WSLAB = {"join", "history", "reconnect", "herd", "memory", "redis-fanout"}
 
 
 def _fanout(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
@@ -78,6 +79,14 @@ def _memory(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -
     return data | {"checks": memory_checks(data)}
 
 
+def _redis_fanout(
+    sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path
+) -> dict[str, Any]:
+    from .redis_fanout import run_redis_fanout
+
+    return run_redis_fanout(sizes, pins, quiet)
+
+
 def _notebooks(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
     from .memory import notebook_wall_time
 
@@ -91,6 +100,7 @@ RUNNERS: dict[str, Callable[[Sizes, Pinning | None, QuietPolicy, Path], dict[str
     "reconnect": _reconnect,
     "herd": _herd,
     "memory": _memory,
+    "redis-fanout": _redis_fanout,
     "notebooks": _notebooks,
 }
 

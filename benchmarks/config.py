@@ -41,6 +41,8 @@ class Sizes:
     real_herd_clients: int
     real_herd_processes: int
     real_herd_limit: float
+    #: fan-out through Redis: total client counts (spread over the servers)
+    redis_clients: tuple[int, ...]
 
     def messages_for(self, clients: int) -> int:
         """Messages to send to ``clients`` receivers in one fan-out run."""
@@ -74,6 +76,7 @@ FULL = Sizes(
     real_herd_clients=1000,
     real_herd_processes=4,
     real_herd_limit=60.0,
+    redis_clients=(100, 1000),
 )
 
 QUICK = Sizes(
@@ -99,4 +102,5 @@ QUICK = Sizes(
     real_herd_clients=20,
     real_herd_processes=1,
     real_herd_limit=20.0,
+    redis_clients=(10,),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,14 @@ def load_run(
     warmup: int = 0,
     runs: int = 1,
     per_message: bool = False,
+    others: Sequence[ServerProcess] = (),
+    extra_pids: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Run the load generator against a started server; return its JSON result.
+
+    ``others``: more servers of the same chat; the clients are spread over all of
+    them, round robin. ``extra_pids``: more processes whose CPU counts as the
+    servers' (the Redis they share).
 
     Raises:
         BenchmarkError: the load process failed, hung, or lost a client.
@@ -72,6 +79,10 @@ def load_run(
         "--time-limit", str(limit),
         "--server-pid", str(server.pid),
     ]  # fmt: skip
+    for other in others:
+        argv += ["--url", other.url, "--server-pid", str(other.pid)]
+    for pid in extra_pids:
+        argv += ["--server-pid", str(pid)]
     if per_message:
         argv.append("--per-message")
     return run_load(

@@ -22,6 +22,10 @@ phases:
 * ``throughput``: ``messages`` messages with the given window;
 * ``latency``: ``latency_messages`` messages with a window of 1 (the unloaded fan-out).
 
+Several servers of one chat (``--url`` given more than once) share the clients round
+robin, the sender on the first; ``--server-pid`` may be repeated too (servers and the
+Redis they share), and the server CPU figures are then their sum.
+
 Run by :mod:`benchmarks.fanout`; it prints one JSON object on stdout::
 
     python -m benchmarks.loadgen --url ws://127.0.0.1:PORT/chat --wire chat --clients 100
@@ -73,6 +77,10 @@ class LoadSpec:
     time_limit: float = 20.0
     connect_concurrency: int = 50
     server_pid: int | None = None
+    #: more servers of the same chat: client i connects to ``[url, *more_urls][i % n]``
+    more_urls: tuple[str, ...] = ()
+    #: more processes whose CPU counts as the server's (other servers, their Redis)
+    more_server_pids: tuple[int, ...] = ()
     per_message: bool = False
     #: connect, report, then keep the clients idle until stdin closes (memory runs)
     hold: bool = False
@@ -327,7 +335,7 @@ class LoadClient(WSListener):
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU seconds (user + system) used so far by the server, this process, and all cores."""
+    """CPU seconds (user + system) used so far by the server(s), this process, and all cores."""
 
     server: float
     load: float
@@ -348,29 +356,32 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class CpuMeter:
-    """Reads :class:`CpuSample` values; the machine figure exposes other work on the box."""
+    """Reads :class:`CpuSample` values; the machine figure exposes other work on the box.
 
-    def __init__(self, server_pid: int | None) -> None:
-        self.server = server_pid
+    ``server_pids``: the processes that serve (their CPU is summed); none gives NaN.
+    """
+
+    def __init__(self, *server_pids: int | None) -> None:
+        self.servers = [pid for pid in server_pids if pid]
 
     def read(self) -> CpuSample:
         """A sample now (``server`` is NaN without a server pid)."""
         total = psutil.cpu_times()
         busy = sum(total) - total.idle - getattr(total, "iowait", 0.0)
-        server = process_cpu_seconds(self.server) if self.server else float("nan")
+        server = sum(map(process_cpu_seconds, self.servers)) if self.servers else float("nan")
         return CpuSample(server, time.process_time(), busy)
 
 
 async def _connect_all(spec: LoadSpec, tally: Tally) -> list[LoadClient]:
     wire = WIRES[spec.wire]
-    url = wire_url(spec.url, spec.wire)
+    urls = [wire_url(url, spec.wire) for url in (spec.url, *spec.more_urls)]
     gate = asyncio.Semaphore(spec.connect_concurrency)
 
     async def join(index: int) -> LoadClient:
         async with gate:
             _, client = await ws_connect(
                 lambda: LoadClient(index, wire, tally),
-                url,
+                urls[index % len(urls)],
                 websocket_handshake_timeout=10,
                 max_frame_size=64 * 1024 * 1024,
             )
@@ -475,7 +486,7 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
     """Connect, run both phases, disconnect; return the result as plain data."""
     per_run = spec.messages + spec.latency_messages
     tally = Tally(spec.clients, spec.warmup + spec.runs * per_run)
-    cpu = CpuMeter(spec.server_pid)
+    cpu = CpuMeter(spec.server_pid, *spec.more_server_pids)
     cpu0 = cpu.read()
     started = time.perf_counter()
     clients = await asyncio.wait_for(_connect_all(spec, tally), 30 + spec.clients / 20)
@@ -544,7 +555,7 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     """Command line of the load process; prints one JSON object."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen")
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--url", required=True, action="append", help="repeat: several servers")
     parser.add_argument("--wire", choices=sorted(WIRES), default="chat")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--messages", type=int, default=100)
@@ -553,13 +564,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=20.0)
-    parser.add_argument("--server-pid", type=int)
+    parser.add_argument("--server-pid", type=int, action="append", help="repeat: CPU summed")
     parser.add_argument("--per-message", action="store_true")
     parser.add_argument("--hold", action="store_true")
     parser.add_argument("--join-only", action="store_true")
     args = parser.parse_args(argv)
+    pids = args.server_pid or []
     spec = LoadSpec(
-        url=args.url,
+        url=args.url[0],
+        more_urls=tuple(args.url[1:]),
         wire=args.wire,
         clients=args.clients,
         messages=args.messages,
@@ -568,7 +581,8 @@ def main(argv: list[str] | None = None) -> None:
         warmup=args.warmup,
         runs=args.runs,
         time_limit=args.time_limit,
-        server_pid=args.server_pid,
+        server_pid=pids[0] if pids else None,
+        more_server_pids=tuple(pids[1:]),
         per_message=args.per_message,
         hold=args.hold,
         join_only=args.join_only,

@@ -33,6 +33,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,13 @@ def abort_transport(client: ChatClient) -> bool:
 
 
 @dataclass
-class Soak:
-    server: ChatServer
+class Chatters:
+    """Clients chatting at a steady rate, and what each one sent and saw acknowledged.
+
+    What a soak needs whatever the servers are: :meth:`client_urls` says where a new
+    client connects; :meth:`figures` compares what the clients saw with the history.
+    """
+
     rng: random.Random
     live: list[ChatClient] = field(default_factory=list)
     dead: list[ChatClient] = field(default_factory=list)  # killed or ended
@@ -83,12 +89,15 @@ class Soak:
     faults: Counter[str] = field(default_factory=Counter)
     out_of_order: int = 0
     created: int = 0
-    stalled: list[RawWebSocket] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def client_urls(self) -> str | list[str]:
+        """Where the next new client connects (one URL, or several to fail over)."""
+        raise NotImplementedError
 
     def new_client(self, username: str, **identity: Any) -> ChatClient:
         client = ChatClient(
-            self.server.url, username, policy=POLICY, rng=self.rng.random, **identity
+            self.client_urls(), username, policy=POLICY, rng=self.rng.random, **identity
         )
         last = [0]
 
@@ -119,7 +128,15 @@ class Soak:
     def online(self) -> list[ChatClient]:
         return [c for c in self.live if c.online and c.token]
 
-    # ------------------------------------------------------------------ activities
+    async def kill(self, client: ChatClient) -> None:
+        client.reconnect = False  # the process is gone: nobody will reconnect this object
+        if not abort_transport(client):
+            client.reconnect = True
+            return
+        self.faults["kill"] += 1
+        await self.retire(client)
+        # The page is reloaded: a NEW client with the same id and token.
+        self.new_client(client.username, id=client.id, token=client.token).start()
 
     async def chat(self) -> None:
         started = time.monotonic()
@@ -137,6 +154,56 @@ class Soak:
                 self.author[text] = client.id
                 await client.send_message(text)  # queued while offline
             await asyncio.sleep(0.05)  # pacing, not waiting for a result
+
+    def figures(
+        self,
+        history: list[Any],
+        expected_view: Callable[[list[tuple[int, str]]], list[tuple[int, str]]],
+    ) -> dict[str, Any]:
+        """Lost, duplicated and misordered messages: the history against what was sent,
+        and every live client's view against ``expected_view(view)``.
+
+        A message must be in the history if its author saw it acknowledged, or is
+        still live (its pending messages were resent).
+        """
+        texts = [m["message"] for m in history]
+        counts = Counter(texts)
+        sent_by_survivors = {t for c in self.live for t in self.sent_by[id(c)]}
+        expected = self.acked_by_dead | sent_by_survivors
+        lost = expected - set(counts)
+        ids = [m["messageId"] for m in history]
+        views_differ = 0
+        for c in self.live:
+            view = [(m["messageId"], m["message"]) for m in c.messages]
+            views_differ += view != expected_view(view)
+        return {
+            "clients": self.created,
+            "survivors": len(self.live),
+            "messages": len(self.author),
+            "stored": len(history),
+            "acked_by_dead_clients": len(self.acked_by_dead),
+            "faults": dict(self.faults),
+            "faults_total": sum(self.faults.values()),
+            "reconnects": sum(c.attempts - 1 for c in self.live + self.dead),
+            "lost": len(lost),
+            "duplicated": sum(n - 1 for n in counts.values() if n > 1),
+            "unknown": sum(1 for t in counts if t not in self.author),
+            "ids_contiguous": ids == list(range(1, len(ids) + 1)),
+            "views_differing": views_differ,
+            "out_of_order": self.out_of_order,
+            "lost_sample": sorted(lost)[:5],
+        }
+
+
+@dataclass
+class Soak(Chatters):
+    """The chat of one in-process ChatServer, and the faults it suffers."""
+
+    server: ChatServer = field(kw_only=True)
+    stalled: list[RawWebSocket] = field(default_factory=list)
+
+    def client_urls(self) -> str:
+        return self.server.url
 
     async def inject_faults(self, seconds: float) -> None:
         started = time.monotonic()
@@ -166,16 +233,6 @@ class Soak:
                 self.faults["end"] += 1
                 await client.close()
                 await self.retire(client)
-
-    async def kill(self, client: ChatClient) -> None:
-        client.reconnect = False  # the process is gone: nobody will reconnect this object
-        if not abort_transport(client):
-            client.reconnect = True
-            return
-        self.faults["kill"] += 1
-        await self.retire(client)
-        # The page is reloaded: a NEW client with the same id and token.
-        self.new_client(client.username, id=client.id, token=client.token).start()
 
     async def stall(self) -> None:
         """A member joins, then reads nothing more: the server must drop it."""
@@ -240,7 +297,7 @@ def full_history(server: ChatServer) -> list[Any]:
 
 
 async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, Any]:
-    soak = Soak(server, random.Random(seed))
+    soak = Soak(random.Random(seed), server=server)
     server.start()
     for i in range(CLIENTS):
         soak.new_client(f"user{i}", id=f"c{i:03d}")
@@ -261,15 +318,6 @@ async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, A
         for peer in soak.stalled:
             peer.close()
     history, survivors = end["history"], end["survivors"]
-
-    texts = [m["message"] for m in history]
-    counts = Counter(texts)
-    sent_by_survivors = {t for c in soak.live for t in soak.sent_by[id(c)]}
-    expected = soak.acked_by_dead | sent_by_survivors
-    lost = expected - set(counts)
-    duplicated = sum(n - 1 for n in counts.values() if n > 1)
-    unknown = [t for t in counts if t not in soak.author]
-    ids = [m["messageId"] for m in history]
     everything = [(m["messageId"], m["message"]) for m in history]
     position = {message_id: i for i, (message_id, _) in enumerate(everything)}
 
@@ -281,34 +329,17 @@ async def run_soak(server: ChatServer, seconds: float, seed: int) -> dict[str, A
             return everything
         return everything[position.get(view[0][0], 0) :]
 
-    views_differ = 0
-    for c in soak.live:
-        view = [(m["messageId"], m["message"]) for m in c.messages]
-        views_differ += view != expected_view(view)
-    reconnects = sum(c.attempts - 1 for c in soak.live + soak.dead)
+    figures = soak.figures(history, expected_view)
     for client in list(soak.live):
         await client.close()
     return {
         "seed": seed,
         "seconds": round(chaos_seconds, 1),
-        "clients": soak.created,
         "clients_at_once": CLIENTS,
+        **figures,
         "survivors": len(survivors),
-        "messages": len(soak.author),
-        "stored": len(history),
-        "acked_by_dead_clients": len(soak.acked_by_dead),
-        "faults": dict(soak.faults),
-        "faults_total": sum(soak.faults.values()),
-        "reconnects": reconnects,
-        "lost": len(lost),
-        "duplicated": duplicated,
-        "unknown": len(unknown),
-        "ids_contiguous": ids == list(range(1, len(ids) + 1)),
-        "views_differing": views_differ,
-        "out_of_order": soak.out_of_order,
         "stalled_readers": soak.faults["stall"],
         "stalled_dropped_by_cap": server.slow_peers_dropped,
-        "lost_sample": sorted(lost)[:5],
     }
 
 
