@@ -15,6 +15,12 @@ Whether and when to reconnect is decided by a pure
 :class:`~wslab.retry.Reconnector` (:attr:`ChatClient.reconnector`); the client
 only opens sockets and sleeps as it answers.
 
+Given several URLs (servers that share one chat), the client fails over: each
+retry goes to the next URL in turn, after the same backoff wait. A handshake
+refused for good (a 4xx answer, a certificate that does not verify) only moves it
+on; it gives up when every URL refused it in a row. A close with 1008 or 1009
+stays final: it is about what this client sent, which no other server would take.
+
 On every reconnect the client sends its id, token, ``roomId`` and
 ``lastMessageId``, takes the messages it missed from ``connected``, and resends
 every message the server has not acknowledged (once: the server de-duplicates
@@ -131,7 +137,10 @@ class ChatClient:
     """A chat client that reconnects by itself. See the module docstring.
 
     Args:
-        url: the server's socket URL (``ws://.../chat`` or ``wss://...``).
+        url: the server's socket URL (``ws://.../chat`` or ``wss://...``), or a
+            sequence of URLs of servers that share one chat: the first attempt
+            goes to the first, each retry to the next in turn (see the module
+            docstring).
         username: the name to join with (the server may keep an earlier bound one).
         id: the user id; a random one if omitted. Keep it, with :attr:`token`, to
             come back as the same user.
@@ -158,7 +167,7 @@ class ChatClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         username: str,
         *,
         id: str | None = None,
@@ -173,7 +182,11 @@ class ChatClient:
         max_log: int = 1000,
         features: Sequence[str] = (),
     ) -> None:
-        self.url = url
+        #: Every URL the client may connect to, in the order it tries them.
+        self.urls: tuple[str, ...] = _as_urls(url)
+        self._url_index = 0
+        #: Handshakes refused for good in a row, on any URL.
+        self._refusals = 0
         self.username = username
         self.id = id or "u-" + secrets.token_hex(6)
         self.token = token
@@ -224,6 +237,18 @@ class ChatClient:
         self.rate_limit_pause = self.policy.rate_limit_pause
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def url(self) -> str:
+        """The URL of the current connection, or of the next attempt.
+
+        Assigning one URL replaces :attr:`urls` with it.
+        """
+        return self.urls[self._url_index]
+
+    @url.setter
+    def url(self, url: str) -> None:
+        self.urls, self._url_index = _as_urls(url), 0
 
     @property
     def online(self) -> bool:
@@ -375,14 +400,18 @@ class ChatClient:
                     self._socket.transport.abort()
                     self._socket = None
                 break
+            # A refusal is final only once every URL refused in a row; before that it
+            # moves on to the next URL, after the usual wait.
+            self._refusals = self._refusals + 1 if refused else 0
             delay = self.reconnector.after_close(
                 code,
                 closed_by_us=self._closing,
                 now=self._clock.monotonic(),
-                refused=refused,
+                refused=self._refusals >= len(self.urls),
             )
             if delay is None or self._closing or not self.reconnect:
                 break
+            self._url_index = (self._url_index + 1) % len(self.urls)
             self.status, self.next_retry_in = "reconnecting", delay
             self._changed()
             await self._sleep(delay)
@@ -584,6 +613,17 @@ class ChatClient:
             logger.exception("a ChatClient handler raised; the client goes on")
 
 
+def _as_urls(url: str | Sequence[str]) -> tuple[str, ...]:
+    """One URL or several, as a non-empty tuple of strings."""
+    urls = (url,) if isinstance(url, str) else tuple(url)
+    if not urls:
+        raise ValueError("ChatClient needs at least one URL")
+    for each in urls:
+        if not isinstance(each, str):
+            raise TypeError(f"a URL must be a str, not {type(each).__name__}")
+    return urls
+
+
 def _refused_for_good(error: BaseException) -> bool:
     """Whether a failed handshake would fail the same way again (so: no retry).
 
@@ -606,11 +646,13 @@ def _describe_failure(error: BaseException) -> str:
 class BlockingChatClient:
     """A :class:`ChatClient` for plain blocking code, on a loop thread of its own.
 
-    Every method blocks the caller until done. Handlers set on :attr:`client` run
-    on the client's thread, not the caller's. Call from any thread but that one.
+    It takes the same arguments: one URL or several (fail-over, see
+    :class:`ChatClient`). Every method blocks the caller until done. Handlers set
+    on :attr:`client` run on the client's thread, not the caller's. Call from any
+    thread but that one.
     """
 
-    def __init__(self, url: str, username: str, **options: Any) -> None:
+    def __init__(self, url: str | Sequence[str], username: str, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wslab-client", daemon=True
@@ -658,5 +700,7 @@ class BlockingChatClient:
         return getattr(self.client, name)
 
 
-async def _make_client(url: str, username: str, options: dict[str, Any]) -> ChatClient:
+async def _make_client(
+    url: str | Sequence[str], username: str, options: dict[str, Any]
+) -> ChatClient:
     return ChatClient(url, username, **options)
