@@ -6,13 +6,21 @@ enough here: which server the client reaches is what these tests watch.
 
 from __future__ import annotations
 
+import random
 import secrets
 import socket
 from collections.abc import Callable
 
 import pytest
 
-from wslab import BlockingChatClient, ChatClient, ChatConnectionError, ChatServer, RetryPolicy
+from wslab import (
+    BlockingChatClient,
+    ChatClient,
+    ChatConnectionError,
+    ChatServer,
+    Reconnector,
+    RetryPolicy,
+)
 
 from .conftest import WAIT, run_bounded
 
@@ -208,3 +216,48 @@ def test_the_blocking_client_takes_several_urls(make_server: MakeServer) -> None
     with BlockingChatClient([dead_url(), live.url], "ann", policy=FAST) as client:
         assert client.online and client.url == live.url
         assert client.urls[1] == live.url
+
+
+def test_the_waits_between_urls_are_the_reconnectors_own() -> None:
+    """Several URLs change where the client knocks, never how long it waits."""
+    policy = RetryPolicy(initial=0.01, factor=2.0, cap=0.05, min_uptime=60)
+
+    async def scenario() -> None:
+        client = ChatClient(
+            [dead_url(), dead_url()], "ann", policy=policy, rng=random.Random(7).random
+        )
+        waits: dict[int, float] = {}  # attempt number -> the wait after it
+
+        def note(c: ChatClient) -> None:
+            if c.status == "reconnecting" and c.next_retry_in is not None:
+                waits.setdefault(c.attempts, c.next_retry_in)
+
+        client.on_change = note
+        client.start()
+        await client.wait_for(lambda c: c.attempts >= 6, WAIT)
+        await client.close()
+        alone = Reconnector(policy, random.Random(7).random)
+        expected = []
+        for _ in range(5):
+            alone.begin_attempt()
+            expected.append(alone.after_close(1006, closed_by_us=False, now=0.0))
+        assert [waits[n] for n in range(1, 6)] == expected
+
+    run_bounded(scenario())
+
+
+def test_a_client_that_gave_up_tries_every_url_again_when_started_again(
+    make_server: MakeServer,
+) -> None:
+    servers = [make_server(), make_server()]
+
+    async def scenario() -> None:
+        client = ChatClient(
+            [s.url for s in servers], "ann", policy=FAST, origin="https://elsewhere.example"
+        )
+        for tries in (2, 4):
+            with pytest.raises(ChatConnectionError, match="HTTP 403"):
+                await client.connect(WAIT)
+            assert client.attempts == tries  # each URL once more, not one refusal and out
+
+    run_bounded(scenario())

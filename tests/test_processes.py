@@ -9,11 +9,13 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,9 +338,38 @@ def test_a_bad_option_fails_with_the_servers_own_error_line() -> None:
 
 def test_a_port_in_use_fails_with_one_clear_line(occupied_port: int) -> None:
     server = ServerProcess("--port", str(occupied_port))
-    with pytest.raises(ProcessStartError, match="the port is already in use"):
+    with pytest.raises(ProcessStartError, match="the port is already in use") as caught:
         server.start(timeout=3 * WAIT)
+    assert "exited with code 1" in str(caught.value)
     assert gone(server.pid)
+
+
+def test_stopping_a_server_process_closes_its_clients_with_1001() -> None:
+    with ServerProcess() as server:
+        assert server.url is not None
+        client = BlockingChatClient(server.url, "ann", reconnect=False).connect(WAIT)
+        try:
+            assert server.stop() == 0
+            client.wait_for(lambda c: c.status == "offline", WAIT)
+            assert client.last_close is not None and client.last_close[0] == 1001
+        finally:
+            client.close()
+
+
+def test_sigstop_freezes_a_server_process_and_sigcont_wakes_it() -> None:
+    """A frozen server accepts no handshake; once woken it completes the waiting one."""
+    with ServerProcess() as server:
+        assert server.url is not None
+        server.send_signal(signal.SIGSTOP)
+        client = BlockingChatClient(server.url, "ann", reconnect=False)
+        try:
+            with pytest.raises(TimeoutError):
+                client.connect(timeout=unit(0.5))
+            assert psutil.Process(server.pid).status() == psutil.STATUS_STOPPED
+            server.send_signal(signal.SIGCONT)
+            client.wait_for(lambda c: c.online, WAIT)
+        finally:
+            client.close()
 
 
 def test_a_server_that_never_listens_is_killed_after_the_timeout(tmp_path: Path) -> None:
@@ -382,3 +413,102 @@ def test_processes_still_running_at_interpreter_exit_are_ended() -> None:
     redis_pid, server_pid, directory = json.loads(result.stdout)
     assert gone(redis_pid) and gone(server_pid)
     assert not os.path.exists(directory)
+
+
+CTRL_C = """
+import json, os, signal, sys, threading
+import psutil
+from wslab import RedisServer, ServerProcess
+redis = RedisServer().start()
+server = ServerProcess().start()
+interrupted = False
+try:
+    os.killpg(os.getpgrp(), signal.SIGINT)  # what a terminal's Ctrl+C sends
+    threading.Event().wait(60)
+except KeyboardInterrupt:
+    interrupted = True
+# Both would exit within a second of a SIGINT (redis shuts down, serve stops): give them
+# the window, then see that neither did.
+ended, alive = psutil.wait_procs(
+    [psutil.Process(redis.pid), psutil.Process(server.pid)], timeout=float(sys.argv[1])
+)
+print(json.dumps([interrupted, len(ended), redis.ping(), server.running]), flush=True)
+redis.close()
+server.stop()
+"""
+
+
+def test_a_ctrl_c_meant_for_python_does_not_reach_its_programs() -> None:
+    """Each program runs in a session of its own: the interrupt stops Python's wait only."""
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C, str(unit(2))],
+        capture_output=True,
+        text=True,
+        timeout=6 * WAIT,
+        start_new_session=True,  # a process group of its own, like a terminal's job
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [True, 0, True, True]
+
+
+HARD_DEATH = """
+import json, threading
+from wslab import RedisServer, ServerProcess
+redis = RedisServer().start()
+server = ServerProcess().start()
+print(json.dumps([redis.pid, server.pid, redis.directory]), flush=True)
+threading.Event().wait(60)  # until the test kills this interpreter with SIGKILL
+"""
+
+
+def wait_until_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait (bounded) until none of ``pids`` runs; the ones still running."""
+    deadline = time.monotonic() + timeout
+    alive = [pid for pid in pids if not gone(pid)]
+    while alive and time.monotonic() < deadline:
+        psutil.wait_procs([psutil.Process(pid) for pid in alive if psutil.pid_exists(pid)], 0.05)
+        alive = [pid for pid in alive if not gone(pid)]
+    return alive
+
+
+def test_programs_of_a_python_killed_with_sigkill_are_ended_by_the_watchdog() -> None:
+    """No exit handler runs in a SIGKILLed interpreter (nbval ends kernels that way)."""
+    parent = subprocess.Popen([sys.executable, "-c", HARD_DEATH], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        redis_pid, server_pid, directory = json.loads(parent.stdout.readline())
+        assert not gone(redis_pid) and not gone(server_pid)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()  # type: ignore[union-attr]
+    assert wait_until_gone([redis_pid, server_pid], WAIT) == []
+    shutil.rmtree(directory)  # a temporary directory is the one thing left: no handler ran
+
+
+def test_a_kernel_shut_down_now_leaves_no_program_running() -> None:
+    """What nbval does after a lesson: ``shutdown_kernel(now=True)``, a SIGKILL."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, kernel = start_new_kernel(kernel_name="python3", startup_timeout=6 * WAIT)
+    try:
+        code = (
+            "from wslab import RedisServer, ServerProcess\n"
+            "redis, server = RedisServer().start(), ServerProcess().start()\n"
+            "print(redis.pid, server.pid, redis.directory)"
+        )
+        printed: list[str] = []
+        reply = kernel.execute_interactive(
+            code,
+            timeout=6 * WAIT,
+            output_hook=lambda m: printed.append(
+                m["content"]["text"] if m["content"].get("name") == "stdout" else ""
+            ),
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        redis_pid, server_pid, directory = "".join(printed).split()
+    finally:
+        kernel.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert wait_until_gone([int(redis_pid), int(server_pid)], WAIT) == []
+    shutil.rmtree(directory)

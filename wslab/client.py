@@ -285,10 +285,7 @@ class ChatClient:
                 (refused handshake, 1008, 1009, ...).
             TimeoutError: not online within ``timeout`` seconds (it keeps trying).
         """
-        if self._task is None or self._task.done():
-            self._closing = False
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self.start()
         await self.wait_for(lambda c: c.online or c.status == "offline", timeout)
         if not self.online:
             errors = [e.detail for e in self.events if e.type == "error"]
@@ -301,6 +298,9 @@ class ChatClient:
         if self._task is None or self._task.done():
             self._closing = False
             self._wake = asyncio.Event()
+            # Not "offline" from here on, even before the task runs: a client started
+            # again after it gave up is connecting, not still offline.
+            self.status = "connecting"
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def send_message(self, text: str) -> str:
@@ -390,6 +390,7 @@ class ChatClient:
     # ------------------------------------------------------------------ the task
 
     async def _run(self) -> None:
+        self._refusals = 0
         while not self._closing:
             try:
                 code, refused = await self._connect_once()

@@ -31,8 +31,9 @@ import tempfile
 import threading
 import time
 import weakref
+from collections import deque
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from .errors import MissingProgramError, ProcessStartError
 
@@ -56,6 +57,8 @@ _POLL = 0.02
 _PORT_TRIES = 5
 #: How long ``stop()`` waits for a polite exit before it kills, in seconds.
 _STOP_TIMEOUT = 10.0
+#: How many lines of a ServerProcess's output are kept (the newest).
+_KEEP_LINES = 10_000
 _LISTENING = re.compile(r"wslab chat server listening on (wss?://(\S+?):(\d+)/\S*)")
 
 
@@ -80,6 +83,81 @@ def _free_port() -> int:
         return port
 
 
+# ---------------------------------------------------------------------------- the watchdog
+#
+# A Python that dies without running its exit handlers (SIGKILL, as nbval and Jupyter
+# do to a kernel they shut down "now") would leave its programs running: they are in
+# sessions of their own, so nothing else ends them. One small watchdog process per
+# interpreter holds the read end of a pipe; we write "+PGID" for every program started
+# and "-PGID" once it is reaped. When the pipe closes (this interpreter is gone, however
+# it died), the watchdog kills every group still listed.
+
+_WATCHDOG = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+_watchdog_lock = threading.Lock()
+_watchdog: subprocess.Popen[bytes] | None = None
+_watched: set[int] = set()
+
+
+def _tell_watchdog(sign: str, group: int) -> None:
+    """Add (``+``) or remove (``-``) a process group from the watchdog's list. Best effort."""
+    global _watchdog
+    with _watchdog_lock:
+        (_watched.add if sign == "+" else _watched.discard)(group)
+        for _ in range(2):  # a watchdog that died is replaced once
+            if _watchdog is None or _watchdog.poll() is not None:
+                if not sys.executable or sign == "-":
+                    return
+                _watchdog = subprocess.Popen(
+                    [sys.executable, "-c", _WATCHDOG],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                lines = "".join(f"+{g}\n" for g in _watched)
+            else:
+                lines = f"{sign}{group}\n"
+            try:
+                assert _watchdog.stdin is not None
+                _watchdog.stdin.write(lines.encode())
+                _watchdog.stdin.flush()
+                return
+            except (BrokenPipeError, ValueError):
+                _watchdog = None
+
+
+def _forget_watchdog_in_child() -> None:
+    """After a fork: the child closes its copy of the pipe (its parent's programs are not its)."""
+    global _watchdog, _watchdog_lock
+    _watchdog_lock = threading.Lock()
+    if _watchdog is not None and _watchdog.stdin is not None:
+        with contextlib.suppress(OSError, ValueError):
+            _watchdog.stdin.close()
+    _watchdog = None
+    _watched.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_watchdog_in_child)
+
+
+def _spawn(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own, watched (see above)."""
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True, **options)
+    _tell_watchdog("+", process.pid)
+    return process
+
+
 def _end(process: subprocess.Popen[bytes], timeout: float) -> int:
     """Stop ``process``: SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Its exit code."""
     if process.poll() is None:
@@ -89,7 +167,9 @@ def _end(process: subprocess.Popen[bytes], timeout: float) -> int:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
-    return process.wait()
+    code = process.wait()
+    _tell_watchdog("-", process.pid)
+    return code
 
 
 def _end_at_exit(process: subprocess.Popen[bytes]) -> None:
@@ -258,13 +338,7 @@ class RedisServer:
             "--save", "",
             *persistence,
         ]  # fmt: skip
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = _spawn(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._adopt(process)
         deadline = time.monotonic() + timeout
         last = "no answer"
@@ -391,7 +465,9 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._reaper: weakref.finalize[..., ServerProcess] | None = None
         self._readers: list[threading.Thread] = []
-        self._output: list[tuple[str, str]] = []  # (stream, line), in arrival order
+        # (stream, line) in arrival order: the newest lines, so a long run stays bounded
+        self._output: deque[tuple[str, str]] = deque(maxlen=_KEEP_LINES)
+        self._streams_open = 0
         self._seen = threading.Condition()
 
     # ------------------------------------------------------------------ state
@@ -437,7 +513,8 @@ class ServerProcess:
     def output(self, stream: str | None = None) -> str:
         """What the current (or last) process printed, in arrival order.
 
-        ``stream="stdout"`` or ``"stderr"`` keeps one stream only.
+        ``stream="stdout"`` or ``"stderr"`` keeps one stream only. The newest
+        10,000 lines are kept.
         """
         with self._seen:
             return "".join(line for name, line in self._output if stream in (None, name))
@@ -470,15 +547,9 @@ class ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self._seen:
             self._output.clear()
+            self._streams_open = 2
         try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                start_new_session=True,
-            )
+            process = _spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         except FileNotFoundError:
             raise MissingProgramError(
                 self.python, "give ServerProcess(python=...) an installed Python"
@@ -505,7 +576,7 @@ class ServerProcess:
                 self._output.append((name, raw.decode("utf-8", "replace")))
                 self._seen.notify_all()
         with self._seen:
-            self._output.append((name, ""))  # an empty line marks the end of the stream
+            self._streams_open -= 1
             self._seen.notify_all()
 
     def _wait_listening(self, timeout: float) -> ServerProcess:
@@ -522,11 +593,13 @@ class ServerProcess:
                         scheme = "https" if self.url.startswith("wss:") else "http"
                         self.page_url = f"{scheme}://{host}:{port}/"
                         return self
-                ended = sum(1 for _, line in self._output if line == "")
                 left = deadline - time.monotonic()
-                if ended == 2 or left <= 0:
+                if self._streams_open == 0 or left <= 0:
                     break
                 self._seen.wait(min(left, 0.5))
+        if self._streams_open == 0:  # its output ended: it is exiting, let it finish
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(_STOP_TIMEOUT)
         code = process.poll()
         if code is not None:
             why = f"exited with code {code}"
