@@ -231,6 +231,7 @@ PLAIN_LESSONS = [
     "10_asyncio_in_jupyter",
     "11_performance",
     "12_original_design",
+    "13_scaling_out",
 ]
 
 

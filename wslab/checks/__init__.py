@@ -18,6 +18,7 @@ other exception keeps its traceback. Lessons import the checks by topic::
     from wslab.checks.wss import check_trust                 # 09
     from wslab.checks.asyncio_kernel import check_run_blocking  # 10
     from wslab.checks.performance import check_frame_bytes   # 11
+    from wslab.checks.scaling import check_claim_status      # 13
 """
 
 from ._common import show_verdicts_in_ipython
