@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import WAIT, hello, run_bounded, say, unit
 from wslab import ChatClient, ChatServer, RedisServer
@@ -68,8 +68,13 @@ def test_clients_on_two_servers_chat_in_one_order(cluster: Make) -> None:
         assert [m["messageId"] for m in alice.messages] == list(range(1, 11))
         assert kinds(alice, "joined") == [("joined", bob.id)]  # bob arrived after alice
         assert list(alice.users) == list(bob.users) == [alice.id, bob.id]
-        await until(lambda: a.users == b.users == [
-            {"id": alice.id, "username": "alice"}, {"id": bob.id, "username": "bob"}])
+        await until(
+            lambda: (
+                a.users
+                == b.users
+                == [{"id": alice.id, "username": "alice"}, {"id": bob.id, "username": "bob"}]
+            )
+        )
         await alice.close()
         await bob.close()
 
@@ -135,7 +140,7 @@ def test_a_token_binds_the_id_on_every_server(cluster: Make) -> None:
             await thief.send(hello(owner.id, "thief"))
             error = json.loads(await thief.recv())
             assert error["event"] == "error" and error["code"] == "id_taken"
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(thief.recv(), WAIT)
             assert thief.close_code == CloseCode.POLICY_VIOLATION
         second_tab = await ChatClient(b.url, "owner", id=owner.id, token=owner.token).connect()

@@ -377,11 +377,6 @@ def test_a_killed_servers_users_are_announced_gone_unless_they_fail_over_losing_
     run_bounded(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ChatServer.stop() with redis= never returns: the server loop ends while"
-    " _shutdown() still awaits link.aclose(), so SIGTERM leaves serve --redis hanging",
-)
 def test_a_server_stopped_with_sigterm_exits_0_and_the_others_take_over_at_once(
     make_cluster: MakeCluster,
 ) -> None:
@@ -472,11 +467,6 @@ def test_redis_stopping_closes_clients_with_1013_refuses_handshakes_and_service_
     run_bounded(scenario(), timeout=12 * WAIT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after Redis comes back, a connection of the server's Redis pool opened before"
-    " the restart fails at its next command: a second outage closes the clients with 1013 again",
-)
 def test_a_redis_restart_is_one_outage_each_client_is_closed_with_1013_once(
     make_cluster: MakeCluster, redis_server: RedisServer
 ) -> None:
