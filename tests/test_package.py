@@ -29,6 +29,7 @@ def imported_roots(module: str) -> set[str]:
 
 
 PUBLIC = [
+    "BackplaneError",
     "BlockingChatClient",
     "BrowserSocket",
     "ChatClient",
@@ -82,6 +83,7 @@ def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
         wslab.StoreError,
         wslab.MissingProgramError,
         wslab.ProcessStartError,
+        wslab.BackplaneError,
         CheckFailed,
     ):
         assert issubclass(error, wslab.WslabError), error

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .client import BlockingChatClient, ChatClient, PendingMessage, RawEvent
 from .clock import FakeClock, SystemClock
 from .errors import (
+    BackplaneError,
     ChatConnectionError,
     ClientProtocolError,
     MissingExtraError,
@@ -48,6 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BackplaneError",
     "BlockingChatClient",
     "BrowserSocket",
     "ChatClient",

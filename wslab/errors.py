@@ -14,6 +14,10 @@
     │                                another server, corrupt (also a RuntimeError)
     ├── BackplaneError               the Redis that several servers share cannot be reached
     │                                or used (also a ConnectionError)
+    ├── MissingProgramError          a program wslab runs (redis-server) is not installed;
+    │                                says how to install it (also a FileNotFoundError)
+    ├── ProcessStartError            a program wslab started exited or never got ready
+    │                                (also a RuntimeError)
     └── CheckFailed                  an exercise check's verdict (wslab.checks; also an
                                      AssertionError)
 
@@ -38,6 +42,8 @@ __all__ = [
     "ChatConnectionError",
     "ClientProtocolError",
     "MissingExtraError",
+    "MissingProgramError",
+    "ProcessStartError",
     "ProtocolError",
     "ServerProtocolError",
     "StoreError",
