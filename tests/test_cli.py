@@ -116,6 +116,21 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         (["--max-bindings", "0"], "--max-bindings: 0 is out of range"),
         (["--store", "/no/such/dir/chat.db"], "--store: the directory /no/such/dir does not exist"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (
+            ["--redis", "http://127.0.0.1:6379"],
+            "--redis: 'http://127.0.0.1:6379' is not a Redis URL",
+        ),
+        (["--redis", "redis://127.0.0.1:port/0"], "has a bad port"),
+        (["--redis", "redis:///0"], "names no host"),
+        (["--redis-heartbeat", "0"], "--redis-heartbeat: 0 is out of range"),
+        (
+            ["--redis", "redis://127.0.0.1:6379/0", "--store", "chat.db"],
+            "--redis cannot go with --store or --seed-compatible",
+        ),
+        (
+            ["--redis", "redis://127.0.0.1:6379/0", "--seed-compatible"],
+            "--redis cannot go with --store or --seed-compatible",
+        ),
     ],
 )
 def test_a_bad_option_is_one_line_and_exit_code_2(args: list[str], says: str) -> None:
