@@ -296,3 +296,46 @@ def test_a_restarted_redis_without_its_data_is_a_new_room(make_server: Make) -> 
             await client.close()
 
         run_bounded(scenario(), timeout=12 * WAIT)
+
+
+def test_a_server_taken_for_dead_while_alive_holds_its_users_again(cluster: Make) -> None:
+    """Another server adopts this one's users (as if its heartbeat had expired); this one
+    notices at its next heartbeat and claims them again: nobody hears of a leave."""
+    from wslab.backplane import RedisBackplane
+
+    a, b = cluster(grace=unit(0.5)), cluster(grace=unit(0.5))
+    assert a.link is not None and a.redis is not None
+    victim_id = a.link.backplane.server_id
+
+    async def scenario() -> None:
+        alice = await ChatClient(a.url, "alice").connect()
+        carol = await ChatClient(b.url, "carol").connect()
+        await carol.wait_for(lambda c: len(c.users) == 2, WAIT)
+        assert a.redis is not None
+        usurper = RedisBackplane(a.redis, heartbeat=0.1)
+        try:
+            async with asyncio.timeout(WAIT):
+                while True:  # until the usurper's beat finds the victim's key gone
+                    await usurper._redis.delete(f"wslab:alive:{victim_id}")
+                    beat = await usurper.beat()
+                    if any(user["id"] == alice.id for user in beat.adopted):
+                        break
+            # Server a finds at its next heartbeat that it was given up, and holds alice again.
+            holders = f"wslab:holders:{alice.id}"
+            async with asyncio.timeout(WAIT):
+                while await usurper._redis.hget(holders, victim_id) != "open":
+                    await asyncio.sleep(0.02)
+            # The usurper runs alice's grace to its end: alice is still held by a.
+            await usurper.release(alice.id)
+            await usurper.leave()
+        finally:
+            await usurper.aclose()
+        await asyncio.sleep(unit(1.5))  # several graces and heartbeats
+        await alice.send_message("still here")
+        await carol.wait_for_message("still here", WAIT)
+        assert kinds(carol, "joined", "disconnected") == []
+        assert set(carol.users) == {alice.id, carol.id}
+        await alice.close()
+        await carol.close()
+
+    run_bounded(scenario())
