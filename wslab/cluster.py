@@ -59,6 +59,7 @@ from .room import (
     Socket,
     _digest,
     _id_taken,
+    _reused_id,
     _same_token,
     _SocketState,
     _User,
@@ -242,10 +243,7 @@ class SharedRoom(Room):
 
     def close(self, socket: Socket) -> Outcome:
         """A socket closed. The id's last socket here starts its grace (a task)."""
-        state = self._sockets.pop(socket, None)
-        self._members.pop(socket, None)
-        self._plain.pop(socket, None)
-        self._batched.pop(socket, None)
+        state = self._forget(socket)
         if state is None or state.user_id is None:
             return Outcome()
         user = self._users.get(state.user_id)
@@ -303,14 +301,8 @@ class SharedRoom(Room):
         state = self._sockets.get(socket)
         if state is None:
             return Outcome()
-        cmid = append.draft.get("clientMessageId")
         if result.digest != append.digest:
-            error = ProtocolError(
-                ErrorCode.DUPLICATE_ID,
-                f"clientMessageId {cmid!r} was already used for another text;"
-                " use a new id for a new message",
-            )
-            return self._refuse(socket, state, error)
+            return self._refuse(socket, state, _reused_id(append.draft.get("clientMessageId")))
         entry = self._kept(result.message_id) or result.entry
         if entry is None:  # gone from the log too: the same text under its stored id and time
             entry = {**append.draft, "messageId": result.message_id, "message": append.sent}

@@ -346,10 +346,7 @@ class Room:
 
     def close(self, socket: Socket) -> Outcome:
         """A socket closed (cleanly or not). Starts the grace of its id if it was the last."""
-        state = self._sockets.pop(socket, None)
-        self._members.pop(socket, None)
-        self._plain.pop(socket, None)
-        self._batched.pop(socket, None)
+        state = self._forget(socket)
         if state is None or state.user_id is None:
             return Outcome()
         user = self._users[state.user_id]
@@ -360,6 +357,13 @@ class Room:
             return self._depart(user)
         user.grace_deadline = self.clock.monotonic() + self.grace
         return Outcome()
+
+    def _forget(self, socket: Socket) -> _SocketState | None:
+        """Take a socket out of every set; return what the room knew of it."""
+        self._members.pop(socket, None)
+        self._plain.pop(socket, None)
+        self._batched.pop(socket, None)
+        return self._sockets.pop(socket, None)
 
     def expire(self) -> Outcome:
         """End every grace that ran out (``disconnected``); send a due presence diff."""
@@ -464,11 +468,7 @@ class Room:
             earlier = seen.get(cmid) if seen is not None else None
             if earlier is not None:
                 if earlier.digest != _digest(event.message):
-                    raise ProtocolError(
-                        ErrorCode.DUPLICATE_ID,
-                        f"clientMessageId {cmid!r} was already used for another text;"
-                        " use a new id for a new message",
-                    )
+                    raise _reused_id(cmid)
                 # Already stored: acknowledge again, to this socket only.
                 stored = self._stored_entry(user, cmid, earlier, event.message)
                 return Outcome([Send((socket,), self._message_event(stored))])
@@ -657,6 +657,14 @@ class _Accepted:
 
 def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=8).digest()
+
+
+def _reused_id(client_message_id: str | None) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.DUPLICATE_ID,
+        f"clientMessageId {client_message_id!r} was already used for another text;"
+        " use a new id for a new message",
+    )
 
 
 def _id_taken(user_id: str) -> ProtocolError:
