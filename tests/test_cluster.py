@@ -97,7 +97,8 @@ def test_a_reload_on_another_server_within_the_grace_is_neither_leave_nor_join(
         assert again.was_page_reload is True
         await carol.send_message("still here?")  # anything after the grace window
         await again.wait_for_message("still here?", WAIT)
-        await asyncio.sleep(unit(2.5))  # the old grace ran out on server A meanwhile
+        # Server A's grace for the old socket runs out: A lets go of alice, B still holds her.
+        await until(lambda: alice.id not in _held(a), 2 * WAIT)
         await carol.send_message("and now?")
         await again.wait_for_message("and now?", WAIT)
         assert kinds(carol, "joined", "disconnected") == [("joined", alice.id)]
@@ -108,9 +109,13 @@ def test_a_reload_on_another_server_within_the_grace_is_neither_leave_nor_join(
     run_bounded(scenario())
 
 
+def _held(server: ChatServer) -> dict[str, bool]:
+    """The ids a server holds, each with whether a socket of it is open there."""
+    return {h[0]: h[3] for h in server._call(server.room.holdings)}  # type: ignore[attr-defined]
+
+
 def _held_in_grace(server: ChatServer, user_id: str) -> bool:
-    holdings = {h[0]: h[3] for h in server._call(server.room.holdings)}  # type: ignore[attr-defined]
-    return holdings.get(user_id) is False
+    return _held(server).get(user_id) is False
 
 
 def test_after_the_grace_everyone_on_every_server_hears_the_leave_once(cluster: Make) -> None:
@@ -328,9 +333,13 @@ def test_a_server_taken_for_dead_while_alive_holds_its_users_again(cluster: Make
             # The usurper runs alice's grace to its end: alice is still held by a.
             await usurper.release(alice.id)
             await usurper.leave()
+            # ... and is taken for dead by a or b at their next heartbeat.
+            async with asyncio.timeout(WAIT):
+                while await usurper._redis.sismember("wslab:servers", usurper.server_id):
+                    await asyncio.sleep(0.02)
+            assert await usurper._redis.hgetall(holders) == {victim_id: "open"}
         finally:
             await usurper.aclose()
-        await asyncio.sleep(unit(1.5))  # several graces and heartbeats
         await alice.send_message("still here")
         await carol.wait_for_message("still here", WAIT)
         assert kinds(carol, "joined", "disconnected") == []
