@@ -40,7 +40,6 @@ from typing import Literal
 
 from .clock import iso_utc
 from .protocol import (
-    FEATURE_PRESENCE,
     Connected,
     Connecting,
     Disconnected,
@@ -376,16 +375,7 @@ class SharedRoom(Room):
         claim: ClaimResult | None,
     ) -> Outcome:
         user.grace_deadline = None
-        user.sockets.add(socket)
-        state.user_id = user.id
-        state.bucket = None  # from now on the id's bucket counts this socket's frames
-        self._touch(user.id)
-        self._members[socket] = None
-        if FEATURE_PRESENCE in event.features:
-            self._batched[socket] = None
-            self._batched_joins += 1
-        else:
-            self._plain[socket] = None
+        self._seat(socket, state, user, event)
         first_page, rest, truncated = self._shared_recovery(event, claim)
         if self._users_json is None:
             self._users_json = "[" + ",".join(self._user_json.values()) + "]"

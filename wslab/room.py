@@ -358,6 +358,19 @@ class Room:
         user.grace_deadline = self.clock.monotonic() + self.grace
         return Outcome()
 
+    def _seat(self, socket: Socket, state: _SocketState, user: _User, event: Connecting) -> None:
+        """A socket joined as ``user``: a member from now on, batched if it asked for it."""
+        user.sockets.add(socket)
+        state.user_id = user.id
+        state.bucket = None  # from now on the id's bucket counts this socket's frames
+        self._touch(user.id)
+        self._members[socket] = None
+        if FEATURE_PRESENCE in event.features:
+            self._batched[socket] = None
+            self._batched_joins += 1
+        else:
+            self._plain[socket] = None
+
     def _forget(self, socket: Socket) -> _SocketState | None:
         """Take a socket out of every set; return what the room knew of it."""
         self._members.pop(socket, None)
@@ -407,17 +420,8 @@ class Room:
             self._user_json[user.id] = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
             self._users_json = None
         is_new = not user.sockets and not was_page_reload
-        user.sockets.add(socket)
-        state.user_id = user.id
-        state.bucket = None  # from now on the id's bucket counts this socket's frames
-        self._touch(user.id)
         others = tuple(self._plain)
-        self._members[socket] = None
-        if FEATURE_PRESENCE in event.features:
-            self._batched[socket] = None
-            self._batched_joins += 1
-        else:
-            self._plain[socket] = None
+        self._seat(socket, state, user, event)
 
         first_page, rest, truncated = self._recovery(event)
         if self._users_json is None:

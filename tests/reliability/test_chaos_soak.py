@@ -138,6 +138,26 @@ class Chatters:
         # The page is reloaded: a NEW client with the same id and token.
         self.new_client(client.username, id=client.id, token=client.token).start()
 
+    async def drop(self, client: ChatClient) -> bool:
+        """Cut a client's connection without a close frame; False if it had none."""
+        return abort_transport(client)
+
+    async def client_fault(self, kind: str) -> None:
+        """One fault on a random online client: ``drop``, ``kill`` or ``end``."""
+        candidates = self.online()
+        if not candidates:
+            return
+        client = self.rng.choice(candidates)
+        if kind == "drop":
+            if await self.drop(client):
+                self.faults["drop"] += 1
+        elif kind == "kill":
+            await self.kill(client)
+        elif kind == "end" and self.faults["end"] < MAX_ENDED:
+            self.faults["end"] += 1
+            await client.close()
+            await self.retire(client)
+
     async def chat(self) -> None:
         started = time.monotonic()
         sent = 0
@@ -220,19 +240,10 @@ class Soak(Chatters):
                 if len(self.stalled) < MAX_STALLED:
                     await self.stall()
                 continue
-            candidates = self.online()
-            if not candidates:
-                continue
-            client = self.rng.choice(candidates)
-            if kind == "drop":
-                if await asyncio.to_thread(self.server.drop, client.id):
-                    self.faults["drop"] += 1
-            elif kind == "kill":
-                await self.kill(client)
-            elif kind == "end" and self.faults["end"] < MAX_ENDED:
-                self.faults["end"] += 1
-                await client.close()
-                await self.retire(client)
+            await self.client_fault(kind)
+
+    async def drop(self, client: ChatClient) -> bool:
+        return bool(await asyncio.to_thread(self.server.drop, client.id))
 
     async def stall(self) -> None:
         """A member joins, then reads nothing more: the server must drop it."""

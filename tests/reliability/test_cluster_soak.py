@@ -47,7 +47,7 @@ from wslab import ChatClient, RedisServer
 
 from ..cluster_helpers import Cluster, frames, since_last_open
 from .helpers import record_figures, unit, wait_until
-from .test_chaos_soak import Chatters, abort_transport
+from .test_chaos_soak import Chatters
 
 SOAK_SECONDS = float(os.environ.get("WSLAB_CLUSTER_SOAK_SECONDS", "30"))
 CLIENTS = int(os.environ.get("WSLAB_CLUSTER_SOAK_CLIENTS", "60"))
@@ -128,19 +128,7 @@ class ClusterSoak(Chatters):
                 await self.big_fault(what, victim)
                 continue
             kind = self.rng.choices(["drop", "kill", "end"], [6, 3, 1])[0]
-            candidates = self.online()
-            if not candidates:
-                continue
-            client = self.rng.choice(candidates)
-            if kind == "drop":
-                if abort_transport(client):
-                    self.faults["drop"] += 1
-            elif kind == "kill":
-                await self.kill(client)
-            elif kind == "end" and self.faults["end"] < MAX_ENDED:
-                self.faults["end"] += 1
-                await client.close()
-                await self.retire(client)
+            await self.client_fault(kind)
         for _, what in plan:  # a slow machine still gets every big fault
             await self.big_fault(what, victim)
 
