@@ -75,7 +75,7 @@ def _missing_program(notebook: Path) -> str | None:
     for program in [requires] if isinstance(requires, str) else requires:
         if shutil.which(program) is None:
             from wslab.errors import MissingProgramError
-            from wslab.processes import REDIS_INSTALL_HINT
+            from wslab.testing.processes import REDIS_INSTALL_HINT
 
             hint = REDIS_INSTALL_HINT if program == "redis-server" else f"install {program}"
             return str(MissingProgramError(program, hint))

@@ -126,7 +126,8 @@ def test_binder_requirements_are_complete_and_consistent(binder_venv: Path) -> N
 def test_binder_installs_wslab_with_its_checks_not_the_work_tree(binder_venv: Path) -> None:
     """The installed wslab (from postBuild) has every module the lessons import."""
     code = (
-        "import json, wslab, wslab.widget, wslab.checks.events, wslab.checks.reconnect; "
+        "import json, wslab, wslab.lab.widget, wslab.lab.checks.events, "
+        "wslab.lab.checks.reconnect; "
         "print(json.dumps(wslab.__file__))"
     )
     result = _run(

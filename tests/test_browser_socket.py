@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import wslab
-import wslab.widget
-from wslab.browser import CLOSED, CONNECTING, OPEN, BrowserSocket
+import wslab.lab.widget
+from wslab.lab.browser import CLOSED, CONNECTING, OPEN, BrowserSocket
 
 UNIT = float(os.environ.get("WSLAB_TIME_SCALE", "1"))
 
@@ -192,14 +192,14 @@ def test_no_url_means_the_shared_lesson_server_locally_and_through_the_proxy(
     async def main() -> None:
         try:
             local = BrowserSocket()
-            server = wslab.widget.shared_server()
+            server = wslab.lab.widget.shared_server()
             assert local.url == server.url == f"ws://127.0.0.1:{server.port}/chat"
             monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
             proxied = BrowserSocket()
             assert proxied.url == f"/user/ada/proxy/{server.port}/chat"
             assert proxied.widget.url == proxied.url  # the page resolves it, https -> wss
         finally:
-            await wslab.widget.stop_shared_server()
+            await wslab.lab.widget.stop_shared_server()
 
     run(main)
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from wslab.checks._common import CheckFailed
-from wslab.checks.original_design import OWNER_TOKEN, check_token_guard, room_accepts
+from wslab.lab.checks._common import CheckFailed
+from wslab.lab.checks.original_design import OWNER_TOKEN, check_token_guard, room_accepts
 
 
 def right(owner_token: str, offered: str | None) -> bool:

@@ -21,18 +21,18 @@ from urllib.parse import urljoin
 
 import pytest
 
-from wslab.checks._common import CheckFailed
-from wslab.checks.asyncio_kernel import check_run_blocking
-from wslab.checks.broadcast import check_broadcast
-from wslab.checks.chat import check_bot
-from wslab.checks.close_codes import check_message_too_big, check_policy_violation
-from wslab.checks.events import check_event_log, check_parse_frame, check_socket_url
-from wslab.checks.grace import check_grace
-from wslab.checks.performance import check_frame_bytes
-from wslab.checks.protocol import check_expected_error
-from wslab.checks.reconnect import check_full_jitter, check_should_reconnect
-from wslab.checks.scaling import check_claim_status
-from wslab.checks.wss import check_trust
+from wslab.lab.checks._common import CheckFailed
+from wslab.lab.checks.asyncio_kernel import check_run_blocking
+from wslab.lab.checks.broadcast import check_broadcast
+from wslab.lab.checks.chat import check_bot
+from wslab.lab.checks.close_codes import check_message_too_big, check_policy_violation
+from wslab.lab.checks.events import check_event_log, check_parse_frame, check_socket_url
+from wslab.lab.checks.grace import check_grace
+from wslab.lab.checks.performance import check_frame_bytes
+from wslab.lab.checks.protocol import check_expected_error
+from wslab.lab.checks.reconnect import check_full_jitter, check_should_reconnect
+from wslab.lab.checks.scaling import check_claim_status
+from wslab.lab.checks.wss import check_trust
 from wslab.protocol import Connecting, ProtocolError, parse_client_event
 
 
@@ -487,7 +487,7 @@ def test_a_failed_check_shows_its_verdict_and_a_learners_bug_its_traceback(
     nb = new_notebook(
         cells=[
             new_code_cell(
-                "from wslab.checks.broadcast import check_broadcast\n\n"
+                "from wslab.lab.checks.broadcast import check_broadcast\n\n"
                 "def recipients(members, sender, with_me):\n"
                 "    return list(members)\n\n"
                 "check_broadcast(recipients)"

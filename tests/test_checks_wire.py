@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from wslab.checks._common import CheckFailed
-from wslab.checks.wire import check_accept_key, check_parse_header, check_unmask
+from wslab.lab.checks._common import CheckFailed
+from wslab.lab.checks.wire import check_accept_key, check_parse_header, check_unmask
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from wslab.exercises import STUB, MarkerError, make_student, student_source
+from wslab.lab.exercises import STUB, MarkerError, make_student, student_source
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -78,7 +78,7 @@ def _pair(solution_body: str, check_body: str) -> nbformat.NotebookNode:
 
 SOLVED = "def answer():\n    # BEGIN SOLUTION\n    return 42\n    # END SOLUTION"
 CHECK = (
-    "from wslab.checks._common import fail, passed, run_learner\n"
+    "from wslab.lab.checks._common import fail, passed, run_learner\n"
     "if run_learner('check_answer', answer) != 42:\n"
     "    raise fail('check_answer', 'wrong', 'try 42')\n"
     "passed('check_answer', 'the answer')"

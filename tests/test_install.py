@@ -43,7 +43,7 @@ print(json.dumps(sorted({d.metadata["Name"].lower() for d in importlib.metadata.
 WIDGET = """
 import importlib
 import wslab
-for name in ("wslab.widget", "wslab.browser"):
+for name in ("wslab.lab.widget", "wslab.lab.browser"):
     try:
         importlib.import_module(name)
     except ImportError as error:

@@ -72,7 +72,7 @@ def test_every_public_name_is_exported_and_exists() -> None:
 
 
 def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
-    from wslab.checks._common import CheckFailed
+    from wslab.lab.checks._common import CheckFailed
 
     for error in (
         wslab.ProtocolError,

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import psutil
 import pytest
 
-import wslab.processes
+import wslab.testing.processes
 from wslab import (
     BlockingChatClient,
     MissingProgramError,
@@ -208,7 +208,7 @@ def test_a_missing_redis_server_says_how_to_install_it(no_redis_on_path: None) -
     assert error.filename == "redis-server"
     for line in INSTALL_LINES:
         assert line in str(error), line
-    hint = wslab.processes.REDIS_INSTALL_HINT
+    hint = wslab.testing.processes.REDIS_INSTALL_HINT
     assert str(error) == f"redis-server is not installed (not found on PATH): {hint}"
 
 
@@ -233,9 +233,11 @@ def test_a_redis_that_cannot_bind_fails_with_its_log_and_leaves_nothing(
 def test_port_zero_retries_when_the_free_port_is_taken_meanwhile(
     occupied_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = wslab.processes._free_port
+    real = wslab.testing.processes._free_port
     offered = iter([occupied_port])
-    monkeypatch.setattr(wslab.processes, "_free_port", lambda: next(offered, None) or real())
+    monkeypatch.setattr(
+        wslab.testing.processes, "_free_port", lambda: next(offered, None) or real()
+    )
     with RedisServer() as redis:
         assert redis.port != occupied_port and redis.ping()
 

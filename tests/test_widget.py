@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import serve
 
-import wslab.lesson
+import wslab.lab.lesson
 from wslab import ChatClient, ChatServer, RetryPolicy
-from wslab.widget import ChatWidget, chat, shared_server, stop_shared_server
+from wslab.lab.widget import ChatWidget, chat, shared_server, stop_shared_server
 
 from .conftest import TIME_SCALE
 
@@ -44,7 +44,7 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def forget_widgets() -> Iterator[None]:
     """Each test starts with an empty identity registry, as a fresh kernel does."""
     yield
-    wslab.lesson.registry.clear()
+    wslab.lab.lesson.registry.clear()
 
 
 @pytest.fixture

@@ -22,27 +22,27 @@ from .errors import (
     StoreError,
     WslabError,
 )
-from .processes import RedisServer, ServerProcess, have_redis_server
 from .protocol import CloseCode, ErrorCode, ProtocolError, describe_close
 from .retry import Reconnector, RetryPolicy, backoff, should_retry
 from .room import Room
 from .server import ChatServer
+from .testing.processes import RedisServer, ServerProcess, have_redis_server
 from .wiretap import WireRecord, WireTap
 
 if TYPE_CHECKING:
-    from .browser import BrowserSocket
-    from .widget import ChatWidget, chat
+    from .lab.browser import BrowserSocket
+    from .lab.widget import ChatWidget, chat
 
 
 def __getattr__(name: str) -> Any:
     # The widgets pull in ipywidgets and IPython: load them only when asked for,
     # so a server or a script does not pay for it.
     if name in ("ChatWidget", "chat"):
-        from . import widget
+        from .lab import widget
 
         return getattr(widget, name)
     if name == "BrowserSocket":
-        from . import browser
+        from .lab import browser
 
         return browser.BrowserSocket
     raise AttributeError(f"module 'wslab' has no attribute {name!r}")

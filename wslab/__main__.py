@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from . import exercises
 from .errors import BackplaneError, MissingExtraError
+from .lab import exercises
 from .server import ChatServer
 from .store import StoreError
 

@@ -18,7 +18,7 @@
     │                                says how to install it (also a FileNotFoundError)
     ├── ProcessStartError            a program wslab started exited or never got ready
     │                                (also a RuntimeError)
-    └── CheckFailed                  an exercise check's verdict (wslab.checks; also an
+    └── CheckFailed                  an exercise check's verdict (wslab.lab.checks; also an
                                      AssertionError)
 
 A :class:`ProtocolError` names the ``error`` event the offending peer gets

@@ -66,7 +66,7 @@ def notebook(chat_port: int) -> dict[str, Any]:
         "cells": [
             code(
                 "from wslab import ChatServer\n"
-                "from wslab.widget import chat\n"
+                "from wslab.lab.widget import chat\n"
                 f"server = ChatServer(port={chat_port}, grace=1.0).start()"
             ),
             # chat() displays the widget and returns it: it must still show once.

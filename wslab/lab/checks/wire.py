@@ -20,9 +20,9 @@ from typing import Any
 from websockets.frames import Frame
 from websockets.streams import StreamReader
 
-from ..client import BlockingChatClient
-from ..server import ChatServer
-from ..wiretap import WireTap, build_frame
+from ...client import BlockingChatClient
+from ...server import ChatServer
+from ...wiretap import WireTap, build_frame
 from ._common import fail, passed, run_learner
 
 __all__ = ["check_accept_key", "check_parse_header", "check_unmask"]

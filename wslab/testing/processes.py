@@ -35,7 +35,7 @@ from collections import deque
 from types import TracebackType
 from typing import IO, Any
 
-from .errors import MissingProgramError, ProcessStartError
+from ..errors import MissingProgramError, ProcessStartError
 
 __all__ = [
     "REDIS_INSTALL_HINT",

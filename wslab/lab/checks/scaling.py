@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
-from ..client import ChatClient
-from ..processes import RedisServer, ServerProcess
+from ...client import ChatClient
+from ...testing.processes import RedisServer, ServerProcess
 from ._common import TIMEOUT, fail, passed, run_learner, run_scenario
 
 __all__ = ["ANSWERS", "SITUATIONS", "check_claim_status"]

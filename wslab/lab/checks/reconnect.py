@@ -9,8 +9,8 @@ import math
 from collections.abc import Callable
 from itertools import islice
 
-from ..protocol import CloseCode
-from ..retry import backoff, should_retry
+from ...protocol import CloseCode
+from ...retry import backoff, should_retry
 from ._common import fail, passed, run_learner
 
 __all__ = ["check_full_jitter", "check_should_reconnect"]

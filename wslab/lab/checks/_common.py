@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..errors import WslabError
+from ...errors import WslabError
 
 __all__ = [
     "TIMEOUT",

@@ -39,14 +39,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import MissingExtraError
+from ..errors import MissingExtraError
 
 try:
     import anywidget
     import traitlets
 except ImportError as missing:  # pragma: no cover - tested in a venv without the extra
     raise MissingExtraError(
-        "the browser socket (wslab.browser)", missing.name or "anywidget"
+        "the browser socket (wslab.lab.browser)", missing.name or "anywidget"
     ) from None
 
 __all__ = ["BrowserSocket"]

@@ -12,8 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..client import ChatClient, RawEvent
-from ..server import ChatServer
+from ...client import ChatClient, RawEvent
+from ...server import ChatServer
 from ._common import TIMEOUT, fail, passed, run_learner, run_scenario
 
 __all__ = ["check_event_log", "check_parse_frame", "check_socket_url", "run_scenario"]

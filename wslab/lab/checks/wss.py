@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import trustme
 
-from ..client import BlockingChatClient
-from ..server import ChatServer
+from ...client import BlockingChatClient
+from ...server import ChatServer
 from ._common import fail, passed, run_learner
 
 __all__ = ["check_trust", "server_context"]

@@ -2,7 +2,7 @@
 
 In a cell::
 
-    from wslab.widget import chat
+    from wslab.lab.widget import chat
     w = chat()                          # a local server, a client, a widget, shown
     w = chat(server.url, "alice")       # or join a server you started yourself
     await stop_shared_server()          # at the end: close the widgets, stop chat()'s server
@@ -31,11 +31,11 @@ Enter and Send only ask the box to *flush*::
 loses focus: clicking elsewhere would send a half-typed message.)
 
 Identity. A re-run cell makes a new widget for the same server and username:
-the widget it replaces (found in :data:`wslab.lesson.registry`) is closed with
+the widget it replaces (found in :data:`wslab.lab.lesson.registry`) is closed with
 1001 (like a page being left) and hands its id and token to the new client
 (:meth:`ChatClient.take_identity`), so the others see a reload within the
 grace, not a departure and an arrival. The shared server of :func:`chat`
-lives in :mod:`wslab.lesson`; this module only shows a client's state.
+lives in :mod:`wslab.lab.lesson`; this module only shows a client's state.
 
 What it shows follows :mod:`wslab.display`, as the browser page does: joins and
 leaves as lines among the messages, a notice when missed messages are gone,
@@ -51,7 +51,7 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-from .errors import MissingExtraError
+from ..errors import MissingExtraError
 
 try:
     import ipywidgets as widgets  # type: ignore[import-untyped]
@@ -60,17 +60,17 @@ try:
     from traitlets import Int
 except ImportError as missing:  # pragma: no cover - tested in a venv without the extra
     raise MissingExtraError(
-        "the chat widget (wslab.widget)", missing.name or "ipywidgets"
+        "the chat widget (wslab.lab.widget)", missing.name or "ipywidgets"
     ) from None
 
-from .client import ChatClient, PendingMessage, PresenceEvent, RawEvent
-from .display import TRUNCATED_NOTICE, display_names, neutralize, presence_line
+from ..client import ChatClient, PendingMessage, PresenceEvent, RawEvent
+from ..display import TRUNCATED_NOTICE, display_names, neutralize, presence_line
+from ..protocol import MAX_MESSAGE_LENGTH, CloseCode, MessageEntry
 from .lesson import registry, shared_server, stop_shared_server
-from .protocol import MAX_MESSAGE_LENGTH, CloseCode, MessageEntry
 
 __all__ = ["ChatWidget", "chat", "shared_server", "stop_shared_server"]
 
-logger = logging.getLogger("wslab.widget")
+logger = logging.getLogger("wslab.lab.widget")
 
 LOG_LINES = 100  # raw events shown by show_log=True
 _LOG_LINE_CHARS = 300

@@ -307,7 +307,7 @@ def _default_root() -> Path:
     here = Path("notebooks")
     if (here / "solutions").is_dir():
         return here
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def _at_least_one(text: str) -> int:

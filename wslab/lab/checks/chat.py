@@ -13,9 +13,9 @@ import asyncio
 import copy
 from collections.abc import Callable
 
-from ..client import BlockingChatClient
-from ..protocol import MessageEntry
-from ..server import ChatServer
+from ...client import BlockingChatClient
+from ...protocol import MessageEntry
+from ...server import ChatServer
 from ._common import CheckFailed, fail, passed, run_learner
 
 __all__ = ["check_bot"]

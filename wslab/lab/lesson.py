@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Generic, Protocol, TypeVar
 
-from .client import ChatClient
-from .protocol import CloseCode
-from .server import ChatServer
+from ..client import ChatClient
+from ..protocol import CloseCode
+from ..server import ChatServer
 
 __all__ = ["Registry", "View", "registry", "shared_server", "stop_shared_server"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from websockets.asyncio.client import connect
 
-from ..server import ChatServer
+from ...server import ChatServer
 from ._common import TIMEOUT, fail, passed, run_learner, run_scenario
 
 __all__ = ["ERROR_CASES", "check_expected_error"]

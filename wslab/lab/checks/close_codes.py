@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..client import ChatClient
-from ..protocol import CloseCode, describe_close
-from ..server import ChatServer
+from ...client import ChatClient
+from ...protocol import CloseCode, describe_close
+from ...server import ChatServer
 from ._common import TIMEOUT, fail, passed, run_learner, run_scenario
 
 __all__ = ["check_message_too_big", "check_policy_violation"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from ..clock import FakeClock
-from ..protocol import Joined, MessageWritten
-from ..room import Room
+from ...clock import FakeClock
+from ...protocol import Joined, MessageWritten
+from ...room import Room
 from ._common import fail, passed, run_learner
 
 __all__ = ["check_broadcast"]

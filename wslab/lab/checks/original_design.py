@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ..clock import FakeClock
-from ..protocol import Connecting, ErrorEvent, encode
-from ..room import Room
+from ...clock import FakeClock
+from ...protocol import Connecting, ErrorEvent, encode
+from ...room import Room
 from ._common import fail, passed, run_learner
 
 __all__ = ["OWNER_TOKEN", "check_token_guard", "room_accepts"]

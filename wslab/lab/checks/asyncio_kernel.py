@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-from ..client import ChatClient
-from ..server import ChatServer
+from ...client import ChatClient
+from ...server import ChatServer
 from ._common import fail, passed, run_learner
 
 __all__ = ["check_run_blocking"]

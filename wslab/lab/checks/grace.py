@@ -12,9 +12,9 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..clock import FakeClock
-from ..protocol import Connected, Connecting, ErrorEvent, Joined, encode
-from ..room import Room
+from ...clock import FakeClock
+from ...protocol import Connected, Connecting, ErrorEvent, Joined, encode
+from ...room import Room
 from ._common import fail, passed, run_learner
 
 __all__ = ["ANSWERS", "check_grace"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ..client import BlockingChatClient
-from ..clock import FakeClock
-from ..protocol import MessageEntry
-from ..server import ChatServer
+from ...client import BlockingChatClient
+from ...clock import FakeClock
+from ...protocol import MessageEntry
+from ...server import ChatServer
 from ._common import fail, passed, run_learner
 
 __all__ = ["check_frame_bytes", "entry_bytes", "measure_frames"]

@@ -1,0 +1,11 @@
+"""Test helpers: real parts in processes of their own, and a clock moved by hand.
+
+- :class:`RedisServer`: a real ``redis-server`` on a free loopback port;
+- :class:`ServerProcess`: ``python -m wslab serve`` in a process, to SIGKILL and restart;
+- :class:`FakeClock`: time that moves only when told to.
+"""
+
+from ..clock import FakeClock
+from .processes import RedisServer, ServerProcess, have_redis_server
+
+__all__ = ["FakeClock", "RedisServer", "ServerProcess", "have_redis_server"]
