@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from wslab import ChatClient, ChatServer, RetryPolicy
+from wslab.admission import SERVER_FULL
 
 from .conftest import WAIT
 from .reliability.attackers import is_closed_by_server, masked_frame, raw_peer
@@ -147,7 +148,7 @@ def test_keepalive_drops_a_silent_peer_under_max_buffer(make_server: MakeServer)
     wait_until(lambda: len(server.users) == 1, WAIT, "the silent peer to join")
 
     def unread() -> int:
-        return max(c.transport.get_write_buffer_size() for c in list(server._connections))
+        return max(c.transport.get_write_buffer_size() for c in list(server.admission.connections))
 
     async def scenario() -> float:
         talker = await ChatClient(server.url, "talker").connect(WAIT)
@@ -280,6 +281,35 @@ def test_half_open_handshakes_count_against_max_clients_until_open_timeout(
         sock.close()
 
 
+def test_the_server_alone_enforces_max_clients_with_one_reason(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admission turns the extra socket away with 1013 and its reason; the room has no say."""
+    server = make_server(max_clients=2)
+    monkeypatch.setattr(server.room, "max_clients", 10**6, raising=False)
+
+    async def scenario() -> tuple[Any, Any]:
+        ann = await ChatClient(server.url, "ann").connect(WAIT)
+        bob = await ChatClient(server.url, "bob").connect(WAIT)
+        late = ChatClient(server.url, "late", policy=RetryPolicy(max_attempts=0))
+        with pytest.raises(ConnectionError):
+            await late.connect(WAIT)
+        refused = late.last_close
+        await bob.close()
+        wait_until(lambda: server.connection_count == 1, WAIT, "bob's connection to end")
+        again = await ChatClient(server.url, "again").connect(WAIT)
+        admitted = again.status
+        await again.close()
+        await ann.close()
+        return refused, admitted
+
+    refused, admitted = asyncio.run(scenario())
+    assert refused == (1013, SERVER_FULL.format(max_clients=2))
+    assert refused[1] == "server full (2 clients); try again later"
+    assert admitted == "online"
+    assert server.admission.refused_full == 1
+
+
 def test_stop_does_not_wait_for_half_open_handshakes(make_server: MakeServer) -> None:
     server = make_server(open_timeout=4 * WAIT)
     half_open = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
@@ -340,10 +370,10 @@ def test_listens_publicly_and_reachable_urls() -> None:
 def test_the_pages_own_origin_is_allowed_only_when_listening_publicly() -> None:
     public, local = ChatServer("0.0.0.0", 8765), ChatServer("127.0.0.1", 8765)
     page = ("http://192.168.1.5:8765", "192.168.1.5:8765")
-    assert public._origin_allowed(*page)
-    assert not local._origin_allowed(*page)  # DNS rebinding stays out on loopback
-    assert not public._origin_allowed("http://evil.example", "192.168.1.5:8765")
-    assert public._origin_allowed("http://localhost:3000", "192.168.1.5:8765")
+    assert public.admission.origin_allowed(*page)
+    assert not local.admission.origin_allowed(*page)  # DNS rebinding stays out on loopback
+    assert not public.admission.origin_allowed("http://evil.example", "192.168.1.5:8765")
+    assert public.admission.origin_allowed("http://localhost:3000", "192.168.1.5:8765")
 
 
 def test_the_page_is_served_when_started_next_to_a_folder_named_wslab(tmp_path: Path) -> None:
