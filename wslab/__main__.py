@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 from .errors import BackplaneError, MissingExtraError
 from .lab import exercises
+from .options import OptionSpec, cli_options
 from .server import ChatServer
 from .store import StoreError
 
@@ -32,6 +31,9 @@ wslab: a chat server and lessons for learning WebSockets.
 
 Run "python -m wslab serve --help" for the server's options.
 """
+
+#: ``--port``: not a server option (``ChatServer`` takes it as an argument).
+PORT = OptionSpec("port to bind, 0 = a free one", minimum=0, maximum=65535)
 
 SERVE_DESCRIPTION = """\
 Run the chat server until Ctrl+C (SIGINT) or SIGTERM; then every client is
@@ -47,34 +49,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _number(
-    kind: Callable[[str], Any],
-    minimum: float,
-    maximum: float | None = None,
-    *,
-    strict: bool = False,
-) -> Callable[[str], Any]:
-    """An argparse type: ``kind`` (int or float) in ``[minimum, maximum]``, finite.
-
-    ``strict`` excludes the minimum itself (``> minimum``).
-    """
+def _typed(kind: type, spec: OptionSpec) -> Callable[[str], Any]:
+    """An argparse type for an option: ``kind`` (int, float or str), checked by ``spec``."""
     what = "an integer" if kind is int else "a number"
-    bounds = f"{'>' if strict else '>='} {minimum:g}"
-    if maximum is not None:
-        bounds = f"from {minimum:g} to {maximum:g}"
 
     def parse(text: str) -> Any:
+        if kind is str:
+            problem = spec.problem(text)
+            if problem is not None:
+                raise argparse.ArgumentTypeError(problem)
+            return text
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        low = value <= minimum if strict else value < minimum
-        if not math.isfinite(value) or low or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {bounds}")
+        problem = spec.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {problem}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
+
+
+def _help(spec: OptionSpec, default: Any) -> str:
+    """An option's help line: what it is, then its default and bounds."""
+    notes = [f"default {default}"] if default is not None else []
+    notes += [spec.bounds] if spec.bounds else []
+    text = f"{spec.help} ({', '.join(notes)})" if notes else spec.help
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
 def _store_path(text: str) -> str:
@@ -89,22 +92,6 @@ def _store_path(text: str) -> str:
             raise argparse.ArgumentTypeError(f"{text} is not readable and writable")
     elif not os.access(directory, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"the directory {directory} is not writable")
-    return text
-
-
-def _redis_url(text: str) -> str:
-    """An argparse type: a Redis URL (``redis://``, ``rediss://`` or ``unix://``)."""
-    parts = urlsplit(text)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a Redis URL (redis://HOST:PORT/DB, rediss://... or unix://PATH)"
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} has a bad port") from None
-    if parts.scheme != "unix" and not parts.hostname:
-        raise argparse.ArgumentTypeError(f"{text!r} names no host")
     return text
 
 
@@ -123,81 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = serve.add_argument
     add("--host", default="127.0.0.1", help="address to bind (127.0.0.1; 0.0.0.0 = every one)")
-    add("--port", type=_number(int, 0, 65535), default=8765, help="0-65535, 0 = a free one (8765)")
-    add("--grace", type=_number(float, 0), default=1.0, help="reload grace, seconds, >= 0 (1.0)")
-    add("--history", type=_number(int, 1), default=100, help="messages kept in memory (100)")
-    add("--max-size", type=_number(int, 1), default=64 * 1024, help="largest frame, bytes (65536)")
-    add("--max-clients", type=_number(int, 1), default=1000, help="open sockets (1000)")
-    add(
-        "--rate-limit",
-        type=_number(float, 0),
-        default=20.0,
-        help="messages per second per user, 0 = no limit (20)",
-    )
-    add(
-        "--max-buffer",
-        type=_number(int, 1),
-        default=256 * 1024,
-        help="bytes a client may leave unread before it is closed with 1013 (262144)",
-    )
-    add(
-        "--join-timeout",
-        type=_number(float, 0, strict=True),
-        default=5.0,
-        help="seconds a socket may stay open without joining (5)",
-    )
-    add(
-        "--max-per-address",
-        type=_number(int, 0),
-        default=64,
-        help="open sockets per client address, 0 = no cap; this machine is not capped (64)",
-    )
-    add(
-        "--max-bindings",
-        type=_number(int, 1),
-        default=10_000,
-        help="ids remembered while away, without a store (10000)",
-    )
+    add("--port", type=_typed(int, PORT), default=8765, help=_help(PORT, 8765))
+    for option in cli_options():
+        add(
+            option.flag,
+            type=_typed(option.kind, option.spec),
+            default=option.default,
+            dest=option.keyword,
+            metavar=option.spec.metavar,
+            help=_help(option.spec, option.default),
+        )
     add(
         "--seed-compatible",
         action="store_true",
         help="the original design: full history in every message, ids trusted (insecure)",
     )
     add("--store", type=_store_path, default=None, help="SQLite file for history and ids")
-    add(
-        "--redis",
-        type=_redis_url,
-        default=None,
-        metavar="URL",
-        help="share one chat with every server on this Redis (redis://HOST:PORT/DB)",
-    )
-    add(
-        "--redis-heartbeat",
-        type=_number(float, 0, 60, strict=True),
-        default=0.5,
-        metavar="SECONDS",
-        help="with --redis: heartbeat period; a server silent for 5 is taken for dead (0.5)",
-    )
     exercises.add_parser(commands)
     return parser
 
 
 def serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
-        "grace": args.grace,
-        "max_size": args.max_size,
-        "max_clients": args.max_clients,
-        "history": args.history,
-        "rate_limit": args.rate_limit,
-        "seed_compatible": args.seed_compatible,
-        "store": args.store,
-        "max_buffer": args.max_buffer,
-        "join_timeout": args.join_timeout,
-        "max_per_address": args.max_per_address,
-        "max_bindings": args.max_bindings,
-        "redis": args.redis,
-        "redis_heartbeat": args.redis_heartbeat,
+        option.keyword: getattr(args, option.keyword) for option in cli_options()
     }
+    options.update(seed_compatible=args.seed_compatible, store=args.store)
     if args.seed_compatible:
         print(
             "warning: --seed-compatible trusts ids without tokens:"
@@ -229,6 +166,28 @@ def serve(args: argparse.Namespace) -> int:
         if server.store is not None and hasattr(server.store, "close"):
             server.store.close()
     return 0
+
+
+def options_table() -> str:
+    """The ``serve`` options as a Markdown table (README.md and docs/protocol.md hold it)."""
+    rows = [
+        ("--host", "127.0.0.1", "", "address to bind; 0.0.0.0 = every one"),
+        ("--port", "8765", PORT.bounds, PORT.help),
+    ]
+    for option in cli_options():
+        default = "" if option.default is None else str(option.default)
+        allowed = option.spec.bounds or option.spec.allowed
+        rows.append((option.flag, default, allowed, option.spec.help))
+    rows += [
+        ("--seed-compatible", "off", "", "the original design: ids trusted (insecure)"),
+        ("--store", "", "a writable file", "SQLite file for history and ids"),
+    ]
+    lines = ["| option | default | allowed | meaning |", "|---|---|---|---|"]
+    lines += [
+        f"| `{flag}` | {default} | {allowed} | {meaning} |"
+        for flag, default, allowed, meaning in rows
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def announce(server: ChatServer) -> tuple[list[str], list[str]]:

@@ -46,7 +46,8 @@ class OptionSpec:
 
     ``minimum``/``maximum`` bound a number (``strict``: greater than the minimum,
     not equal); ``optional`` lets it be ``None`` (the feature is off); ``check``
-    is an extra test that raises :class:`ValueError`; ``cli`` says whether
+    is an extra test that raises :class:`ValueError` (``allowed`` says what it
+    allows, in words); ``cli`` says whether
     ``python -m wslab serve`` offers it, as ``flag`` (by default the field's name
     with dashes).
     """
@@ -60,6 +61,7 @@ class OptionSpec:
     cli: bool = True
     flag: str | None = None
     metavar: str | None = None
+    allowed: str = ""  # the allowed values in words, when no bounds say it
 
     @property
     def bounds(self) -> str:
@@ -207,6 +209,7 @@ class RedisOptions(_Options):
         "share one chat with every server on this Redis (redis://HOST:PORT/DB)",
         optional=True,
         check=check_redis_url,
+        allowed="redis://, rediss:// or unix:// URL",
         flag="--redis",
         metavar="URL",
     )

@@ -3,7 +3,7 @@
 ``GET /`` (and ``/index.html``) is the browser chat page, ``/chat.js`` and
 ``/chat.css`` its parts, ``/seed`` and ``/seed.js`` the original design's page
 (it works with ``seed_compatible=True``). Any other path except the chat socket's
-gets a 404 that names the socket's path.
+gets a 404 that names the socket's path. The method is not looked at.
 
 Pure apart from reading the files: any thread.
 """

@@ -51,6 +51,7 @@ __all__ = [
     "ServerEvent",
     "UserEntry",
     "WriteMessage",
+    "close_codes_table",
     "describe_close",
     "encode",
     "normalize_username",
@@ -67,7 +68,13 @@ _ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
 
 class CloseCode(IntEnum):
-    """The WebSocket close codes the kit produces, each with a one-line meaning."""
+    """The WebSocket close codes the kit produces or reads, each with its meaning and causes.
+
+    :attr:`explanation` is one line a person can read; :attr:`causes` lists every
+    reason the kit has to close with the code (docs/protocol.md shows them as a
+    table, :func:`close_codes_table`). 1012 is never sent by the kit: clients
+    retry it, like any code but 1008 and 1009.
+    """
 
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001
@@ -85,6 +92,11 @@ class CloseCode(IntEnum):
         """One line a person can read: what this code means and who sends it."""
         return _CLOSE_EXPLANATIONS[self]
 
+    @property
+    def causes(self) -> tuple[str, ...]:
+        """Every cause the kit has for this code (empty: the kit never sends it)."""
+        return _CLOSE_CAUSES[self]
+
 
 _CLOSE_EXPLANATIONS = {
     CloseCode.NORMAL_CLOSURE: "normal closure: one side called close() and the other agreed",
@@ -98,13 +110,68 @@ _CLOSE_EXPLANATIONS = {
     ),
     CloseCode.INVALID_PAYLOAD_DATA: "invalid payload data: a text frame that was not UTF-8",
     CloseCode.POLICY_VIOLATION: (
-        "policy violation: the server refused this client (id spoofing, repeated errors)"
+        "policy violation: the server refused this client (id taken, repeated errors, join timeout)"
     ),
-    CloseCode.MESSAGE_TOO_BIG: "message too big: a frame was over the server's max_size",
-    CloseCode.INTERNAL_ERROR: "internal error: the server's handler failed",
-    CloseCode.SERVICE_RESTART: "service restart: the server is restarting, reconnect soon",
-    CloseCode.TRY_AGAIN_LATER: "try again later: the server is full",
+    CloseCode.MESSAGE_TOO_BIG: "message too big: a frame was over the receiver's max_size",
+    CloseCode.INTERNAL_ERROR: (
+        "internal error: the server's handler failed, or a peer missed its keepalive"
+    ),
+    CloseCode.SERVICE_RESTART: (
+        "service restart: a server restarting may send it; clients retry (wslab never sends it)"
+    ),
+    CloseCode.TRY_AGAIN_LATER: (
+        "try again later: the server is full, the reader too slow, or the chat's Redis is down"
+    ),
 }
+
+_CLOSE_CAUSES: dict[CloseCode, tuple[str, ...]] = {
+    CloseCode.NORMAL_CLOSURE: (
+        "a client's `close()` (the Python client, the page, the widget)",
+        "a handshake the client abandons because its own `close()` came first",
+    ),
+    CloseCode.GOING_AWAY: (
+        "the server stops: `stop()`, `aclose()`, Ctrl+C or SIGTERM on `python -m wslab serve`",
+        "a notebook chat widget replaced by a new one",
+        "a browser page that is left or reloaded",
+    ),
+    CloseCode.NO_STATUS_RCVD: ("a close frame without a code (`close(None)`, `ws.close()`)",),
+    CloseCode.ABNORMAL_CLOSURE: (
+        "`server.drop(id)`, a lost network, a killed process",
+        "a connection over `max_per_address`, aborted when accepted",
+        "a failed handshake (refused with 403, 404, 503, or no server)",
+        "a peer that never finishes closing, aborted after `close_timeout`",
+    ),
+    CloseCode.INVALID_PAYLOAD_DATA: ("a text frame that is not UTF-8 (websockets closes it)",),
+    CloseCode.POLICY_VIOLATION: (
+        "id taken: `connecting` for a bound id without its token",
+        "10 protocol errors on one socket",
+        "join timeout: no `connecting` within `join_timeout`",
+    ),
+    CloseCode.MESSAGE_TOO_BIG: (
+        "a frame over the server's `max_size`",
+        "a frame over the Python client's `max_size`",
+    ),
+    CloseCode.INTERNAL_ERROR: (
+        "the server's handler raised (a `message_filter`, say), for that socket only",
+        "keepalive: no pong within `ping_timeout` (websockets closes it)",
+    ),
+    CloseCode.SERVICE_RESTART: (),
+    CloseCode.TRY_AGAIN_LATER: (
+        "server full: `max_clients` connections already open",
+        "slow reader: more than `max_buffer` bytes left unread",
+        "Redis backplane outage: every client, and every new one until Redis is back",
+    ),
+}
+
+
+def close_codes_table() -> str:
+    """The close codes as a Markdown table: code, meaning, every cause the kit has."""
+    lines = ["| code | meaning | causes in wslab |", "|---|---|---|"]
+    for code in CloseCode:
+        meaning = code.explanation.split(":", 1)[0]
+        causes = "; ".join(code.causes) or "never sent by wslab; clients retry it"
+        lines.append(f"| {int(code)} | {meaning} | {causes} |")
+    return "\n".join(lines) + "\n"
 
 
 def describe_close(code: int | None) -> str:

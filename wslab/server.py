@@ -21,11 +21,15 @@ The parts, each in its own module:
   ``max_clients``: the one place that decides the server is full);
 - :mod:`wslab.pages`: plain HTTP on the same port. ``GET /`` serves the browser
   chat page, ``/chat.js``, ``/chat.css``, ``/seed`` and ``/seed.js`` its files and
-  the original design's page, ``/chat`` is the WebSocket, and any other path is a
-  404 (whatever the method: the server answers only ``GET``, and websockets
-  answers a request it cannot parse with 400);
+  the original design's page, and any other path gets a 404 (the method is not
+  looked at). ``/chat`` is the WebSocket: a request there without a WebSocket
+  upgrade gets 426, a foreign ``Origin`` 403, and an unavailable Redis 503;
+- :mod:`wslab.listener`: the websockets server, routing each request through
+  admission and the pages;
 - :mod:`wslab.connection`: one peer's connection, its unread output capped
   (``max_buffer``: a peer over it is closed with 1013);
+- :mod:`wslab.endpoint`: the socket's and the page's URLs;
+  :mod:`wslab.loopthread`: the thread, its loop, starting and stopping;
 - this module: the engine link, which feeds the room and applies what it answers,
   and closes a socket that has not sent ``connecting`` within ``join_timeout``
   with 1008.
