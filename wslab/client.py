@@ -35,7 +35,6 @@ import logging
 import random
 import secrets
 import ssl as ssl_module
-import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from .clock import Clock, SystemClock
 from .errors import ChatConnectionError
+from .loopthread import LoopThread
 from .protocol import (
     CloseCode,
     Connected,
@@ -654,15 +654,12 @@ class BlockingChatClient:
     """
 
     def __init__(self, url: str | Sequence[str], username: str, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="wslab-client", daemon=True
-        )
+        self._thread = LoopThread("wslab-client")
         self._thread.start()
         self.client = self._run(_make_client(url, username, options))
 
     def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return self._thread.call(coroutine, timeout)
 
     def connect(self, timeout: float | None = 10.0) -> BlockingChatClient:
         """Connect and wait until online (see :meth:`ChatClient.connect`)."""
@@ -683,12 +680,10 @@ class BlockingChatClient:
 
     def close(self) -> None:
         """Close the client with 1000 and stop its thread. Safe to repeat."""
-        if self._loop.is_closed():
+        if not self._thread.running:
             return
         self._run(self.client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        self._thread.stop()
 
     def __enter__(self) -> BlockingChatClient:
         return self.connect()

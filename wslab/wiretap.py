@@ -18,30 +18,38 @@ are not decoded either: the first one ends decoding for that connection.
 
 Threads::
 
-    caller thread (a notebook cell)          tap thread (its own asyncio loop)
-    start() / stop() / frames / view()  ---> accepts, relays, decodes, records
-    widget views, on the kernel loop    <--- call_soon_threadsafe after new records
+    caller thread (a notebook cell)          tap thread (a LoopThread)
+    start() / stop() / frames / watch() ---> accepts, relays, decodes, records
+    watchers, on the caller's loop      <--- call_soon_threadsafe after new records
 
 Records are appended under a lock by the tap thread; :attr:`WireTap.records`
-returns a copy, so any thread may read it.
+returns a copy, so any thread may read it. The notebook views (a live HTML table)
+are in :mod:`wslab.lab.tap`; :meth:`WireTap.view` makes one.
+
+HTTP heads are parsed with websockets' own HTTP/1.1 parser
+(:class:`websockets.http11.Request`, :class:`~websockets.http11.Response`), frames
+with its :class:`~websockets.frames.Frame` parser: the tap shows the bytes as the
+library reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import threading
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.datastructures import Headers
+from websockets.exceptions import PayloadTooBig, ProtocolError, WebSocketException
 from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Request, Response
 from websockets.streams import StreamReader
 
 from .clock import Clock, SystemClock
+from .loopthread import LoopService
 
 if TYPE_CHECKING:
     import ipywidgets  # type: ignore[import-untyped]
@@ -55,7 +63,6 @@ Kind = Literal["handshake", "frame", "bytes", "error"]
 
 #: How many characters of a payload :attr:`WireRecord.preview` shows.
 PREVIEW_CHARS = 60
-_MAX_HEAD = 16 * 1024  # an HTTP head longer than this is not a handshake
 #: A larger frame ends decoding for its direction (it is still relayed): a tap
 #: must not hold a huge message twice in memory just to show it.
 MAX_DECODED_FRAME = 16 * 2**20
@@ -219,7 +226,7 @@ class DirectionDecoder:
             next(self._parser)
         except StopIteration:  # the parser gave up: the rest is opaque
             self._opaque = True
-        except (ProtocolError, PayloadTooBig, ValueError) as error:
+        except (ProtocolError, PayloadTooBig, ValueError, LookupError, WebSocketException) as error:
             self._records.append(self._record("error", 0, text=f"cannot decode: {error}"))
             self._opaque = True
         if self._opaque and self._pending:
@@ -239,30 +246,37 @@ class DirectionDecoder:
         del self._pending[:used]
         return taken
 
+    def _record_head(self) -> None:
+        text = self._take().decode("latin-1")
+        self._records.append(self._record("handshake", len(text), text=text))
+
     def _parse(self) -> Generator[None, None, None]:
         yield  # primed by __init__
         while True:  # HTTP heads until a WebSocket handshake succeeds
-            head = b""
-            while not head.endswith(b"\r\n\r\n") and head != b"\r\n":
-                head += yield from self._reader.read_line(_MAX_HEAD, ValueError)
-                if len(head) > _MAX_HEAD:
-                    raise ValueError("not an HTTP head")
-            text = self._take().decode("latin-1")
-            self._records.append(self._record("handshake", len(text), text=text))
-            start, headers = _parse_head(text)
             if self.direction == "client->server":
-                if "websocket" in _tokens(headers.get("upgrade", "")):
+                request = yield from Request.parse(self._reader.read_line)
+                self._record_head()
+                if "websocket" in _tokens(request.headers, "Upgrade"):
                     break
-            else:
-                if start.split(" ")[1:2] == ["101"]:
-                    break
-                length = int(headers.get("content-length", "-1"))
-                if length < 0:
-                    return  # a body of unknown length: relay the rest undecoded
-                if length:
-                    yield from self._reader.read_exact(length)
-                    body = self._take()
-                    self._records.append(self._record("bytes", len(body), payload=body))
+                continue
+            # The body is read here, not by the parser: a body of unknown length is
+            # relayed undecoded instead of waited for until the connection ends.
+            response = yield from Response.parse(
+                self._reader.read_line,
+                self._reader.read_exact,
+                self._reader.read_to_eof,
+                proxy=True,
+            )
+            self._record_head()
+            if response.status_code == 101:
+                break
+            lengths = response.headers.get_all("Content-Length")
+            if len(lengths) != 1 or not lengths[0].isdigit():
+                return  # a body of unknown length: relay the rest undecoded
+            if int(lengths[0]):
+                yield from self._reader.read_exact(int(lengths[0]))
+                body = self._take()
+                self._records.append(self._record("bytes", len(body), payload=body))
         masked = self.direction == "client->server"  # RFC 6455: clients mask, servers do not
         while True:
             frame = yield from Frame.parse(
@@ -286,34 +300,24 @@ class DirectionDecoder:
             )
 
 
-def _parse_head(text: str) -> tuple[str, dict[str, str]]:
-    """An HTTP head's start line, and its headers by lower-case name."""
-    start, *lines = text.split("\r\n")
-    headers = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if colon:
-            headers[name.strip().lower()] = value.strip()
-    return start, headers
-
-
-def _tokens(value: str) -> set[str]:
-    return {token.strip().lower() for token in value.split(",")}
+def _tokens(headers: Headers, name: str) -> set[str]:
+    """The comma-separated tokens of every ``name`` header, lower-case."""
+    return {t.strip().lower() for value in headers.get_all(name) for t in value.split(",")}
 
 
 # ------------------------------------------------------------------ the relay
 
 
 @dataclass
-class _Views:
-    """The widget views of one tap and the loop they live on."""
+class _Watcher:
+    """A callback to run on its own loop after new records; at most one run pending."""
 
     loop: asyncio.AbstractEventLoop | None
-    widgets: list[Any] = field(default_factory=list)
+    callback: Callable[[], None]
     scheduled: bool = False
 
 
-class WireTap:
+class WireTap(LoopService):
     """A TCP relay between a client and a WebSocket server that records every frame.
 
     Args:
@@ -323,9 +327,12 @@ class WireTap:
 
     Start and stop it like :class:`~wslab.server.ChatServer`: ``start()`` returns
     the tap once it listens on a free loopback port, ``stop()`` closes every
-    relayed connection and joins the thread (safe to repeat), and ``with
-    WireTap(url) as tap:`` does both.
+    relayed connection (as if the network dropped: the peers see no close frame
+    from the tap) and joins the thread (safe to repeat), and ``with
+    WireTap(url) as tap:`` does both. Call them from any thread but the tap's.
     """
+
+    _kind = "tap"
 
     def __init__(
         self, target_url: str, *, clock: Clock | None = None, max_records: int = 10_000
@@ -342,67 +349,16 @@ class WireTap:
         self._records: list[WireRecord] = []
         self._records_lock = threading.Lock()
         self._connections = 0
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.WriteTransport] = set()
-        self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
-        self._startup_error: BaseException | None = None
         self._port = 0
-        self._views: list[_Views] = []
-
-    # ------------------------------------------------------------------ life cycle
-
-    def start(self, timeout: float = 10.0) -> WireTap:
-        """Listen on 127.0.0.1 (a free port); return once listening. Safe to repeat.
-
-        Any thread but the tap's own may call it.
-        """
-        with self._lock:
-            if self.running:
-                return self
-            self._ready.clear()
-            self._startup_error = None
-            self._started_at = self._clock.monotonic()
-            self._thread = threading.Thread(target=self._run, name="wslab-wiretap", daemon=True)
-            self._thread.start()
-            if not self._ready.wait(timeout):
-                raise TimeoutError(f"the tap did not start within {timeout} s")
-            if self._startup_error is not None:
-                self._thread.join()
-                self._thread = None
-                raise self._startup_error
-        return self
-
-    def stop(self) -> None:
-        """Close every relayed connection, stop listening and join the thread. Safe twice.
-
-        Any thread but the tap's own may call it. Relayed connections end as if
-        the network dropped (the peers see no close frame from the tap).
-        """
-        with self._lock:
-            loop, thread, stopping = self._loop, self._thread, self._stopping
-            if loop is None or thread is None or stopping is None:
-                return
-            if threading.current_thread() is thread:
-                raise RuntimeError("the tap cannot be stopped from its own thread")
-            loop.call_soon_threadsafe(stopping.set)
-            thread.join()
-            self._thread = None
-
-    def __enter__(self) -> WireTap:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self._watchers: list[_Watcher] = []
+        super().__init__("wslab-wiretap")
 
     @property
-    def running(self) -> bool:
-        """Whether the tap thread is alive and listening."""
-        return self._thread is not None and self._thread.is_alive() and self._ready.is_set()
+    def _listening(self) -> bool:
+        return self._server is not None
 
     # ------------------------------------------------------------------ what it shows
 
@@ -463,7 +419,7 @@ class WireTap:
         """Forget the records so far (connections go on being recorded). Any thread."""
         with self._records_lock:
             self._records.clear()
-        self._schedule_views()
+        self._notify()
 
     def table(self, records: list[WireRecord] | None = None) -> str:
         """The records as plain text, one line each: what a cell can print."""
@@ -473,30 +429,30 @@ class WireTap:
         """A widget table of the last ``rows`` records, kept up to date live.
 
         Call it from the kernel's thread (a notebook cell): the widget is then
-        only ever updated on that thread's loop.
+        only ever updated on that thread's loop. See :func:`wslab.lab.tap.view`.
         """
-        import ipywidgets
+        from .lab.tap import view
 
+        return view(self, rows)
+
+    def refresh(self) -> None:
+        """Redraw this tap's views now. Call it from the thread that made them."""
+        from .lab.tap import refresh
+
+        refresh(self)
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after new records (or :meth:`clear`), on the caller's loop.
+
+        Calls are coalesced: at most one is pending at a time. Without a running
+        loop in the calling thread the callback is never called (call it yourself).
+        The caller's thread; ``callback`` must not raise (what it raises is logged).
+        """
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        widget = ipywidgets.HTML(_table_html(self.records[-rows:]))
-        widget.add_class("wslab-wiretap")
-        widget.wslab_rows = rows
-        views = next((v for v in self._views if v.loop is loop), None)
-        if views is None:
-            views = _Views(loop)
-            self._views.append(views)
-        views.widgets.append(widget)
-        return widget
-
-    def refresh(self) -> None:
-        """Redraw the views now. Call it from the thread that made them."""
-        records = self.records
-        for views in self._views:
-            for widget in views.widgets:
-                widget.value = _table_html(records[-widget.wslab_rows :])
+        self._watchers.append(_Watcher(loop, callback))
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -513,52 +469,40 @@ class WireTap:
         with self._records_lock:
             self._records.extend(records)
             del self._records[: -self.max_records]
-        self._schedule_views()
+        self._notify()
 
-    def _schedule_views(self) -> None:
-        for views in self._views:
-            if views.loop is None or views.scheduled or views.loop.is_closed():
+    def _notify(self) -> None:
+        for watcher in self._watchers:
+            if watcher.loop is None or watcher.scheduled or watcher.loop.is_closed():
                 continue
-            views.scheduled = True
+            watcher.scheduled = True
 
-            def redraw(views: _Views = views) -> None:
-                views.scheduled = False
+            def run(watcher: _Watcher = watcher) -> None:
+                watcher.scheduled = False
                 try:
-                    records = self.records
-                    for widget in views.widgets:
-                        widget.value = _table_html(records[-widget.wslab_rows :])
+                    watcher.callback()
                 except Exception:  # a view must never break the relay
-                    logger.exception("could not redraw a wire tap view")
+                    logger.exception("a wire tap watcher failed")
 
-            views.loop.call_soon_threadsafe(redraw)
+            watcher.loop.call_soon_threadsafe(run)
 
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
-            self._loop = None
-
-    async def _serve(self) -> None:
-        self._stopping = asyncio.Event()
-        try:
-            self._server = await asyncio.start_server(self._relay, "127.0.0.1", self._port)
-        except BaseException as error:  # reported to start(), in the caller's thread
-            self._startup_error = error
-            self._ready.set()
-            return
+    async def _listen(self) -> None:
+        self._started_at = self._clock.monotonic()
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self._port)
         self._port = self._server.sockets[0].getsockname()[1]
-        threading.current_thread().name = f"wslab-wiretap-{self._port}"
-        self._ready.set()
-        await self._stopping.wait()
-        self._server.close()
+        name = f"wslab-wiretap-{self._port}"
+        self._loop_thread.name = threading.current_thread().name = name
+
+    async def _shutdown(self, close_timeout: float) -> None:
+        server = self._server
+        if server is None:
+            return
+        server.close()
         # Abort rather than cancel: a relay then ends as if the network dropped.
         for transport in list(self._transports):
             transport.abort()
         await asyncio.gather(*self._relays, return_exceptions=True)
-        await self._server.wait_closed()
+        await server.wait_closed()
         self._server = None
 
     async def _relay(self, client_reader: asyncio.StreamReader, client_writer: Any) -> None:
@@ -626,50 +570,3 @@ class WireTap:
         except (ConnectionError, OSError):
             for each in writers:  # a reset on one side is passed on to the other
                 each.transport.abort()
-
-
-# ------------------------------------------------------------------ the widget table
-
-_TD = 'style="padding:1px 8px;text-align:left;vertical-align:top;white-space:nowrap"'
-_TH = 'style="padding:1px 8px;text-align:left;border-bottom:1px solid #d9dee6"'
-
-
-def _table_html(records: list[WireRecord]) -> str:
-    head = "".join(
-        f"<th {_TH}>{h}</th>"
-        for h in ("time", "#", "dir", "opcode", "FIN", "masked", "length", "header", "payload")
-    )
-    rows = []
-    for r in records:
-        cells: tuple[str, ...]
-        if r.kind == "frame":
-            cells = (
-                f"{r.time:.3f}",
-                str(r.connection),
-                r.arrow,
-                r.opcode_name,
-                "1" if r.fin else "0",
-                "1" if r.masked else "0",
-                str(r.length),
-                r.header.hex(" "),
-                r.preview,
-            )
-            rows.append(
-                "<tr>" + "".join(f"<td {_TD}>{html.escape(c)}</td>" for c in cells) + "</tr>"
-            )
-        else:
-            cells = (f"{r.time:.3f}", str(r.connection), r.arrow, r.kind)
-            text = r.text if r.kind == "handshake" else r.preview
-            rows.append(
-                "<tr>"
-                + "".join(f"<td {_TD}>{html.escape(c)}</td>" for c in cells)
-                + f'<td colspan="5" {_TD}><pre style="margin:0;font-size:smaller">'
-                f"{html.escape(text.rstrip())}</pre></td></tr>"
-            )
-    if not rows:
-        rows.append(f'<tr><td colspan="9" {_TD}><i>nothing captured yet</i></td></tr>')
-    return (
-        '<table class="wslab-wiretap-table" style="font-family:monospace;font-size:12px;'
-        f'border-collapse:collapse"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )

@@ -7,13 +7,12 @@ so the notebook cell shows the verdict and nothing else.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ...errors import WslabError
+from ...loopthread import LoopThread
 
 __all__ = [
     "TIMEOUT",
@@ -60,13 +59,16 @@ TIMEOUT = 10.0  # seconds; every live step takes milliseconds, this only bounds 
 
 
 def run_scenario(scenario: Callable[[], Coroutine[Any, Any, T]], timeout: float = 30.0) -> T:
-    """Run ``scenario()`` on a fresh event loop in a worker thread; return its result.
+    """Run ``scenario()`` on a fresh event loop in a thread of its own; return its result.
 
     Shared by the live checks. Callable from a notebook cell (the kernel's loop
     is running there, so the scenario cannot use it).
+
+    Raises:
+        TimeoutError: the scenario did not end within ``timeout`` seconds (it is cancelled).
     """
-    with ThreadPoolExecutor(1, thread_name_prefix="wslab-check") as pool:
-        return pool.submit(lambda: asyncio.run(scenario())).result(timeout)
+    with LoopThread("wslab-check") as thread:
+        return thread.call(scenario(), timeout, what="the check's scenario did not end")
 
 
 def _verdict_lines(error: BaseException) -> list[str]:
