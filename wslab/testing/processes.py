@@ -91,6 +91,17 @@ def _free_port() -> int:
 # interpreter holds the read end of a pipe; we write "+PGID" for every program started
 # and "-PGID" once it is reaped. When the pipe closes (this interpreter is gone, however
 # it died), the watchdog kills every group still listed.
+#
+# Why not the kernel's parent-death signal (prctl(PR_SET_PDEATHSIG) in preexec_fn)?
+# - It fires when the *thread* that started the child ends, not the process: a program
+#   started from a worker thread (a LoopThread, a ThreadPoolExecutor, a notebook's
+#   background task) would be killed when that thread finishes, with Python alive.
+# - preexec_fn is documented as unsafe in a process that runs threads (the child may
+#   deadlock before exec), and the kit always runs some (servers, taps, clients).
+# - It reaches the direct child only, not the rest of its process group; and it is
+#   Linux-only. No maintained package lifts these limits (python-prctl wraps the same
+#   call and needs a compiler and libcap), so a pipe-watching process stays: it works
+#   wherever a pipe closes on death, for whole groups, from any thread.
 
 _WATCHDOG = """
 import os, signal, sys
