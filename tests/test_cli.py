@@ -15,6 +15,7 @@ import pytest
 
 from wslab import ChatClient, ChatServer
 from wslab.__main__ import announce
+from wslab.options import cli_options
 
 from .conftest import WAIT
 
@@ -79,6 +80,9 @@ def test_serve_help_lists_every_option() -> None:
         "--rate-limit", "--seed-compatible", "--store",
     ]:  # fmt: skip
         assert option in result.stdout
+    for derived in cli_options():  # every option defined in wslab.options, with its default
+        assert derived.flag in result.stdout
+    assert "(default 1.0, >= 0)" in " ".join(result.stdout.split())  # --grace
 
 
 # ------------------------------------------------------------------- bad options, bad starts
@@ -123,6 +127,10 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         (["--redis", "redis://127.0.0.1:port/0"], "has a bad port"),
         (["--redis", "redis:///0"], "names no host"),
         (["--redis-heartbeat", "0"], "--redis-heartbeat: 0 is out of range"),
+        (["--rate-burst", "0"], "--rate-burst: 0 is out of range: must be > 0"),
+        (["--open-timeout", "-1"], "--open-timeout: -1 is out of range: must be > 0"),
+        (["--redis-keep", "0"], "--redis-keep: 0 is out of range: must be >= 1"),
+        (["--presence-tick", "nan"], "--presence-tick: nan is out of range"),
         (
             ["--redis", "redis://127.0.0.1:6379/0", "--store", "chat.db"],
             "--redis cannot go with --store or --seed-compatible",

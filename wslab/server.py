@@ -192,11 +192,9 @@ class ChatServer(ServedAt, LoopService):
         return self.listener.slow_peers_dropped
 
     # ------------------------------------------------------------------ life cycle
-    # start(), stop(), aclose(), with and async with: see LoopService. Stopping
-    # closes every client with 1001. From a thread that runs an event loop (a
-    # notebook cell), clients on that loop cannot answer the closing handshake
-    # while stop() blocks, so it waits for them only briefly (they still read
-    # 1001): in a notebook prefer ``await server.aclose()``.
+    # start(), stop(), aclose(), with: LoopService. Stopping closes every client with
+    # 1001. From a cell (a running loop) stop() waits for them only briefly, as
+    # clients on that loop cannot answer while it blocks: prefer ``await aclose()``.
 
     def _close_timeout(self, *, blocking: bool) -> float:
         if blocking and _has_running_loop():
@@ -207,9 +205,7 @@ class ChatServer(ServedAt, LoopService):
     def _listening(self) -> bool:
         return self.listener.listening
 
-    # ------------------------------------------------------------------ addresses
-    # port, url, page_url, proxied_page_url, listens_publicly, reachable_urls:
-    # see endpoint.ServedAt.
+    # port, url, page_url, proxied_page_url, reachable_urls...: endpoint.ServedAt.
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
