@@ -460,3 +460,25 @@ def test_the_upgrade_header_is_read_case_and_list_insensitively() -> None:
     request = b"GET /chat HTTP/1.1\r\nupgrade:WebSocket, foo\r\n\r\n"
     records = _decode([request, build_frame(Opcode.TEXT, b"hi", mask=MASK)])
     assert [r.opcode_name for r in records] == ["handshake", "TEXT"]
+
+
+def test_a_refused_handshake_shows_its_head_and_its_body() -> None:
+    body = b"Not found. The chat socket is at /chat.\n"
+    refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    records = _decode([refused[:20], refused[20:], b"HTTP/1.1 101 OK\r\n\r\n"], "server->client")
+    assert [r.kind for r in records] == ["handshake", "bytes", "handshake"]
+    assert records[0].text.startswith("HTTP/1.1 404 Not Found\r\n") and records[1].payload == body
+
+
+def test_a_body_of_unknown_length_is_relayed_undecoded() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
+    records = _decode([head, b"<html>", b"</html>"], "server->client")
+    assert [r.kind for r in records] == ["handshake", "bytes", "bytes"]
+    assert records[1].payload == b"<html>"
+
+
+def test_a_head_websockets_cannot_parse_is_an_error_then_bytes() -> None:
+    records = _decode([b"HTTP/1.1 abc Nope\r\n\r\nrest"], "server->client")
+    assert [r.kind for r in records] == ["error", "bytes"]
+    assert "invalid status code" in records[0].text
+    assert records[1].payload == b"HTTP/1.1 abc Nope\r\n\r\nrest"
