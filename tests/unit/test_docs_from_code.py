@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from wslab.__main__ import build_parser, options_table
+from wslab.options import cli_options
 from wslab.protocol import CloseCode, close_codes_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +36,18 @@ def test_the_options_table_is_the_one_the_code_generates(doc: str) -> None:
 
 
 def test_the_readme_names_every_serve_option() -> None:
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
-    flags = [f for a in serve._actions for f in a.option_strings if f.startswith("--")]
+    parse = build_parser().parse_args
+    flags = ["--host", "--port", "--seed-compatible", "--store"]
+    flags += [option.flag for option in cli_options()]
     readme = (ROOT / "README.md").read_text()
-    missing = [f for f in flags if f != "--help" and f"`{f}`" not in readme]
-    assert missing == []
+    assert [f for f in flags if f"`{f}`" not in readme] == []
+    with pytest.raises(SystemExit):  # every flag named above is one serve takes
+        parse(["serve", "--no-such-option"])
+    for flag in flags:
+        value = [] if flag == "--seed-compatible" else ["1" if flag != "--store" else "x.db"]
+        if flag == "--redis":
+            value = ["redis://127.0.0.1:6379/0"]
+        parse(["serve", flag, *value])
 
 
 def test_the_close_codes_table_is_the_one_the_code_generates() -> None:

@@ -65,9 +65,10 @@ def test_start_and_stop_are_safe_to_repeat_and_leave_no_thread() -> None:
 
 
 def test_stop_cancels_what_still_runs_on_the_loop() -> None:
-    cancelled = threading.Event()
+    started, cancelled = threading.Event(), threading.Event()
 
     async def lingering() -> None:
+        started.set()
         try:
             await asyncio.Event().wait()
         finally:
@@ -76,6 +77,7 @@ def test_stop_cancels_what_still_runs_on_the_loop() -> None:
     thread = LoopThread()
     thread.start()
     thread.submit(lingering())
+    assert started.wait(5)
     thread.stop()
     assert cancelled.is_set()
 

@@ -66,8 +66,7 @@ def test_an_unknown_keyword_is_a_type_error() -> None:
 
 
 def test_the_cli_takes_its_defaults_from_the_option_classes() -> None:
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
-    defaults = {a.dest: a.default for a in serve._actions}
+    defaults = vars(build_parser().parse_args(["serve"]))
     for option in cli_options():
         assert defaults[option.keyword] == option.default, option.flag
     # The CLI offers every option but the two keepalive ones, which can be None.
