@@ -41,7 +41,7 @@ def test_the_readme_names_every_serve_option() -> None:
     flags += [option.flag for option in cli_options()]
     readme = (ROOT / "README.md").read_text()
     assert [f for f in flags if f"`{f}`" not in readme] == []
-    with pytest.raises(SystemExit):  # every flag named above is one serve takes
+    with pytest.raises(SystemExit):  # an unknown flag is refused, so each one below exists
         parse(["serve", "--no-such-option"])
     for flag in flags:
         value = [] if flag == "--seed-compatible" else ["1" if flag != "--store" else "x.db"]
