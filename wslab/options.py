@@ -255,19 +255,10 @@ def split_flat(
     unknown = sorted(set(flat) - set(FLAT_OPTIONS))
     if unknown:
         raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
-    objects: dict[type[_Options], _Options] = {
-        Limits: limits or Limits(),
-        Timeouts: timeouts or Timeouts(),
-        RedisOptions: redis or RedisOptions(),
-    }
-    for group in _GROUPS:
-        changes = {f: flat[k] for k, (g, f) in FLAT_OPTIONS.items() if g is group and k in flat}
-        if changes:
-            objects[group] = _replace(objects[group], changes)
     return (
-        _as(Limits, objects[Limits]),
-        _as(Timeouts, objects[Timeouts]),
-        _as(RedisOptions, objects[RedisOptions]),
+        _apply(limits or Limits(), flat),
+        _apply(timeouts or Timeouts(), flat),
+        _apply(redis or RedisOptions(), flat),
     )
 
 
@@ -285,13 +276,11 @@ def resolve(
     return split_flat(flat, limits, timeouts)
 
 
-def _replace(options: OptionsT, changes: dict[str, Any]) -> OptionsT:
-    return dataclasses.replace(options, **changes)
-
-
-def _as(kind: type[OptionsT], value: _Options) -> OptionsT:
-    assert isinstance(value, kind)
-    return value
+def _apply(options: OptionsT, flat: Mapping[str, Any]) -> OptionsT:
+    """``options`` with the flat keywords that name its fields applied (checked again)."""
+    group = type(options)
+    changes = {f: flat[k] for k, (g, f) in FLAT_OPTIONS.items() if g is group and k in flat}
+    return dataclasses.replace(options, **changes) if changes else options
 
 
 @dataclass(frozen=True)
@@ -314,10 +303,8 @@ def cli_options() -> list[CliOption]:
             if not spec.cli:
                 continue
             keyword = group.option_name(name)
-            hint = str(hints[name])
-            kind: type = int if hint.startswith("int") else float
-            if "str" in hint:
-                kind = str
+            # "int", "float", "float | None", "str | None" (annotations are text here)
+            kind: type = {"int": int, "float": float}.get(str(hints[name]).split(" ")[0], str)
             flag = spec.flag or "--" + keyword.replace("_", "-")
             found.append(CliOption(flag, keyword, spec, default, kind))
     return found
