@@ -58,6 +58,7 @@ from websockets.server import ServerProtocol
 
 from .clock import Clock, SystemClock
 from .cluster import SharedRoom
+from .frontend import fill_page
 from .protocol import CloseCode, MessageEntry, UserEntry, encode
 from .room import HistoryStore, MessageFilter, Outcome, Room
 
@@ -79,6 +80,7 @@ _STATIC_FILES = {
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
     "/chat.css": ("chat.css", "text/css; charset=utf-8"),
+    "/chatview.js": ("chatview.js", "text/javascript; charset=utf-8"),
     # The original design's client, for comparison (needs seed_compatible=True).
     "/seed": ("seed.html", "text/html; charset=utf-8"),
     "/seed.js": ("seed.js", "text/javascript; charset=utf-8"),
@@ -911,6 +913,8 @@ def _url_host(host: str) -> str:
 
 def _file_response(name: str, content_type: str) -> Response:
     body = (_STATIC_DIR / name).read_bytes()
+    if name == "index.html":
+        body = fill_page(body)  # the policy and the display words, from Python
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
