@@ -185,14 +185,28 @@ function render({ model, el }) {
   // Sending: the text as the learner sees it now, in one message (see the top).
   let sent = 0;
   const waiting = new Map(); // message number -> the text it carried
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
+  function submit() {
     const text = input.value;
     if (text.trim() === "" || input.disabled) return;
     sent += 1;
     waiting.set(sent, text);
     model.send({ kind: "send", text, n: sent });
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault(); // stay on the page
+    submit();
   });
+  // Keys typed in the box are the box's: JupyterLab must not read them as notebook
+  // shortcuts ("a" inserts a cell, Enter edits one), so they stop here.
+  for (const type of ["keydown", "keypress", "keyup"]) {
+    input.addEventListener(type, (event) => {
+      event.stopPropagation();
+      if (type === "keydown" && event.key === "Enter" && !event.isComposing) {
+        event.preventDefault();
+        submit();
+      }
+    });
+  }
   function onMessage(message) {
     if (!message || message.kind !== "sent" || !waiting.has(message.n)) return;
     const text = waiting.get(message.n);
