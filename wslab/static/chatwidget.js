@@ -197,9 +197,11 @@ function render({ model, el }) {
     submit();
   });
   // Keys typed in the box are the box's: JupyterLab must not read them as notebook
-  // shortcuts ("a" inserts a cell, Enter edits one), so they stop here.
+  // shortcuts ("a" inserts a cell, Enter edits one), so they stop here. Chords with
+  // Ctrl or Cmd (Ctrl+S saves) still reach JupyterLab.
   for (const type of ["keydown", "keypress", "keyup"]) {
     input.addEventListener(type, (event) => {
+      if (event.ctrlKey || event.metaKey) return;
       event.stopPropagation();
       if (type === "keydown" && event.key === "Enter" && !event.isComposing) {
         event.preventDefault();
