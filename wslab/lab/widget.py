@@ -11,9 +11,8 @@ Threads. A kernel runs one asyncio loop on its main thread: cells, the events
 the browser sends to widgets, and the :class:`~wslab.client.ChatClient`'s task
 (it runs on the loop that started it) all take turns on it. So this module
 changes widgets on that loop only, and if ``on_change`` ever fires on another
-thread it hops over with ``call_soon_threadsafe``. Every user string goes
-through :func:`html.escape` before it reaches an ``HTML`` widget, because that
-widget sets ``innerHTML`` unsanitized.
+thread it hops over with ``call_soon_threadsafe``. User strings travel as data
+in the traits; the front end sets them with ``textContent``, never as HTML.
 
 The view. The widget's state lives in traits of :attr:`ChatWidget.box`, an
 anywidget (config, status, users, messages, presence, pending, log), assigned
