@@ -69,174 +69,194 @@ function orderItems(messages, presence, cut) {
   return items;
 }
 
-function render({ model, el }) {
+// The widget's elements: a status block, the users beside the messages, the box.
+function layout() {
   const make = wslabView.make;
-  const config = model.get("config");
-  const view = wslabView.rules(config.display, config.policy.closeMeanings);
-
-  const root = make("div", "wslab-chat");
-  const status = make("div", "wslab-status");
-  const badge = make("span", "wslab-badge");
-  const who = make("span", "wslab-who");
-  const detail = make("div", "wslab-detail");
-  const notice = make("div", "wslab-truncated");
-  const error = make("div", "wslab-error");
-  const note = make("div", "wslab-notice");
-  status.append(badge, who, detail, notice, error, note);
-
+  const ui = {
+    root: make("div", "wslab-chat"),
+    status: make("div", "wslab-status"),
+    badge: make("span", "wslab-badge"),
+    who: make("span", "wslab-who"),
+    detail: make("div", "wslab-detail"),
+    notice: make("div", "wslab-truncated"),
+    error: make("div", "wslab-error"),
+    note: make("div", "wslab-notice"),
+    count: make("div", "wslab-heading"),
+    users: make("ul", "wslab-users"),
+    messages: make("ol", "wslab-messages"),
+    empty: make("div", "wslab-empty", "No messages yet."),
+    form: make("form", "wslab-form"),
+    input: make("input", "wslab-input"),
+    send: make("button", "wslab-send", "Send"),
+    log: make("div", "wslab-log"),
+    logText: make("pre", "wslab-log-text"),
+  };
+  ui.status.append(ui.badge, ui.who, ui.detail, ui.notice, ui.error, ui.note);
   const people = make("section", "wslab-people");
-  const count = make("div", "wslab-heading");
-  const users = make("ul", "wslab-users");
-  people.append(count, users);
+  people.append(ui.count, ui.users);
   const conversation = make("section", "wslab-conversation");
-  const messages = make("ol", "wslab-messages");
-  const empty = make("div", "wslab-empty", "No messages yet.");
-  conversation.append(messages, empty);
+  conversation.append(ui.messages, ui.empty);
   const body = make("div", "wslab-body");
   body.append(people, conversation);
+  ui.input.type = "text";
+  ui.input.autocomplete = "off";
+  ui.input.placeholder = "Type a message and press Enter";
+  ui.input.setAttribute("aria-label", "Message");
+  ui.send.type = "submit";
+  ui.form.append(ui.input, ui.send);
+  ui.log.append(make("div", "wslab-heading", "RAW EVENTS (newest last)"), ui.logText);
+  ui.root.append(ui.status, body, ui.form, ui.log);
+  return ui;
+}
 
-  const form = make("form", "wslab-form");
-  const input = make("input", "wslab-input");
-  input.type = "text";
-  input.autocomplete = "off";
-  input.placeholder = "Type a message and press Enter";
-  input.setAttribute("aria-label", "Message");
-  const send = make("button", "wslab-send", "Send");
-  send.type = "submit";
-  form.append(input, send);
+// One view of the model: draws each trait when it changes, sends what is typed.
+class ChatView {
+  constructor(model, el) {
+    const config = model.get("config");
+    this.model = model;
+    this.view = wslabView.rules(config.display, config.policy.closeMeanings);
+    this.ui = layout();
+    this.names = new Map(); // id -> the name as shown
+    this.retryAt = 0;
+    this.countdown = null;
+    this.sent = 0;
+    this.waiting = new Map(); // message number -> the text it carried
+    el.append(this.ui.root);
+    this.listen();
+    this.onStatus();
+    this.drawUsers();
+    this.drawMessages();
+    this.drawLog();
+  }
 
-  const log = make("div", "wslab-log");
-  const logTitle = make("div", "wslab-heading", "RAW EVENTS (newest last)");
-  const logText = make("pre", "wslab-log-text");
-  log.append(logTitle, logText);
+  listen() {
+    const { form, input } = this.ui;
+    form.addEventListener("submit", (event) => {
+      event.preventDefault(); // stay on the page
+      this.submit();
+    });
+    // Keys typed in the box are the box's: JupyterLab must not read them as notebook
+    // shortcuts ("a" inserts a cell, Enter edits one), so they stop here. Chords with
+    // Ctrl or Cmd (Ctrl+S saves) still reach JupyterLab.
+    for (const type of ["keydown", "keypress", "keyup"]) {
+      input.addEventListener(type, (event) => {
+        if (event.ctrlKey || event.metaKey) return;
+        event.stopPropagation();
+        if (type === "keydown" && event.key === "Enter" && !event.isComposing) {
+          event.preventDefault();
+          this.submit();
+        }
+      });
+    }
+    const drawMessages = () => this.drawMessages();
+    const drawLog = () => this.drawLog();
+    this.handlers = [
+      ["change:status", () => { this.onStatus(); this.drawUsers(); }],
+      ["change:users", () => this.drawUsers()],
+      ["change:messages", drawMessages],
+      ["change:presence", drawMessages],
+      ["change:pending", drawMessages],
+      ["change:cut", drawMessages],
+      ["change:log", drawLog],
+      ["change:show_log", drawLog],
+      ["msg:custom", (message) => this.onMessage(message)],
+    ];
+    for (const [name, handler] of this.handlers) this.model.on(name, handler);
+  }
 
-  root.append(status, body, form, log);
-  el.append(root);
+  destroy() {
+    clearInterval(this.countdown);
+    for (const [name, handler] of this.handlers) this.model.off(name, handler);
+  }
 
-  let names = new Map();
-  const shownName = (id, username) => names.get(id) ?? view.neutralize(username);
-  let retryAt = 0;
-  let countdown = null;
+  shownName(id, username) {
+    return this.names.get(id) ?? this.view.neutralize(username);
+  }
 
-  function drawStatus() {
-    const s = model.get("status");
-    const text = view.statusText({ ...s, retryIn: (retryAt - performance.now()) / 1000 });
-    root.dataset.state = s.state;
-    status.dataset.state = s.state;
-    badge.dataset.state = s.state;
-    badge.textContent = text.badge;
-    who.textContent = ` ${view.neutralize(s.username)} on ${s.url}`;
-    detail.textContent = text.detail;
-    notice.textContent = text.notice;
-    error.textContent = text.error;
-    note.textContent = s.notice || "";
-    for (const node of [detail, notice, error, note]) node.hidden = !node.textContent;
+  onStatus() {
+    const s = this.model.get("status");
+    this.retryAt = performance.now() + (s.retryIn ?? 0) * 1000;
+    clearInterval(this.countdown);
+    this.countdown = s.state === "reconnecting" ? setInterval(() => this.drawStatus(), 100) : null;
+    this.drawStatus();
+  }
+
+  drawStatus() {
+    const { ui, view } = this;
+    const s = this.model.get("status");
+    const text = view.statusText({ ...s, retryIn: (this.retryAt - performance.now()) / 1000 });
+    for (const node of [ui.root, ui.status, ui.badge]) node.dataset.state = s.state;
+    ui.badge.textContent = text.badge;
+    ui.who.textContent = ` ${view.neutralize(s.username)} on ${s.url}`;
+    ui.detail.textContent = text.detail;
+    ui.notice.textContent = text.notice;
+    ui.error.textContent = text.error;
+    ui.note.textContent = s.notice || "";
+    for (const node of [ui.detail, ui.notice, ui.error, ui.note]) node.hidden = !node.textContent;
     const offline = s.state === "offline";
-    input.disabled = offline;
-    send.disabled = offline;
+    ui.input.disabled = offline;
+    ui.send.disabled = offline;
   }
 
-  function onStatus() {
-    const s = model.get("status");
-    retryAt = performance.now() + (s.retryIn ?? 0) * 1000;
-    clearInterval(countdown);
-    countdown = s.state === "reconnecting" ? setInterval(drawStatus, 100) : null;
-    drawStatus();
+  drawUsers() {
+    const { ui, view } = this;
+    this.names = view.displayNames(this.model.get("users").map((u) => [u.id, u.username]));
+    ui.count.textContent = `USERS (${this.names.size})`;
+    ui.users.replaceChildren(...view.userItems(this.names, this.model.get("status").id));
+    view.renameAuthors(ui.messages, (id, username) => this.shownName(id, username));
   }
 
-  function drawUsers() {
+  drawMessages() {
+    const { ui, view, model } = this;
     const s = model.get("status");
-    names = view.displayNames(model.get("users").map((u) => [u.id, u.username]));
-    count.textContent = `USERS (${names.size})`;
-    users.replaceChildren(...view.userItems(names, s.id));
-    view.renameAuthors(messages, shownName);
-  }
-
-  function drawMessages() {
-    const s = model.get("status");
-    const list = messages;
+    const list = ui.messages;
     // Stay at the bottom if the reader was there; leave them alone if they scrolled up.
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    const wanted = orderItems(model.get("messages"), model.get("presence"), model.get("cut")).map(
-      (item) => [
-        item.key,
-        item.message
-          ? () => view.messageItem(item.message, shownName(item.message.id, item.message.username),
-              item.message.id === s.id)
-          : () => view.presenceItem(item.presence.kind, shownName(item.presence.id, item.presence.username)),
-      ],
-    );
+    const items = orderItems(model.get("messages"), model.get("presence"), model.get("cut"));
+    const wanted = items.map(({ key, message, presence }) => [
+      key,
+      message
+        ? () => view.messageItem(message, this.shownName(message.id, message.username), message.id === s.id)
+        : () => view.presenceItem(presence.kind, this.shownName(presence.id, presence.username)),
+    ]);
     const me = view.neutralize(s.username);
     for (const item of model.get("pending")) {
       wanted.push([`q:${item.clientMessageId}`, () => view.pendingItem(item, me)]);
     }
     reconcile(list, wanted);
-    empty.hidden = wanted.length > 0;
+    ui.empty.hidden = wanted.length > 0;
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
-  function drawLog() {
-    log.hidden = !model.get("show_log");
+  drawLog() {
+    const { ui, model } = this;
+    ui.log.hidden = !model.get("show_log");
     const lines = model.get("log");
-    logText.textContent = lines.length ? lines.join("\n") : "(none yet)";
-    logText.scrollTop = logText.scrollHeight;
+    ui.logText.textContent = lines.length ? lines.join("\n") : "(none yet)";
+    ui.logText.scrollTop = ui.logText.scrollHeight;
   }
 
   // Sending: the text as the learner sees it now, in one message (see the top).
-  let sent = 0;
-  const waiting = new Map(); // message number -> the text it carried
-  function submit() {
+  submit() {
+    const { input } = this.ui;
     const text = input.value;
     if (text.trim() === "" || input.disabled) return;
-    sent += 1;
-    waiting.set(sent, text);
-    model.send({ kind: "send", text, n: sent });
-  }
-  form.addEventListener("submit", (event) => {
-    event.preventDefault(); // stay on the page
-    submit();
-  });
-  // Keys typed in the box are the box's: JupyterLab must not read them as notebook
-  // shortcuts ("a" inserts a cell, Enter edits one), so they stop here. Chords with
-  // Ctrl or Cmd (Ctrl+S saves) still reach JupyterLab.
-  for (const type of ["keydown", "keypress", "keyup"]) {
-    input.addEventListener(type, (event) => {
-      if (event.ctrlKey || event.metaKey) return;
-      event.stopPropagation();
-      if (type === "keydown" && event.key === "Enter" && !event.isComposing) {
-        event.preventDefault();
-        submit();
-      }
-    });
-  }
-  function onMessage(message) {
-    if (!message || message.kind !== "sent" || !waiting.has(message.n)) return;
-    const text = waiting.get(message.n);
-    waiting.delete(message.n);
-    if (message.ok && input.value === text) input.value = "";
+    this.sent += 1;
+    this.waiting.set(this.sent, text);
+    this.model.send({ kind: "send", text, n: this.sent });
   }
 
-  const handlers = [
-    ["change:status", () => { onStatus(); drawUsers(); }],
-    ["change:users", drawUsers],
-    ["change:messages", drawMessages],
-    ["change:presence", drawMessages],
-    ["change:pending", drawMessages],
-    ["change:cut", drawMessages],
-    ["change:log", drawLog],
-    ["change:show_log", drawLog],
-    ["msg:custom", onMessage],
-  ];
-  for (const [name, handler] of handlers) model.on(name, handler);
-  onStatus();
-  drawUsers();
-  drawMessages();
-  drawLog();
+  onMessage(message) {
+    if (!message || message.kind !== "sent" || !this.waiting.has(message.n)) return;
+    const text = this.waiting.get(message.n);
+    this.waiting.delete(message.n);
+    if (message.ok && this.ui.input.value === text) this.ui.input.value = "";
+  }
+}
 
-  return () => {
-    clearInterval(countdown);
-    for (const [name, handler] of handlers) model.off(name, handler);
-  };
+function render({ model, el }) {
+  const view = new ChatView(model, el);
+  return () => view.destroy();
 }
 
 export default { render };
