@@ -26,7 +26,18 @@
   // A lesson may override numbers by setting window.wslabPolicy before this
   // script runs (e.g. a longer minUptimeS on a slow machine).
   // ---------------------------------------------------------------------------
-  const CONFIG = JSON.parse(document.getElementById("wslab-config").textContent);
+  const CONFIG = readConfig();
+  function readConfig() {
+    try {
+      return JSON.parse(document.getElementById("wslab-config").textContent);
+    } catch (err) {
+      // Opened as a file, or from another web server: nothing filled the config in.
+      const error = document.getElementById("error");
+      error.textContent = "This page must be served by the wslab chat server (python -m wslab serve).";
+      error.hidden = false;
+      throw err;
+    }
+  }
   const DEFAULT_POLICY = Object.freeze(CONFIG.policy);
   const POLICY = Object.freeze({ ...DEFAULT_POLICY, ...(window.wslabPolicy || {}) });
   // The display rules, shared with the notebook widget (chatview.js).
