@@ -1,56 +1,183 @@
-"""The display rules (wslab.display), on one table that the page must agree with too.
+"""The display rules: one table of cases, and what Python gives the front ends.
 
-``tests/browser/test_chat_page.py`` runs the page's JavaScript copy on the same
-:data:`CASES` and asserts the same answers.
+The rules are written once, in ``wslab/static/chatview.js``. The table
+:data:`CASES` is run on that one implementation in chromium: here on the file
+itself, and in ``tests/browser/test_page_rules.py`` through the page (whose
+widget-view tests also check that the widget shows the page's lines). Here too:
+the configuration Python hands to both views.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wslab.display import display_names, neutralize, presence_line
+from wslab import frontend
+from wslab.display import BIDI_CONTROLS, TRUNCATED_NOTICE, display_config
+from wslab.protocol import CloseCode
+from wslab.retry import page_policy
 
-#: One table for both implementations: each row names its function, input and answer.
+#: One table for every view: each row names a rule of chatview.js, its input and answer.
 CASES: list[dict[str, Any]] = [
     {"fn": "neutralize", "in": "plain text", "out": "plain text"},
     {"fn": "neutralize", "in": "invoice_\u202egnp.exe", "out": "invoice_\ufffdgnp.exe"},
     {"fn": "neutralize", "in": "a\u2066b\u2069c\u200e\u200f", "out": "a\ufffdb\ufffdc\ufffd\ufffd"},
+    {"fn": "neutralize", "in": "\u061c\u202a\u202b\u202c\u202d\u2067\u2068", "out": "\ufffd" * 7},
     {"fn": "neutralize", "in": "שלום and عربى stay", "out": "שלום and عربى stay"},
     {
-        "fn": "display_names",
+        "fn": "neutralize",
+        "in": "<img src=x onerror=alert(1)>",
+        "out": "<img src=x onerror=alert(1)>",
+    },
+    {
+        "fn": "displayNames",
         "in": [["u-aaaa1111", "alice"], ["u-bbbb2222", "bob"]],
         "out": {"u-aaaa1111": "alice", "u-bbbb2222": "bob"},
     },
     {
-        "fn": "display_names",
+        "fn": "displayNames",
         "in": [["u-aaaa1111", "alice"], ["u-bbbb2222", "alice"], ["u-c3", "carol"]],
         "out": {"u-aaaa1111": "alice #1111", "u-bbbb2222": "alice #2222", "u-c3": "carol"},
     },
     {
-        "fn": "display_names",
+        "fn": "displayNames",
         "in": [["x-0001", "Alice"], ["x-0002", "alice\u202e"]],
         "out": {"x-0001": "Alice #0001", "x-0002": "alice\ufffd #0002"},
     },
     {
-        "fn": "display_names",
+        "fn": "displayNames",
         "in": [["x-0001", "Zoe\u0301"], ["x-0002", "Zo\u00e9"]],
         "out": {"x-0001": "Zoe\u0301 #0001", "x-0002": "Zo\u00e9 #0002"},
     },
-    {"fn": "presence_line", "in": ["joined", "bob"], "out": "bob joined"},
-    {"fn": "presence_line", "in": ["disconnected", "bob"], "out": "bob left"},
+    {"fn": "displayNames", "in": [["ab", "x"], ["cd", "X"]], "out": {"ab": "x #ab", "cd": "X #cd"}},
+    {"fn": "presenceLine", "in": ["joined", "bob"], "out": "bob joined"},
+    {"fn": "presenceLine", "in": ["disconnected", "bob"], "out": "bob left"},
+    {
+        "fn": "describeClose",
+        "in": [{"code": 1001, "reason": ""}],
+        "out": f"1001 ({CloseCode.GOING_AWAY.explanation})",
+    },
+    {
+        "fn": "describeClose",
+        "in": [{"code": 4000, "reason": "bye\u202e"}],
+        "out": '4000 (not a code this kit uses) "bye\ufffd"',
+    },
+    {
+        "fn": "statusText",
+        "in": [{"state": "idle"}],
+        "out": {"badge": "not connected", "detail": "", "notice": "", "error": ""},
+    },
+    {
+        "fn": "statusText",
+        "in": [
+            {
+                "state": "reconnecting",
+                "retryIn": 1.25,
+                "lastClose": {"code": 1006, "reason": ""},
+                "failedAttempts": 2,
+                "truncated": True,
+            }
+        ],
+        "out": {
+            "badge": "reconnecting in 1.3 s",
+            "detail": f"last close 1006 ({CloseCode.ABNORMAL_CLOSURE.explanation}), "
+            "2 failed attempts since",
+            "notice": TRUNCATED_NOTICE,
+            "error": "",
+        },
+    },
+    {
+        "fn": "statusText",
+        "in": [
+            {
+                "state": "online",
+                "wasPageReload": True,
+                "lastClose": {"code": 1001, "reason": ""},
+                "error": {"code": "rate_limited", "detail": "slow down"},
+            }
+        ],
+        "out": {
+            "badge": "online",
+            "detail": "back within the reload grace: the others saw no leave and no join",
+            "notice": "",
+            "error": "error rate_limited: slow down",
+        },
+    },
 ]
 
+#: A JavaScript function of (rules, cases) -> answers, for page.evaluate.
+RUN_CASES = """([rules, cases]) => cases.map((c) => {
+    if (c.fn === "neutralize") return rules.neutralize(c.in);
+    if (c.fn === "displayNames") return Object.fromEntries(rules.displayNames(c.in));
+    return rules[c.fn](...c.in);
+})"""
 
-def apply(case: dict[str, Any]) -> Any:
-    if case["fn"] == "neutralize":
-        return neutralize(case["in"])
-    if case["fn"] == "display_names":
-        return display_names([tuple(pair) for pair in case["in"]])
-    return presence_line(*case["in"])
+
+def test_the_page_config_is_the_policy_and_the_display_constants() -> None:
+    config = frontend.page_config()
+    assert config == {"policy": page_policy(), "display": display_config()}
+    meanings = page_policy()["closeMeanings"]
+    assert isinstance(meanings, dict)
+    assert meanings == {str(int(code)): code.explanation for code in CloseCode}
+    assert set(display_config()["bidiControls"]) == BIDI_CONTROLS  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c['fn']}-{i}" for i, c in enumerate(CASES)])
-def test_the_display_rules(case: dict[str, Any]) -> None:
-    assert apply(case) == case["out"]
+def test_the_served_page_gets_the_config_as_json_that_cannot_end_its_script() -> None:
+    template = (frontend.STATIC_DIR / "index.html").read_bytes()
+    assert template.count(frontend.CONFIG_MARKER) == 1
+    page = frontend.fill_page(template).decode()
+    found = re.search(r'<script id="wslab-config" type="application/json">(.*?)</script>', page)
+    assert found is not None
+    assert json.loads(found.group(1)) == frontend.page_config()
+    assert "<" not in frontend.config_json()
+
+
+def test_no_javascript_file_holds_a_copy_of_the_python_words() -> None:
+    """The close meanings and the display words reach the front ends from Python only."""
+    words = [code.explanation for code in CloseCode]
+    words += [TRUNCATED_NOTICE, "back within the reload grace"]
+    for script in ("chat.js", "chatview.js", "chatwidget.js"):
+        source = (frontend.STATIC_DIR / script).read_text(encoding="utf-8")
+        for word in words:
+            assert word not in source, (script, word)
+        assert "initialS: 0.3" not in source and "capS: 10" not in source
+
+
+def test_the_widget_module_is_built_from_the_files_on_disk() -> None:
+    esm = frontend.widget_esm()
+    view = (frontend.STATIC_DIR / "chatview.js").read_text(encoding="utf-8")
+    widget = (frontend.STATIC_DIR / "chatwidget.js").read_text(encoding="utf-8")
+    assert esm == view + "\n" + widget
+    assert "export default" in widget and "export" not in view
+
+
+@pytest.mark.browser
+def test_the_one_implementation_answers_the_table_in_chromium() -> None:
+    """chatview.js alone in a blank page, configured with page_config(), on :data:`CASES`."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium)", pytrace=False)
+    config = frontend.page_config()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.set_content("<!doctype html><body></body>")
+            page.add_script_tag(content=(frontend.STATIC_DIR / "chatview.js").read_text())
+            answers = page.evaluate(
+                f"""([display, meanings, cases]) =>
+                    ({RUN_CASES})([wslabView.rules(display, meanings), cases])""",
+                [config["display"], config["policy"]["closeMeanings"], CASES],  # type: ignore[index]
+            )
+        finally:
+            browser.close()
+    assert answers == [case["out"] for case in CASES]

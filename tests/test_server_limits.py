@@ -27,6 +27,7 @@ import pytest
 
 from wslab import ChatClient, ChatServer, RetryPolicy
 from wslab.admission import SERVER_FULL
+from wslab.frontend import fill_page
 
 from .conftest import WAIT
 from .reliability.attackers import is_closed_by_server, masked_frame, raw_peer
@@ -397,7 +398,7 @@ def test_the_page_is_served_when_started_next_to_a_folder_named_wslab(tmp_path: 
         with urllib.request.urlopen(url, timeout=WAIT) as response:
             body = response.read()
             assert response.status == 200
-        assert body == (ROOT / "wslab" / "static" / "index.html").read_bytes()
+        assert body == fill_page((ROOT / "wslab" / "static" / "index.html").read_bytes())
     finally:
         process.terminate()
         _, err = process.communicate(timeout=4 * WAIT)

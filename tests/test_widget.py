@@ -12,7 +12,6 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from websockets.asyncio.server import serve
 
 import wslab.lab.lesson
 from wslab import ChatClient, ChatServer, RetryPolicy
+from wslab.frontend import page_config
 from wslab.lab.widget import ChatWidget, chat, shared_server, stop_shared_server
 
 from .conftest import TIME_SCALE
@@ -53,110 +53,64 @@ def server() -> Iterator[ChatServer]:
         yield server
 
 
-class Item:
-    def __init__(self, attrs: dict[str, str]) -> None:
-        self.attrs = attrs
-        self.text = ""  # all of the item's text
-        self.body = ""  # the text of its <span class="text">: a message's own text
-
-
-class _Items(HTMLParser):
-    """Collects the <li> elements of a rendered fragment: attributes and text."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.items: list[Item] = []
-        self._in_item = False
-        self._in_body = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = {k: v or "" for k, v in attrs}
-        if tag == "li":
-            self.items.append(Item(attributes))
-            self._in_item = True
-        elif tag == "span" and attributes.get("class") == "text":
-            self._in_body = True
-        elif tag in ("img", "script"):
-            raise AssertionError(f"a user string became markup: <{tag}>")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "li":
-            self._in_item = False
-        elif tag == "span":
-            self._in_body = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_item:
-            self.items[-1].text += data
-            if self._in_body:
-                self.items[-1].body += data
-
-
-def items(fragment: str) -> list[Item]:
-    parser = _Items()
-    parser.feed(fragment)
-    return parser.items
-
-
 def message_texts(widget: ChatWidget) -> list[str]:
     """The texts of the delivered messages the widget shows, in order."""
-    return [i.body for i in items(widget.messages_html.value) if "data-message-id" in i.attrs]
+    return [entry["message"] for entry in widget.box.messages]
 
 
 def pending_texts(widget: ChatWidget) -> list[str]:
-    return [
-        i.body for i in items(widget.messages_html.value) if "pending" in i.attrs.get("class", "")
-    ]
+    return [item["message"] for item in widget.box.pending]
 
 
-def system_lines(widget: ChatWidget) -> list[str]:
-    """The joins and leaves the message list shows, in order."""
-    return [
-        i.text.strip()
-        for i in items(widget.messages_html.value)
-        if "wslab-system" in i.attrs.get("class", "")
-    ]
+def system_lines(widget: ChatWidget) -> list[tuple[str, str]]:
+    """The joins and leaves the message list shows, in order: (kind, username)."""
+    return [(line["kind"], line["username"]) for line in widget.box.presence]
 
 
 def user_names(widget: ChatWidget) -> list[str]:
-    return [item.text for item in items(widget.users_html.value)]
+    """The user list as shown, yourself marked (the suffix rule is tested in chromium)."""
+    me = widget.box.status["id"]
+    return [u["username"] + (" (you)" if u["id"] == me else "") for u in widget.box.users]
 
 
 def badge_state(widget: ChatWidget) -> str:
-    marker = 'data-state="'
-    value: str = widget.status_html.value
-    start = value.index(marker) + len(marker)
-    return value[start : value.index('"', start)]
+    state: str = widget.box.status["state"]
+    return state
+
+
+def last_close(widget: ChatWidget) -> int | None:
+    close = widget.box.status["lastClose"]
+    return None if close is None else int(close["code"])
+
+
+def notice(widget: ChatWidget) -> str:
+    text: str = widget.box.status["notice"]
+    return text
 
 
 class FrontEnd:
-    """What the browser's widget views send to the kernel, through the text box's comm."""
+    """What the widget's front end sends to the kernel, through the widget's comm."""
 
     def __init__(self, widget: ChatWidget) -> None:
         self.widget = widget
+        self.replies: list[dict[str, Any]] = []
+        self._sent = 0
+        send = widget.box.send
 
-    def _receive(self, data: dict[str, Any]) -> None:
-        self.widget.text.comm.handle_msg({"content": {"data": data}, "buffers": []})
+        def record(content: dict[str, Any], buffers: Any = None) -> None:
+            self.replies.append(content)
+            send(content, buffers)
 
-    def sync(self, **state: Any) -> None:
-        """A state update from the text view (a keystroke's value, the link's reply)."""
-        self._receive({"method": "update", "state": state, "buffer_paths": []})
+        widget.box.send = record  # type: ignore[method-assign]
 
-    def press_enter(self) -> None:
-        self._receive({"method": "custom", "content": {"event": "submit"}})
-
-    def click_send(self) -> None:
-        button = self.widget.send_button
-        button.comm.handle_msg(
-            {
-                "content": {"data": {"method": "custom", "content": {"event": "click"}}},
-                "buffers": [],
-            }
+    def press_enter(self, text: str) -> dict[str, Any]:
+        """Enter (or Send) with ``text`` in the box: the page sends that text; the reply."""
+        self._sent += 1
+        content = {"kind": "send", "text": text, "n": self._sent}
+        self.widget.box.comm.handle_msg(
+            {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
         )
-
-    def answer_flush(self, **state: Any) -> None:
-        """The jsdlink copying flush_request to flush_reply, behind pending updates."""
-        self.sync(flush_reply=self.widget.text.flush_request, **state)
+        return self.replies[-1]
 
 
 # ---------------------------------------------------------------------- rendering
@@ -183,47 +137,38 @@ def test_widget_shows_status_users_and_messages_after_real_events(server: ChatSe
         assert widget.send("hi bob")
         await client.wait_for(lambda c: len(c.messages) == 2 and not c.pending, TIMEOUT)
         assert message_texts(widget) == ["hi alice", "hi bob"]
-        shown = items(widget.messages_html.value)
-        ids = [int(i.attrs["data-message-id"]) for i in shown if "data-message-id" in i.attrs]
+        ids = [entry["messageId"] for entry in widget.box.messages]
         assert ids == sorted(ids)
         # Bob's arrival is a system line before the conversation; the second tab is not.
-        assert system_lines(widget) == ["bob joined"]
+        assert system_lines(widget) == [("joined", "bob")]
+        assert widget.box.presence[0]["after"] is None
 
         await second_tab.close()
         await bob.close()
         await client.wait_for(lambda c: len(c.users) == 1, TIMEOUT)  # after the grace
         assert user_names(widget) == ["alice (you)"]
-        assert system_lines(widget) == ["bob joined", "bob left"]
-        texts = [i.text.strip() for i in items(widget.messages_html.value)]
-        assert texts[-1] == "bob left" and texts[0] == "bob joined"
+        assert system_lines(widget) == [("joined", "bob"), ("disconnected", "bob")]
+        assert widget.box.presence[1]["after"] == ids[-1]  # after the last message
         await widget.aclose()
         assert badge_state(widget) == "offline"
-        assert "last close: 1000 (normal closure" in widget.status_html.value
+        assert last_close(widget) == 1000
 
     run(main)
 
 
-def test_user_strings_are_escaped_before_they_reach_html(server: ChatServer) -> None:
-    """A username, a message and a raw frame holding <img onerror> show as text."""
+def test_user_strings_reach_the_front_end_as_data(server: ChatServer) -> None:
+    """A username, a message and a raw frame holding <img onerror> are kept as the
+    text they are: the front end sets them with textContent (checked in chromium,
+    tests/browser/test_page_rules.py), so nothing is escaped twice or dropped."""
 
     async def main() -> None:
         widget = await ChatWidget(ChatClient(server.url, "alice"), show_log=True).connect()
         evil = await ChatClient(server.url, XSS).connect(TIMEOUT)
         await evil.send_message(XSS)
         await widget.client.wait_for_message(XSS, TIMEOUT)
-
-        rendered = [
-            widget.status_html.value,
-            widget.users_html.value,
-            widget.messages_html.value,
-            widget.log_html.value,
-        ]
-        for fragment in rendered:
-            assert "<img" not in fragment
-            items(fragment)  # raises if any user string became a tag
         assert message_texts(widget) == [XSS]
         assert user_names(widget) == ["alice (you)", XSS]
-        assert "&lt;img src=x onerror=alert(1)&gt;" in widget.log_html.value
+        assert any(XSS in line for line in widget.box.log)
         await evil.close()
         await widget.aclose()
 
@@ -245,12 +190,12 @@ def test_max_messages_keeps_only_the_newest(server: ChatServer) -> None:
 def test_raw_event_log_shows_open_messages_and_the_close_code(server: ChatServer) -> None:
     async def main() -> None:
         widget = await ChatWidget(ChatClient(server.url, "alice"), show_log=True).connect()
-        assert "open" in widget.log_html.value
-        assert "&quot;event&quot;:&quot;connected&quot;" in widget.log_html.value
+        assert widget.box.show_log and widget.box.log[0] == "open"
+        assert any('"event":"connected"' in line for line in widget.box.log)
         await widget.aclose(1000, "bye now")
-        assert "close code=1000 reason=&#x27;bye now&#x27;" in widget.log_html.value
+        assert widget.box.log[-1] == "close code=1000 reason='bye now' wasClean=True"
         hidden = ChatWidget(ChatClient(server.url, "bob"))
-        assert hidden.log_html.layout.display == "none"
+        assert not hidden.box.show_log and hidden.box.log == []
 
     run(main)
 
@@ -258,34 +203,29 @@ def test_raw_event_log_shows_open_messages_and_the_close_code(server: ChatServer
 # ---------------------------------------------------------------------- sending
 
 
-def test_enter_sends_the_text_the_learner_sees_not_the_stale_one(server: ChatServer) -> None:
-    """The browser's Enter overtakes the last value update; the widget waits for the
-    flush, which arrives behind it, and sends the full text, then clears the box."""
+def test_enter_sends_the_text_the_learner_sees_and_says_if_it_was_taken(
+    server: ChatServer,
+) -> None:
+    """Enter and Send carry the box's text as the page holds it, in one message; the
+    kernel answers whether it took it (the page clears the box only then)."""
 
     async def main() -> None:
         widget = await ChatWidget(ChatClient(server.url, "alice")).connect()
         browser = FrontEnd(widget)
-        browser.sync(value="from the widge")  # the last update is still held back...
-        browser.press_enter()  # ...and Enter overtakes it
-        assert widget.text.flush_request == 1
-        assert widget.client.pending == []  # nothing sent before the flush came back
-        browser.answer_flush(value="from the widget")  # the held update, with the reply
+        assert browser.press_enter("from the widget") == {"kind": "sent", "n": 1, "ok": True}
         await widget.client.wait_for_message("from the widget", TIMEOUT)
-        assert widget.client.texts() == ["from the widget"]
-        assert widget.text.value == ""
-
-        browser.sync(value="clicked")
-        browser.click_send()
-        browser.answer_flush()
-        browser.answer_flush()  # a second browser window answering the same flush
+        assert browser.press_enter("clicked")["ok"] is True
         await widget.client.wait_for(lambda c: c.texts()[-1:] == ["clicked"], TIMEOUT)
         assert [m["message"] for m in server.history] == ["from the widget", "clicked"]
 
-        browser.sync(value="   ")
-        browser.press_enter()
-        browser.answer_flush()
-        assert widget.client.pending == [] and widget.text.value == "   "  # blank: not sent
+        assert browser.press_enter("   ") == {"kind": "sent", "n": 3, "ok": False}  # blank
+        widget.box.comm.handle_msg(  # not ours: ignored, no answer
+            {"content": {"data": {"method": "custom", "content": {"x": 1}}}, "buffers": []}
+        )
+        assert len(browser.replies) == 3 and widget.client.pending == []
         await widget.aclose()
+        assert browser.press_enter("too late")["ok"] is False
+        assert "not sent: offline" in notice(widget)
 
     run(main)
 
@@ -300,9 +240,8 @@ def test_send_queues_while_reconnecting_and_delivers_once(server: ChatServer) ->
         await server.aclose()  # a server restart: clients see 1001 and retry
         await client.wait_for(lambda c: c.status == "reconnecting", TIMEOUT)
         assert badge_state(widget) == "reconnecting"
-        assert "reconnecting in" in widget.status_html.value
-        assert "last close: 1001 (going away" in widget.status_html.value
-        assert not widget.text.disabled and not widget.send_button.disabled
+        assert widget.box.status["retryIn"] is not None
+        assert last_close(widget) == 1001
 
         assert widget.send("typed while offline")
         assert widget.send("and another")
@@ -325,9 +264,8 @@ def test_offline_for_good_disables_the_box_and_refuses_to_send(server: ChatServe
         widget = await ChatWidget(ChatClient(server.url, "alice")).connect()
         await widget.aclose()
         assert badge_state(widget) == "offline"
-        assert widget.text.disabled and widget.send_button.disabled
         assert widget.send("anyone?") is False
-        assert "not sent: offline" in widget.status_html.value
+        assert "not sent: offline" in notice(widget)
         assert widget.client.pending == []
 
     run(main)
@@ -339,10 +277,10 @@ def test_send_refuses_blank_and_overlong_text(server: ChatServer) -> None:
         assert widget.send("") is False
         assert widget.send(" \t ") is False
         assert widget.send("x" * 2001) is False
-        assert "2001 characters, the limit is 2000" in widget.status_html.value
+        assert "2001 characters, the limit is 2000" in notice(widget)
         assert widget.send("x" * 2000) is True
         await widget.client.wait_for(lambda c: len(c.messages) == 1, TIMEOUT)
-        assert "not sent" not in widget.status_html.value
+        assert notice(widget) == ""
         await widget.aclose()
 
     run(main)
@@ -371,9 +309,9 @@ def test_rerun_comes_back_as_the_same_user_and_others_see_no_leave_or_join(
         await again.connect(TIMEOUT)
         assert first.client.last_close is not None and first.client.last_close[0] == 1001
         assert first.client.status == "offline" and badge_state(first) == "offline"
-        assert "replaced by a newer widget" in first.status_html.value
+        assert "replaced by a newer widget" in notice(first)
         assert again.client.was_page_reload is True
-        assert "the others saw no leave and no join" in again.status_html.value
+        assert again.box.status["wasPageReload"] is True
         assert user_names(again) == ["alice (you)", "bob", "carol"]
 
         # Carol leaves after alice's reload began: once bob hears of it, alice's
@@ -420,7 +358,7 @@ def test_chat_uses_the_shared_server_and_is_safe_to_rerun(
         again = chat(username="learner", show_log=True)
         await again.client.wait_for(lambda c: c.online, TIMEOUT)
         assert again.client.id == first.client.id and again.client.was_page_reload
-        assert again.show_log
+        assert again.show_log and again.box.show_log
         assert server.users == [{"id": again.client.id, "username": "learner"}]
         await stop_shared_server()
         assert not server.running
@@ -429,6 +367,31 @@ def test_chat_uses_the_shared_server_and_is_safe_to_rerun(
 
     run(main)
     assert "ChatWidget(username='learner'" in capsys.readouterr().out  # display() outside IPython
+
+
+def test_a_widget_made_by_chat_shows_joins_and_leaves(server: ChatServer) -> None:
+    """chat() asks for batched presence; its widget still gets the "joined" and
+    "left" lines (a presence event), placed among the messages, as the page shows them."""
+
+    async def main() -> None:
+        widget = chat(server.url, "alice")  # exactly as a lesson's cell makes it
+        assert widget.client.features == ("presence",)
+        await widget.client.wait_for(lambda c: c.online, TIMEOUT)
+        bob = await ChatClient(server.url, "bob").connect(TIMEOUT)
+        await widget.client.wait_for(lambda c: len(c.users) == 2, TIMEOUT)
+        assert system_lines(widget) == [("joined", "bob")]
+        await bob.send_message("bye")
+        await widget.client.wait_for(lambda c: len(c.messages) == 1, TIMEOUT)
+        await bob.close()
+        await widget.client.wait_for(lambda c: len(c.users) == 1, TIMEOUT)  # after the grace
+        assert system_lines(widget) == [("joined", "bob"), ("disconnected", "bob")]
+        assert [line["after"] for line in widget.box.presence] == [
+            None,
+            widget.box.messages[0]["messageId"],
+        ]
+        await widget.aclose()
+
+    run(main)
 
 
 # ---------------------------------------------------------------------- threads, display
@@ -469,36 +432,9 @@ def test_repr_and_mime_bundle_are_stable_for_stored_outputs(server: ChatServer) 
         view = bundle["application/vnd.jupyter.widget-view+json"]
         assert view["model_id"] == widget.box.model_id
         assert badge_state(widget) == "idle"  # not started by the constructor
+        assert widget.box.config == page_config()  # the close meanings, the display words
         with pytest.raises(ValueError):
             ChatWidget(ChatClient(server.url, "bob"), max_messages=0)
-
-    run(main)
-
-
-def test_shared_names_get_the_id_suffix_and_bidi_controls_are_neutralized(
-    server: ChatServer,
-) -> None:
-    """Two present users called "alice" show as "alice #abcd" with their ids' last four
-    characters, in the user list and on their messages; a message with U+202E shows
-    the control as U+FFFD instead of reversing the text."""
-
-    async def main() -> None:
-        widget = await ChatWidget(ChatClient(server.url, "alice", id="u-first-1111")).connect(
-            TIMEOUT
-        )
-        twin = await ChatClient(server.url, "alice", id="u-second-2222").connect(TIMEOUT)
-        await widget.client.wait_for(lambda c: len(c.users) == 2, TIMEOUT)
-        assert user_names(widget) == ["alice #1111 (you)", "alice #2222"]
-        await twin.send_message("invoice_\u202egnp.exe")
-        await widget.client.wait_for(lambda c: len(c.messages) == 1, TIMEOUT)
-        (item,) = [i for i in items(widget.messages_html.value) if "data-message-id" in i.attrs]
-        assert item.body == "invoice_\ufffdgnp.exe"
-        assert "alice #2222" in item.text
-        assert "\u202e" not in widget.messages_html.value
-        await twin.close()
-        await widget.client.wait_for(lambda c: len(c.users) == 1, TIMEOUT)
-        assert user_names(widget) == ["alice (you)"]  # no clash left: no suffix
-        await widget.aclose()
 
     run(main)
 
@@ -533,7 +469,7 @@ def test_a_truncated_recovery_is_shown_as_a_notice() -> None:
                 TIMEOUT
             )
             assert widget.client.truncated
-            assert "some earlier messages are no longer available" in widget.status_html.value
+            assert widget.box.status["truncated"] is True
             await widget.aclose()
 
     run(main)

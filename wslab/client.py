@@ -480,13 +480,18 @@ class ChatClient:
 
     def _apply_presence(self, event: Presence) -> None:
         # Left first, then joined (an id in both was taken over within the tick).
-        # Entries the user list already agrees with change nothing and call no handler.
+        # Entries the user list already agrees with change nothing: no handler, no line.
+        after = self.last_message_id
         for user in event.left:
             if self.users.pop(user["id"], None) is not None:
+                self.presence.append(
+                    PresenceEvent("disconnected", user["id"], user["username"], after)
+                )
                 self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
         for user in event.joined:
             if self.users.get(user["id"]) != user["username"]:
                 self.users[user["id"]] = user["username"]
+                self.presence.append(PresenceEvent("joined", user["id"], user["username"], after))
                 self._call(self.on_joined, Joined(user["id"], user["username"]))
 
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:

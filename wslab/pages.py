@@ -1,7 +1,8 @@
 """The static pages a chat server serves over plain HTTP on its own port.
 
 ``GET /`` (and ``/index.html``) is the browser chat page, ``/chat.js`` and
-``/chat.css`` its parts, ``/seed`` and ``/seed.js`` the original design's page
+``/chat.css`` and ``/chatview.js`` its parts (the page gets its configuration from
+:func:`wslab.frontend.fill_page` as it is served), ``/seed`` and ``/seed.js`` the original design's page
 (it works with ``seed_compatible=True``). Any other path except the chat socket's
 gets a 404 that names the socket's path. The method is not looked at.
 
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .frontend import fill_page
+
 __all__ = ["CHAT_PATH", "STATIC_DIR", "STATIC_FILES", "path_of", "respond"]
 
 #: Where the chat's WebSocket is.
@@ -33,6 +36,7 @@ STATIC_FILES = {
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
     "/chat.css": ("chat.css", "text/css; charset=utf-8"),
+    "/chatview.js": ("chatview.js", "text/javascript; charset=utf-8"),
     # The original design's client, for comparison (needs seed_compatible=True).
     "/seed": ("seed.html", "text/html; charset=utf-8"),
     "/seed.js": ("seed.js", "text/javascript; charset=utf-8"),
@@ -51,7 +55,10 @@ def respond(path: str) -> Response:
         body = f"Not found. The chat socket is at {CHAT_PATH}.\n".encode()
         return _response(http.HTTPStatus.NOT_FOUND, body, "text/plain; charset=utf-8")
     name, content_type = static
-    return _response(http.HTTPStatus.OK, (STATIC_DIR / name).read_bytes(), content_type)
+    body = (STATIC_DIR / name).read_bytes()
+    if name == "index.html":
+        body = fill_page(body)  # the policy and the display words, from Python
+    return _response(http.HTTPStatus.OK, body, content_type)
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:

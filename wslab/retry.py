@@ -197,8 +197,8 @@ class Reconnector:
 def page_policy() -> dict[str, object]:
     """The default policy and the close codes' meanings as JSON-ready data.
 
-    The browser page follows these numbers and words: ``tests/browser`` checks
-    that its copy (``DEFAULT_POLICY`` in ``static/chat.js``) equals this.
+    The browser page and the notebook widget get these numbers and words from
+    here when they are served or rendered (:func:`wslab.frontend.page_config`).
     """
     policy = RetryPolicy()
     return {

@@ -240,7 +240,9 @@ def test_widget_in_lab_chats_with_the_browser_page(lab: Lab, lab_context: Browse
     chat_page = lab_context.new_page()
     chat_page.goto(f"http://127.0.0.1:{chat_port}/?username=page")
     expect(chat_page.locator("#status")).to_have_attribute("data-state", "online")
-    expect(widget.locator("li.wslab-user")).to_have_text(["widget (you)", "page"])
+    expect(widget.locator(".wslab-users li")).to_have_text(["widget (you)", "page"])
+    # chat() asks for batched presence: the join still shows as a line, as on the page.
+    expect(widget.locator(".wslab-messages li.system")).to_have_text(["page joined"])
 
     conversation: list[str] = []
 
@@ -252,7 +254,7 @@ def test_widget_in_lab_chats_with_the_browser_page(lab: Lab, lab_context: Browse
     send_message(chat_page, "Hello from the page <b>not bold</b>")
     both_show("Hello from the page <b>not bold</b>")
 
-    box = widget.locator(".wslab-input input")
+    box = widget.locator("input.wslab-input")
     send = widget.locator("button.wslab-send")
 
     box.click()
@@ -275,8 +277,17 @@ def test_widget_in_lab_chats_with_the_browser_page(lab: Lab, lab_context: Browse
     both_show(pasted)
     expect(box).to_have_value("")
     expect(widget.locator("li.pending")).to_have_count(0)
+    # The page's own rules drew the widget: the same lines in the same order.
+    shown = ".author, .text"
+    expect(widget.locator(f".wslab-messages li[data-message-id] :is({shown})")).to_have_text(
+        chat_page.locator(f"#messages li[data-message-id] :is({shown})").all_inner_texts()
+    )
 
     if os.environ.get("WSLAB_SCREENSHOTS") == "1":
         images = REPO / "docs" / "images"
         images.mkdir(parents=True, exist_ok=True)
         widget.screenshot(path=str(images / "widget.png"))
+
+    chat_page.close()  # the page leaves: after the server's grace, a "left" line
+    expect(widget.locator(".wslab-messages li.system")).to_have_text(["page joined", "page left"])
+    expect(widget.locator(".wslab-users li")).to_have_text(["widget (you)"])

@@ -23,14 +23,17 @@ from websockets.sync.client import connect
 
 from wslab import ChatServer, Reconnector, RetryPolicy
 from wslab.clock import FakeClock
+from wslab.frontend import page_config, widget_css, widget_esm
 from wslab.retry import page_policy
 
 from ..conftest import TIME_SCALE, hello, say
-from ..test_display import CASES
+from ..test_display import CASES, RUN_CASES
 from ..test_retry import CLOSE_TABLE
 from .helpers import delivered, send_message, wait_until
 
 pytestmark = pytest.mark.browser
+
+XSS = "<img src=x onerror=alert(1)>"
 
 STATIC = Path(__file__).resolve().parents[2] / "wslab" / "static"
 
@@ -54,10 +57,11 @@ def connected_frame(hello_frame: dict[str, Any], **extra: Any) -> str:
 # ---------------------------------------------------------------------------- one source
 
 
-def test_the_page_policy_is_the_python_policy(open_chat: Callable[..., Page]) -> None:
-    """Backoff numbers, final codes, the resend pause and every close code's meaning:
-    the page's copy equals wslab.retry.page_policy()."""
+def test_the_page_gets_the_policy_and_the_words_from_python(open_chat: Callable[..., Page]) -> None:
+    """Backoff numbers, final codes, the resend pause, every close code's meaning and
+    the display words: what the server wrote into the page (page_config())."""
     page = open_chat("alice")
+    assert page.evaluate("wslabChat.config") == page_config()
     assert page.evaluate("wslabChat.defaultPolicy") == page_policy()
     assert page.evaluate("wslabChat.policy") == page_policy()
 
@@ -96,19 +100,11 @@ def test_the_page_reconnector_decides_like_the_python_one(open_chat: Callable[..
     assert delays == pytest.approx(expected)
 
 
-def test_the_page_and_python_display_rules_agree_on_one_table(
-    open_chat: Callable[..., Page],
-) -> None:
+def test_the_display_rules_answer_the_table(open_chat: Callable[..., Page]) -> None:
+    """The one implementation (chatview.js), as the page uses it, on tests/test_display's
+    table: names with id suffixes, presence lines, close meanings, the status text."""
     page = open_chat("alice")
-    answers = page.evaluate(
-        """(cases) => cases.map((c) => {
-            const d = wslabChat.display;
-            if (c.fn === "neutralize") return d.neutralize(c.in);
-            if (c.fn === "display_names") return Object.fromEntries(d.displayNames(c.in));
-            return d.presenceLine(...c.in);
-        })""",
-        CASES,
-    )
+    answers = page.evaluate(f"([cases]) => ({RUN_CASES})([wslabChat.display, cases])", [CASES])
     assert answers == [case["out"] for case in CASES]
 
 
@@ -359,3 +355,213 @@ def test_a_flood_of_1000_messages_keeps_the_page_responsive(
         assert probe["gap"] < 200 * TIME_SCALE
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------------- the widget's view
+
+#: A stand-in for anywidget's host: a model (get, set, on, off, send) and one view.
+WIDGET_HOST = """async ([esm, css, state]) => {
+    const style = document.createElement("style");
+    style.textContent = css;
+    document.head.append(style);
+    const handlers = new Map();
+    const fire = (name, ...args) => (handlers.get(name) || []).forEach((h) => h(...args));
+    const model = {
+        get: (key) => state[key],
+        set: (key, value) => { state[key] = value; fire(`change:${key}`); },
+        on: (name, handler) => handlers.set(name, [...(handlers.get(name) || []), handler]),
+        off: (name, handler) =>
+            handlers.set(name, (handlers.get(name) || []).filter((h) => h !== handler)),
+        send: (content) => window.widgetSent.push(content),
+        receive: (content) => fire("msg:custom", content, []),
+    };
+    window.widgetSent = [];
+    window.widgetModel = model;
+    const url = URL.createObjectURL(new Blob([esm], { type: "text/javascript" }));
+    const module = await import(url);
+    const el = document.createElement("div");
+    document.body.append(el);
+    module.default.render({ model, el });
+}"""
+
+
+def widget_state(**changes: Any) -> dict[str, Any]:
+    """The traits of a ChatWidget's box, as the kernel would set them."""
+    state: dict[str, Any] = {
+        "config": page_config(),
+        "status": {
+            "state": "online",
+            "retryIn": None,
+            "url": "ws://127.0.0.1:1/chat",
+            "id": "u-first-1111",
+            "username": "alice",
+            "lastClose": None,
+            "error": None,
+            "truncated": False,
+            "wasPageReload": False,
+            "notice": "",
+        },
+        "users": [],
+        "messages": [],
+        "cut": False,
+        "presence": [],
+        "pending": [],
+        "log": [],
+        "show_log": False,
+    }
+    state.update(changes)
+    return state
+
+
+def entry(message_id: int, user_id: str, username: str, message: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "id": user_id,
+        "username": username,
+        "message": message,
+        "ts": "2026-01-01T12:34:56.000Z",
+    }
+
+
+@pytest.fixture
+def widget_view(context: BrowserContext) -> Callable[..., Page]:
+    """A factory: widget_view(state) -> a page showing the chat widget's view of it."""
+
+    def open_view(state: dict[str, Any]) -> Page:
+        page = context.new_page()
+        page.route(
+            "http://widget.test/",
+            lambda route: route.fulfill(
+                body="<!doctype html><body></body>", content_type="text/html"
+            ),
+        )
+        page.goto("http://widget.test/")
+        page.evaluate(WIDGET_HOST, [widget_esm(), widget_css(), state])
+        return page
+
+    return open_view
+
+
+def set_trait(page: Page, name: str, value: Any) -> None:
+    page.evaluate("([name, value]) => widgetModel.set(name, value)", [name, value])
+
+
+def test_the_widget_and_the_page_show_the_same_lines(
+    widget_view: Callable[..., Page], context: BrowserContext, server: ChatServer
+) -> None:
+    """Shared names with id suffixes, a bidi control as U+FFFD, markup as text, and
+    "joined" / "left" lines: the widget shows what the page shows for the same chat."""
+    pages = []
+    for user_id in ("u-first-1111", "u-second-2222"):
+        page = context.new_page()
+        identity = json.dumps(json.dumps({"id": user_id}))
+        page.add_init_script(f"localStorage.setItem('wslab:identity:alice', {identity})")
+        page.goto(f"{server.page_url}?username=alice")
+        expect(page.locator("#status")).to_have_attribute("data-state", "online")
+        pages.append(page)
+    first, second = pages
+    evil = context.new_page()
+    evil.goto(f"{server.page_url}?username={quote(XSS)}")
+    expect(first.locator("#users li")).to_have_count(3)
+    send_message(second, "invoice_\u202egnp.exe")
+    send_message(evil, XSS)
+    expect(delivered(first)).to_have_text(["invoice_\ufffdgnp.exe", XSS])
+    evil.close()
+    expect(first.locator("#messages li.system")).to_have_count(3)  # the leave: after the grace
+
+    users = first.evaluate("wslabChat.users")
+    messages = first.evaluate("wslabChat.messages")
+    evil_id = messages[1]["id"]
+    state = widget_state(
+        users=users,
+        messages=messages,
+        presence=[
+            {"kind": "joined", "id": "u-second-2222", "username": "alice", "after": None},
+            {"kind": "joined", "id": evil_id, "username": XSS, "after": None},
+            {"kind": "disconnected", "id": evil_id, "username": XSS, "after": 2},
+        ],
+    )
+    widget = widget_view(state)
+
+    def lines(page: Page, selector: str) -> list[str]:
+        found: list[str] = page.locator(selector).all_inner_texts()
+        return [" ".join(text.split()) for text in found]
+
+    page_users = lines(first, "#users li")
+    assert page_users == ["alice #1111 (you)", "alice #2222"]
+    assert lines(widget, ".wslab-users li") == page_users
+    shown = "li[data-message-id] .author, li[data-message-id] .text, li.system"
+    assert lines(widget, f".wslab-messages :is({shown})") == lines(first, f"#messages :is({shown})")
+    assert lines(widget, ".wslab-messages li.system") == [
+        "alice #2222 joined",
+        f"{XSS} joined",
+        f"{XSS} left",
+    ]
+    assert widget.locator(".wslab-chat img").count() == 0 and first.locator("img").count() == 0
+
+
+def test_the_widget_view_renders_incrementally(widget_view: Callable[..., Page]) -> None:
+    """A new message adds one item: the items already shown are the same DOM nodes; a
+    presence line goes after the message it came after; pending items come last."""
+    widget = widget_view(widget_state(messages=[entry(1, "b", "bob", "one")]))
+    widget.evaluate("document.querySelector('li[data-message-id=\"1\"]').marked = true")
+    set_trait(widget, "messages", [entry(1, "b", "bob", "one"), entry(2, "b", "bob", "two")])
+    set_trait(widget, "presence", [{"kind": "joined", "id": "c", "username": "carol", "after": 1}])
+    set_trait(widget, "pending", [{"clientMessageId": "c1", "message": "mine"}])
+    items = widget.locator(".wslab-messages > li")
+    expect(items).to_have_count(4)
+    texts = [" ".join(t.split()) for t in items.all_inner_texts()]
+    assert texts[1:] == ["carol joined", texts[2], "--:-- alice mine (pending)"]
+    assert texts[2].endswith("bob two") and texts[0].endswith("bob one")
+    assert widget.evaluate("document.querySelector('li[data-message-id=\"1\"]').marked") is True
+    set_trait(widget, "pending", [])
+    expect(items).to_have_count(3)
+
+
+def test_the_widget_status_says_why_and_offline_disables_the_box(
+    widget_view: Callable[..., Page],
+) -> None:
+    """Reconnecting counts down and names the last close code with its meaning; the
+    truncated notice shows; offline for good disables the text box and Send."""
+    status = widget_state()["status"]
+    reconnecting = {
+        **status,
+        "state": "reconnecting",
+        "retryIn": 30.0,
+        "lastClose": {"code": 1001, "reason": ""},
+        "truncated": True,
+    }
+    widget = widget_view(widget_state(status=reconnecting))
+    badge = widget.locator(".wslab-badge")
+    expect(badge).to_have_attribute("data-state", "reconnecting")
+    expect(badge).to_contain_text("reconnecting in 2")
+    meaning = page_config()["policy"]["closeMeanings"]["1001"]  # type: ignore[index]
+    expect(widget.locator(".wslab-detail")).to_have_text(f"last close 1001 ({meaning})")
+    expect(widget.locator(".wslab-truncated")).to_have_text(
+        "some earlier messages are no longer available"
+    )
+    expect(widget.locator(".wslab-input")).to_be_enabled()
+    set_trait(widget, "status", {**reconnecting, "state": "offline", "notice": "not sent: offline"})
+    expect(widget.locator(".wslab-input")).to_be_disabled()
+    expect(widget.locator(".wslab-send")).to_be_disabled()
+    expect(widget.locator(".wslab-notice")).to_have_text("not sent: offline")
+
+
+def test_the_widget_sends_the_text_in_the_box_and_clears_it_once_taken(
+    widget_view: Callable[..., Page],
+) -> None:
+    widget = widget_view(widget_state())
+    box = widget.locator(".wslab-input")
+    box.fill("from the widget")
+    box.press("Enter")
+    assert widget.evaluate("widgetSent") == [{"kind": "send", "text": "from the widget", "n": 1}]
+    expect(box).to_have_value("from the widget")  # not yet taken
+    widget.evaluate("widgetModel.receive({ kind: 'sent', n: 1, ok: true })")
+    expect(box).to_have_value("")
+    box.fill("x" * 2001)
+    widget.locator(".wslab-send").click()
+    widget.evaluate("widgetModel.receive({ kind: 'sent', n: 2, ok: false })")
+    expect(box).to_have_value("x" * 2001)  # refused: the text stays to be fixed
+    box.fill("   ")
+    box.press("Enter")
+    assert len(widget.evaluate("widgetSent")) == 2  # blank: nothing sent

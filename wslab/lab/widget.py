@@ -11,24 +11,22 @@ Threads. A kernel runs one asyncio loop on its main thread: cells, the events
 the browser sends to widgets, and the :class:`~wslab.client.ChatClient`'s task
 (it runs on the loop that started it) all take turns on it. So this module
 changes widgets on that loop only, and if ``on_change`` ever fires on another
-thread it hops over with ``call_soon_threadsafe``. Every user string goes
-through :func:`html.escape` before it reaches an ``HTML`` widget, because that
-widget sets ``innerHTML`` unsanitized.
+thread it hops over with ``call_soon_threadsafe``. User strings travel as data
+in the traits; the front end sets them with ``textContent``, never as HTML.
 
-Why the sent text is the text you see. The browser syncs the text box to the
-kernel update by update, and holds updates back while one is in flight, but
-Enter and the Send button travel as separate messages that can overtake them:
-an Enter right after fast typing reached the kernel with "from the widge". So
-Enter and Send only ask the box to *flush*::
+The view. The widget's state lives in traits of :attr:`ChatWidget.box`, an
+anywidget (config, status, users, messages, presence, pending, log), assigned
+whole and only on the kernel's loop. Its front end (``static/chatwidget.js``,
+with the display rules of ``static/chatview.js`` that the browser page uses
+too) draws them incrementally: a new message adds one item, nothing is redrawn
+per frame. The reconnect policy's close meanings and the display words reach it
+in the ``config`` trait (:func:`wslab.frontend.page_config`).
 
-    Enter / Send  --custom message-->  kernel: flush_request += 1  -->  browser
-    browser: a jsdlink copies flush_request to flush_reply, and the change
-             queues behind every update the box still had to send
-    kernel:  flush_reply changed, so value is what the learner saw: send(value)
-
-(The replacement ipywidgets suggests for the deprecated ``on_submit``,
-``continuous_update=False`` and observing ``value``, also fires when the box
-loses focus: clicking elsewhere would send a half-typed message.)
+Why the sent text is the text you see. Enter and the Send button read the text
+box in the page and send *that* text to the kernel in one message; the kernel
+answers whether it took it, and only then is the box cleared (if it still holds
+that text). No keystroke update can be overtaken: the text sent is the text the
+learner saw when pressing Enter.
 
 Identity. A re-run cell makes a new widget for the same server and username:
 the widget it replaces (found in :data:`wslab.lab.lesson.registry`) is closed with
@@ -37,35 +35,35 @@ the widget it replaces (found in :data:`wslab.lab.lesson.registry`) is closed wi
 grace, not a departure and an arrival. The shared server of :func:`chat`
 lives in :mod:`wslab.lab.lesson`; this module only shows a client's state.
 
-What it shows follows :mod:`wslab.display`, as the browser page does: joins and
-leaves as lines among the messages, a notice when missed messages are gone,
-an id suffix on names two present users share, bidi controls neutralized.
+What it shows follows the page's rules: joins and leaves as lines among the
+messages, a notice when missed messages are gone, an id suffix on names two
+present users share, bidi controls neutralized.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..errors import MissingExtraError
 
 try:
-    import ipywidgets as widgets  # type: ignore[import-untyped]
+    import anywidget
+    import traitlets
     from IPython.core.getipython import get_ipython
     from IPython.display import display
-    from traitlets import Int
 except ImportError as missing:  # pragma: no cover - tested in a venv without the extra
     raise MissingExtraError(
-        "the chat widget (wslab.lab.widget)", missing.name or "ipywidgets"
+        "the chat widget (wslab.lab.widget)", missing.name or "anywidget"
     ) from None
 
-from ..client import ChatClient, PendingMessage, PresenceEvent, RawEvent
-from ..display import TRUNCATED_NOTICE, display_names, neutralize, presence_line
-from ..protocol import MAX_MESSAGE_LENGTH, CloseCode, MessageEntry
+from ..client import ChatClient
+from ..display import MAX_SHOWN
+from ..frontend import page_config, widget_css, widget_esm
+from ..protocol import MAX_MESSAGE_LENGTH, CloseCode
 from .lesson import registry, shared_server, stop_shared_server
 
 __all__ = ["ChatWidget", "chat", "shared_server", "stop_shared_server"]
@@ -75,23 +73,29 @@ logger = logging.getLogger("wslab.lab.widget")
 LOG_LINES = 100  # raw events shown by show_log=True
 _LOG_LINE_CHARS = 300
 
-# Lab's theme variables, with fallbacks for other front-ends.
-_BADGE_COLOURS = {
-    "idle": "var(--jp-layout-color4, #8a94a3)",
-    "connecting": "var(--jp-warn-color1, #c47f00)",
-    "online": "var(--jp-success-color1, #1f8a4c)",
-    "reconnecting": "var(--jp-warn-color1, #c47f00)",
-    "offline": "var(--jp-error-color1, #b3261e)",
-}
-_MUTED = "color: var(--jp-ui-font-color2, #5b6675)"
-_BORDER = "1px solid var(--jp-border-color2, #d9dee6)"
 
+class _ChatModel(anywidget.AnyWidget):
+    """The widget's state, synced to its front end (``static/chatwidget.js``).
 
-class _MessageBox(widgets.Text):  # type: ignore[misc]
-    """The text box, plus the two counters of the flush (see the module docstring)."""
+    Every trait is assigned a whole new value, on the kernel's loop only.
+    """
 
-    flush_request = Int(0).tag(sync=True)
-    flush_reply = Int(0).tag(sync=True)
+    _esm = widget_esm()
+    _css = widget_css()
+    #: :func:`wslab.frontend.page_config`: close meanings and display words.
+    config: traitlets.Dict[str, Any] = traitlets.Dict().tag(sync=True)
+    #: state, retryIn, url, id, username, lastClose, error, truncated, wasPageReload, notice.
+    status: traitlets.Dict[str, Any] = traitlets.Dict().tag(sync=True)
+    users: traitlets.List[dict[str, str]] = traitlets.List().tag(sync=True)
+    #: The newest ``max_messages`` entries, by messageId.
+    messages: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    #: True when older messages than those in :attr:`messages` exist.
+    cut = traitlets.Bool(False).tag(sync=True)
+    #: Joins and leaves: kind, id, username, after (the messageId it came after).
+    presence: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    pending: traitlets.List[dict[str, str]] = traitlets.List().tag(sync=True)
+    log: traitlets.List[str] = traitlets.List().tag(sync=True)
+    show_log = traitlets.Bool(False).tag(sync=True)
 
 
 class ChatWidget:
@@ -101,6 +105,7 @@ class ChatWidget:
     users (yourself marked "(you)"), the newest ``max_messages`` messages, the
     messages still waiting for the server's acknowledgement (pending), a text
     box and a Send button, and with ``show_log=True`` the raw socket events.
+    What it shows is in the traits of :attr:`box`.
 
     Sending: Enter or Send sends the text as the learner sees it (see the module
     docstring). While connecting or reconnecting, messages are queued and shown
@@ -127,7 +132,7 @@ class ChatWidget:
         client: ChatClient,
         *,
         show_log: bool = False,
-        max_messages: int = 200,
+        max_messages: int = MAX_SHOWN,
         reuse_identity: bool = True,
     ) -> None:
         if max_messages < 1:
@@ -138,7 +143,6 @@ class ChatWidget:
         self._loop = _running_loop()
         self._thread_id = threading.get_ident()
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._flushes_done = 0
         self._notice = ""  # one line under the badge: why something was not sent
         self._shown_in: str | None = None
         self._key = (client.url, client.username)
@@ -146,51 +150,13 @@ class ChatWidget:
         self._predecessor: ChatWidget | None = None  # the widget this one replaces
         self._predecessor_closed: asyncio.Future[None] | None = None
 
-        self._build()
-        self._wire()
+        #: The anywidget that holds the state and draws it.
+        self.box = _ChatModel(config=page_config())
+        self.box.on_msg(self._on_widget_message)
         self._replace_predecessor()
         self._previous_on_change = client.on_change
         client.on_change = self._on_client_change
         self.refresh()
-
-    def _build(self) -> None:
-        """Make the widgets and lay them out in :attr:`box`."""
-        self.status_html = widgets.HTML(layout=widgets.Layout(margin="0 0 4px 0"))
-        self.status_html.add_class("wslab-status")
-        self.users_html = widgets.HTML(layout=widgets.Layout(width="11em", flex="0 0 auto"))
-        self.users_html.add_class("wslab-users")
-        self.messages_html = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", width="auto"))
-        self.messages_html.add_class("wslab-messages")
-        self.text = _MessageBox(
-            placeholder="Type a message and press Enter",
-            continuous_update=True,
-            layout=widgets.Layout(flex="1 1 auto", width="auto"),
-        )
-        self.text.add_class("wslab-input")
-        self.send_button = widgets.Button(
-            description="Send", button_style="primary", layout=widgets.Layout(width="6em")
-        )
-        self.send_button.add_class("wslab-send")
-        self.log_html = widgets.HTML(layout=widgets.Layout(display="" if self.show_log else "none"))
-        self.log_html.add_class("wslab-log")
-        self.box = widgets.VBox(
-            [
-                self.status_html,
-                widgets.HBox([self.users_html, self.messages_html]),
-                widgets.HBox([self.text, self.send_button]),
-                self.log_html,
-            ],
-            layout=widgets.Layout(max_width="56em"),
-        )
-        self.box.add_class("wslab-chat")
-
-    def _wire(self) -> None:
-        """Connect Enter, Send and the flush (see the module docstring)."""
-        # The browser side of the flush: it runs there, with no kernel round trip.
-        self._flush_link = widgets.jsdlink((self.text, "flush_request"), (self.text, "flush_reply"))
-        self.text.on_msg(self._on_text_message)
-        self.text.observe(self._on_flush_reply, names="flush_reply")
-        self.send_button.on_click(self._on_send_click)
 
     def _replace_predecessor(self) -> None:
         """Register this widget; if it replaces one (a re-run cell), retire that one."""
@@ -283,62 +249,76 @@ class ChatWidget:
         self._spawn(self.client.send_message(text))
         return True
 
-    def _on_text_message(self, _box: Any, content: dict[str, Any], _buffers: Any) -> None:
-        # The text view sends {"event": "submit"} on Enter (the message behind the
-        # deprecated Text.on_submit); its value may still be on its way.
-        if content.get("event") == "submit":
-            self._request_flush()
+    def handle_front_end_message(self, content: dict[str, Any]) -> None:
+        """Apply one message from the widget's front end: ``{"kind": "send", "text", "n"}``.
 
-    def _on_send_click(self, _button: Any) -> None:
-        self._request_flush()
+        Enter and Send in the page send the box's text; this sends it (see
+        :meth:`send`) and answers ``{"kind": "sent", "n", "ok"}``, so the page
+        clears the box only when the text was taken. Tests call it directly.
+        Kernel loop only.
+        """
+        if content.get("kind") != "send" or not isinstance(content.get("text"), str):
+            return  # not ours (anywidget's own messages share the channel)
+        ok = self.send(content["text"])
+        self.box.send({"kind": "sent", "n": content.get("n"), "ok": ok})
 
-    def _request_flush(self) -> None:
-        if self.client.status == "offline":
+    def _on_widget_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
             return
-        self.text.flush_request = self.text.flush_request + 1
+        if self._loop is not None and threading.get_ident() != self._thread_id:
+            self._loop.call_soon_threadsafe(self.handle_front_end_message, content)
+        else:
+            self.handle_front_end_message(content)
 
-    def _on_flush_reply(self, change: dict[str, Any]) -> None:
-        reply = change["new"]
-        if reply <= self._flushes_done:
-            return  # the link's first copy, or a second browser answering the same flush
-        self._flushes_done = reply
-        text = self.text.value
-        if self.send(text):
-            self.text.value = ""
-
-    # ------------------------------------------------------------------ rendering
+    # ------------------------------------------------------------------ state
 
     def refresh(self) -> None:
-        """Render the client's current state into the widgets.
+        """Copy the client's current state into the traits of :attr:`box`.
 
         The client's ``on_change`` calls it; call it yourself after changing
-        :attr:`show_log` or :attr:`max_messages`. Kernel loop thread only.
+        :attr:`show_log` or :attr:`max_messages`. A trait whose value did not
+        change sends nothing to the front end. Kernel loop thread only.
         """
         client = self.client
-        names = display_names(client.users)
-        self.status_html.value = _status_html(client, self._notice)
-        self.users_html.value = _users_html(names, client.id, client.online)
-        cut = len(client.messages) > self.max_messages
-        self.messages_html.value = _messages_html(
-            client.messages[-self.max_messages :],
-            client.pending,
-            client.id,
-            client.username,
-            presence=list(client.presence)[-self.max_messages :],
-            names=names,
-            cut=cut,
-        )
-        self.log_html.layout.display = "" if self.show_log else "none"
-        if self.show_log:
-            self.log_html.value = _log_html(client.events)
-        offline = client.status == "offline"
-        self.text.disabled = offline
-        self.send_button.disabled = offline
+        box = self.box
+        shown = client.messages[-self.max_messages :]
+        with box.hold_sync():
+            box.status = self._status()
+            box.users = [{"id": i, "username": name} for i, name in client.users.items()]
+            box.messages = [dict(entry) for entry in shown]
+            box.cut = len(client.messages) > len(shown)
+            box.presence = [
+                {"kind": p.kind, "id": p.id, "username": p.username, "after": p.after}
+                for p in list(client.presence)[-self.max_messages :]
+            ]
+            box.pending = [
+                {"clientMessageId": p.client_message_id, "message": p.message}
+                for p in client.pending
+            ]
+            box.show_log = self.show_log
+            box.log = _log_lines(client) if self.show_log else []
+
+    def _status(self) -> dict[str, Any]:
+        client = self.client
+        error = client.errors[-1] if client.errors else None
+        close = client.last_close
+        return {
+            "state": client.status,
+            "retryIn": client.next_retry_in,
+            "url": client.url,
+            "id": client.id,
+            "username": client.username,
+            "lastClose": None if close is None else {"code": close[0], "reason": close[1]},
+            "error": None if error is None else {"code": error.code.value, "detail": error.detail},
+            "truncated": client.truncated,
+            "wasPageReload": client.was_page_reload,
+            "notice": self._notice,
+        }
 
     def _set_notice(self, notice: str) -> None:
         if notice != self._notice:
             self._notice = notice
-            self.status_html.value = _status_html(self.client, notice)
+            self.box.status = self._status()
 
     def _on_client_change(self, client: ChatClient) -> None:
         if self._previous_on_change is not None:
@@ -349,20 +329,21 @@ class ChatWidget:
             self._loop.call_soon_threadsafe(self._refresh_safely)
 
     def _refresh_safely(self) -> None:
-        # Called from inside the client's task: a rendering bug must not kill the client.
+        # Called from inside the client's task: a bug here must not kill the client.
         try:
             self.refresh()
         except Exception:
-            logger.exception("could not render the chat widget")
+            logger.exception("could not update the chat widget")
 
     # ------------------------------------------------------------------ display
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        bundle: dict[str, Any] = self.box._repr_mimebundle_(**kwargs)
+        bundle = self.box._repr_mimebundle_(**kwargs)
+        data: dict[str, Any] = dict((bundle[0] if isinstance(bundle, tuple) else bundle) or {})
         # What a notebook shows in the widget's place when no kernel draws it (opened
         # from disk, a static viewer): a line that says what it is and how to get it.
-        bundle["text/plain"] = self.saved_text()
-        return bundle
+        data["text/plain"] = self.saved_text()
+        return data
 
     def saved_text(self) -> str:
         """The line a notebook keeps for this widget, shown until its cell runs. Any thread."""
@@ -402,166 +383,12 @@ class ChatWidget:
             logger.error("chat widget task failed", exc_info=future.exception())
 
 
-# ---------------------------------------------------------------------- rendering (pure)
-
-
-def _status_html(client: ChatClient, notice: str = "") -> str:
-    state = client.status
-    if state == "reconnecting" and client.next_retry_in is not None:
-        label = f"reconnecting in {client.next_retry_in:.1f} s"
-    elif state == "idle":
-        label = "not started"
-    else:
-        label = state
-    colour = _BADGE_COLOURS.get(state, _BADGE_COLOURS["idle"])
-    badge = (
-        f'<span class="wslab-badge" data-state="{html.escape(state)}" style="display:inline-block;'
-        f'padding:0 0.6em;border-radius:1em;color:#fff;background:{colour}">'
-        f"{html.escape(label)}</span>"
-    )
-    who = f"<b>{_text(client.username)}</b> on {html.escape(client.url)}"
-    lines = [f"{badge} {who}"]
-    if client.truncated:
-        lines.append(f'<span class="wslab-truncated"><i>{html.escape(TRUNCATED_NOTICE)}</i></span>')
-    if client.was_page_reload and client.online:
-        lines.append(
-            f'<span class="wslab-reload" style="{_MUTED}">back within the reload grace: '
-            "the others saw no leave and no join</span>"
-        )
-    if client.last_close is not None:
-        lines.append(
-            f'<span class="wslab-close" style="{_MUTED}">last close: '
-            f"{html.escape(client.describe_last_close())}</span>"
-        )
-    if client.errors:
-        error = client.errors[-1]
-        lines.append(
-            f'<span class="wslab-error" style="{_MUTED}">server error: '
-            f"{html.escape(error.code.value)}: {_text(error.detail)}</span>"
-        )
-    if notice:
-        lines.append(f'<span class="wslab-notice"><i>{html.escape(notice)}</i></span>')
-    return (
-        f'<div data-state="{html.escape(state)}" style="line-height:1.6">'
-        + "<br>".join(lines)
-        + "</div>"
-    )
-
-
-def _name(user_id: str, username: str, names: dict[str, str]) -> str:
-    """A user's name as shown: with its suffix while present, else neutralized."""
-    return names.get(user_id, neutralize(username))
-
-
-def _text(text: str) -> str:
-    """User text for HTML: bidi controls neutralized, then escaped."""
-    return html.escape(neutralize(text))
-
-
-def _users_html(names: dict[str, str], my_id: str, online: bool) -> str:
-    """``names``: id -> the name as shown (:func:`wslab.display.display_names`)."""
-    items = []
-    for user_id, name in names.items():
-        you = f' <span style="{_MUTED}">(you)</span>' if user_id == my_id else ""
-        items.append(
-            f'<li class="wslab-user" data-id="{html.escape(user_id)}">{html.escape(name)}{you}</li>'
-        )
-    # Not online: the list is what we last knew, not who is here now.
-    fade = "" if online else "opacity:0.5;"
-    return (
-        f'<div style="padding:0 0.5em;border-right:{_BORDER};height:100%">'
-        f'<div style="{_MUTED};font-size:0.85em">USERS ({len(items)})</div>'
-        f'<ul style="list-style:none;margin:0;padding:0;{fade}">{"".join(items)}</ul></div>'
-    )
-
-
-def _messages_html(
-    messages: Iterable[MessageEntry],
-    pending: Iterable[PendingMessage],
-    my_id: str,
-    my_name: str,
-    *,
-    presence: Sequence[PresenceEvent] = (),
-    names: dict[str, str] | None = None,
-    cut: bool = False,
-) -> str:
-    """The message list: messages, joins and leaves where they happened, then pending.
-
-    ``presence`` lines are placed after the message they came after; those from
-    before the first shown message are dropped when older messages were ``cut``.
-    """
-    names = names or {}
-    shown = list(messages)
-    first = shown[0]["messageId"] if shown else None
-    lines: dict[int | None, list[PresenceEvent]] = {}
-    for event in presence:
-        at = event.after
-        if first is not None and (at is None or at < first):
-            if cut:
-                continue
-            at = None
-        lines.setdefault(at, []).append(event)
-
-    def system(events: list[PresenceEvent]) -> list[str]:
-        return [
-            f'<li class="wslab-system" data-kind="{event.kind}" style="{_MUTED}"><i>'
-            f"{html.escape(presence_line(event.kind, _name(event.id, event.username, names)))}"
-            "</i></li>"
-            for event in events
-        ]
-
-    items = system(lines.pop(None, []))
-    for entry in shown:
-        author = _name(entry["id"], entry["username"], names)
-        items.append(_message_item(entry, mine=entry["id"] == my_id, author=author))
-        items.extend(system(lines.pop(entry["messageId"], [])))
-    for rest in lines.values():  # after a message no longer shown (recovered out of order)
-        items.extend(system(rest))
-    for message in pending:
-        items.append(
-            f'<li class="wslab-message mine pending" '
-            f'data-client-message-id="{html.escape(message.client_message_id)}" '
-            f'style="opacity:0.6"><span style="{_MUTED}">--:--:--</span> '
-            f"<b>{_text(my_name)}</b> "
-            f'<span class="text" style="white-space:pre-wrap">{_text(message.message)}</span>'
-            f' <i style="{_MUTED}">(pending)</i></li>'
-        )
-    if not items:
-        items.append(f'<li style="{_MUTED}"><i>No messages yet.</i></li>')
-    # column-reverse keeps the scroll at the bottom, so the newest message shows.
-    return (
-        f'<div style="height:14em;overflow-y:auto;display:flex;flex-direction:column-reverse;'
-        f'padding:0 0.5em"><ol style="list-style:none;margin:0;padding:0">'
-        f"{''.join(items)}</ol></div>"
-    )
-
-
-def _message_item(entry: MessageEntry, *, mine: bool, author: str) -> str:
-    """One message; ``author`` is the name as shown (already neutralized)."""
-    ts = str(entry.get("ts", ""))
-    clock = ts[11:19] if len(ts) >= 19 else ts
-    return (
-        f'<li class="wslab-message{" mine" if mine else ""}" '
-        f'data-message-id="{int(entry["messageId"])}" data-author-id="{html.escape(entry["id"])}">'
-        f'<span title="{html.escape(ts)}" style="{_MUTED}">{html.escape(clock)}</span> '
-        f"<b>{html.escape(author)}</b> "
-        f'<span class="text" style="white-space:pre-wrap;overflow-wrap:anywhere">'
-        f"{_text(entry['message'])}</span></li>"
-    )
-
-
-def _log_html(events: Iterable[RawEvent]) -> str:
-    lines = [str(event) for event in events][-LOG_LINES:]
-    shown = [
-        html.escape(line if len(line) <= _LOG_LINE_CHARS else line[:_LOG_LINE_CHARS] + "...")
-        for line in lines
+def _log_lines(client: ChatClient) -> list[str]:
+    """The newest raw events as lines, each cut to a readable length."""
+    lines = [str(event) for event in client.events][-LOG_LINES:]
+    return [
+        line if len(line) <= _LOG_LINE_CHARS else line[:_LOG_LINE_CHARS] + "..." for line in lines
     ]
-    body = "\n".join(shown) or "(none yet)"
-    return (
-        f'<div style="{_MUTED};font-size:0.85em">RAW EVENTS (newest last)</div>'
-        f'<pre style="max-height:12em;overflow-y:auto;margin:0;font-size:0.85em;'
-        f'white-space:pre-wrap">{body}</pre>'
-    )
 
 
 # ---------------------------------------------------------------------- chat()

@@ -5,49 +5,48 @@
 //   - joins under ?username=NAME, or asks for a name first;
 //   - keeps its id and token in localStorage, so a reload is the same user;
 //   - reconnects by itself with the same rules as the Python client (the
-//     Reconnector below mirrors wslab/retry.py), and recovers the messages it
-//     missed (roomId + lastMessageId);
+//     Reconnector below is wslab/retry.py's state machine, run on the policy the
+//     server serves with the page), and recovers the messages it missed
+//     (roomId + lastMessageId);
 //   - keeps messages typed while offline in a localStorage outbox and resends
 //     them until acknowledged, also after a reload, and after `rate_limited`;
 //   - renders incrementally, at most MAX_SHOWN messages, so a flood of messages
 //     does not freeze the page;
-//   - renders user data only as text (textContent), never as HTML, with
-//     bidirectional controls neutralized and shared names told apart.
+//   - shows everything through the display rules it shares with the notebook
+//     widget (chatview.js): user data only as text (textContent), never as
+//     HTML, with bidirectional controls neutralized and shared names told apart.
 "use strict";
 
 (() => {
   // ---------------------------------------------------------------------------
-  // Policies: plain values. DEFAULT_POLICY is wslab.retry.page_policy() of the
-  // Python package, word for word: tests/browser checks that they are equal.
+  // Policies and words: from Python. The server fills the JSON in index.html's
+  // #wslab-config when it serves the page (wslab.frontend.page_config): the
+  // reconnect policy and every close code's meaning (wslab.retry.page_policy),
+  // and the display constants (wslab.display). This file holds no copy of them.
   // A lesson may override numbers by setting window.wslabPolicy before this
   // script runs (e.g. a longer minUptimeS on a slow machine).
   // ---------------------------------------------------------------------------
-  const DEFAULT_POLICY = Object.freeze({
-    initialS: 0.3,
-    factor: 2,
-    capS: 10,
-    minUptimeS: 2,
-    finalCodes: [1008, 1009],
-    rateLimitPauseS: 1,
-    closeMeanings: {
-      1000: "normal closure: one side called close() and the other agreed",
-      1001: "going away: the server is stopping or the page was left",
-      1005: "no status received: the close frame carried no code, as after ws.close() (never sent on the wire)",
-      1006: "abnormal closure: the connection died without a close frame (never sent on the wire)",
-      1007: "invalid payload data: a text frame that was not UTF-8",
-      1008: "policy violation: the server refused this client (id spoofing, repeated errors)",
-      1009: "message too big: a frame was over the server's max_size",
-      1011: "internal error: the server's handler failed",
-      1012: "service restart: the server is restarting, reconnect soon",
-      1013: "try again later: the server is full",
-    },
-  });
+  const CONFIG = readConfig();
+  function readConfig() {
+    try {
+      return JSON.parse(document.getElementById("wslab-config").textContent);
+    } catch (err) {
+      // Opened as a file, or from another web server: nothing filled the config in.
+      const error = document.getElementById("error");
+      error.textContent = "This page must be served by the wslab chat server (python -m wslab serve).";
+      error.hidden = false;
+      throw err;
+    }
+  }
+  const DEFAULT_POLICY = Object.freeze(CONFIG.policy);
   const POLICY = Object.freeze({ ...DEFAULT_POLICY, ...(window.wslabPolicy || {}) });
+  // The display rules, shared with the notebook widget (chatview.js).
+  const view = wslabView.rules(CONFIG.display, POLICY.closeMeanings);
+  const { neutralize, displayNames, describeClose } = view;
 
-  const MAX_SHOWN = 200; // message items in the list, as the notebook widget shows
+  const MAX_SHOWN = CONFIG.display.maxShown; // message items in the list, as the notebook widget shows
   const MAX_KEPT = 2000; // messages kept in memory (recovery needs only the newest id)
   const MAX_LOG = 5000; // raw socket events kept for learners and tests
-  const TRUNCATED_NOTICE = "some earlier messages are no longer available";
 
   // ---------------------------------------------------------------------------
   // The reconnect decisions: the same state machine as wslab.retry.Reconnector.
@@ -103,35 +102,6 @@
       this.failures = 0;
       this.ceiling = this.policy.initialS;
     }
-  }
-
-  // ---------------------------------------------------------------------------
-  // Display rules: the same as wslab/display.py (tests check both on one table).
-  // ---------------------------------------------------------------------------
-  const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-  const neutralize = (text) => String(text).replace(BIDI_CONTROLS, "\ufffd");
-  const shortSuffix = (id) => `#${id.slice(-4)}`;
-  const nameKey = (name) => String(name).normalize("NFC").replace(BIDI_CONTROLS, "").toLowerCase();
-
-  // pairs: [[id, username], ...] of the present users -> Map id -> name as shown.
-  function displayNames(pairs) {
-    const counts = new Map();
-    for (const [, name] of pairs) counts.set(nameKey(name), (counts.get(nameKey(name)) || 0) + 1);
-    const shown = new Map();
-    for (const [id, name] of pairs) {
-      let label = neutralize(name);
-      if (counts.get(nameKey(name)) > 1) label += ` ${shortSuffix(id)}`;
-      shown.set(id, label);
-    }
-    return shown;
-  }
-
-  const presenceLine = (kind, name) => (kind === "joined" ? `${name} joined` : `${name} left`);
-
-  function describeClose(close) {
-    const meaning = POLICY.closeMeanings[close.code] || "not a code this kit uses";
-    const reason = close.reason ? ` "${neutralize(close.reason)}"` : "";
-    return `${close.code} (${meaning})${reason}`;
   }
 
   // ---------------------------------------------------------------------------
@@ -247,103 +217,46 @@
   };
 
   // ---------------------------------------------------------------------------
-  // Rendering: createElement + textContent only. A username or a message such as
-  // <img src=x onerror=alert(1)> must show as those characters, never run.
+  // Rendering: through the shared display rules (chatview.js), which build every
+  // item with createElement + textContent only.
   // ---------------------------------------------------------------------------
-  function make(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const make = wslabView.make;
 
   function renderStatus() {
     el.status.dataset.state = chat.state;
-    let badge = chat.state;
-    if (chat.state === "idle") badge = "not connected";
-    if (chat.state === "reconnecting") {
-      const seconds = Math.max(0, (chat.retryAt - performance.now()) / 1000);
-      badge = `reconnecting in ${seconds.toFixed(1)} s`;
-    }
-    el.badge.textContent = badge;
-
-    // Say why we are not online: the close code is the lesson.
-    let detail = "";
-    if (chat.lastClose && chat.state !== "online") {
-      detail = `last close ${describeClose(chat.lastClose)}`;
-      if (chat.failedAttempts > 0) {
-        const s = chat.failedAttempts === 1 ? "" : "s";
-        detail += `, ${chat.failedAttempts} failed attempt${s} since`;
-      }
-    } else if (chat.state === "online" && chat.wasPageReload) {
-      detail = "back within the reload grace: the others saw no leave and no join";
-    }
-    el.detail.textContent = detail ? `— ${detail}` : "";
+    const text = view.statusText({
+      state: chat.state,
+      retryIn: (chat.retryAt - performance.now()) / 1000,
+      lastClose: chat.lastClose,
+      failedAttempts: chat.failedAttempts,
+      wasPageReload: chat.wasPageReload,
+      truncated: chat.truncated,
+      error: chat.error,
+    });
+    el.badge.textContent = text.badge;
+    el.detail.textContent = text.detail ? `— ${text.detail}` : "";
     if (chat.lastClose) el.status.dataset.closeCode = String(chat.lastClose.code);
-
-    el.notice.hidden = !chat.truncated;
-    el.notice.textContent = chat.truncated ? TRUNCATED_NOTICE : "";
-
-    el.error.hidden = !chat.error;
-    el.error.textContent = chat.error
-      ? `error ${neutralize(chat.error.code)}: ${neutralize(chat.error.detail)}`
-      : "";
+    el.notice.hidden = !text.notice;
+    el.notice.textContent = text.notice;
+    el.error.hidden = !text.error;
+    el.error.textContent = text.error;
   }
 
   const shownName = (id, username) => chat.names.get(id) ?? neutralize(username);
 
   function renderUsers() {
     chat.names = displayNames(Array.from(chat.users));
-    const items = [];
-    for (const [id, name] of chat.names) {
-      const li = make("li", id === chat.id ? "me" : "", name);
-      li.dataset.id = id;
-      if (id === chat.id) li.append(make("span", "you", " (you)"));
-      items.push(li);
-    }
-    el.users.replaceChildren(...items);
+    el.users.replaceChildren(...view.userItems(chat.names, chat.id));
     el.me.textContent = neutralize(chat.username || chat.requestedName || "");
-    // A name that now clashes (or no longer does) changes on the shown messages too.
-    for (const author of el.messages.querySelectorAll("li[data-message-id] .author")) {
-      const li = author.parentElement;
-      author.textContent = shownName(li.dataset.authorId, li.dataset.username);
-    }
+    view.renameAuthors(el.messages, shownName);
   }
 
   function messageItem(entry) {
-    const li = make("li", entry.id === chat.id ? "message mine" : "message");
-    li.dataset.messageId = String(entry.messageId);
-    li.dataset.authorId = entry.id;
-    li.dataset.username = entry.username;
-    const time = make("time", "ts", formatTime(entry.ts));
-    time.dateTime = entry.ts;
-    li.append(
-      time,
-      make("span", "author", shownName(entry.id, entry.username)),
-      make("span", "text", neutralize(entry.message)),
-    );
-    return li;
+    return view.messageItem(entry, shownName(entry.id, entry.username), entry.id === chat.id);
   }
 
   function pendingItem(item) {
-    const li = make("li", "message mine pending");
-    li.dataset.clientMessageId = item.clientMessageId;
-    li.append(
-      make("span", "ts", "--:--"),
-      make("span", "author", neutralize(chat.username || chat.requestedName)),
-      make("span", "text", neutralize(item.message)),
-      make("span", "note", " (pending)"),
-    );
-    return li;
-  }
-
-  // One formatter for every message: toLocaleTimeString would build one per call,
-  // which costs more than the rest of a message's rendering.
-  const TIME_FORMAT = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
-  function formatTime(ts) {
-    const date = new Date(ts);
-    if (Number.isNaN(date.getTime())) return ts;
-    return TIME_FORMAT.format(date);
+    return view.pendingItem(item, neutralize(chat.username || chat.requestedName));
   }
 
   // The list: [history and system lines...][pending...]. New items go before the
@@ -423,8 +336,8 @@
     }
   }
 
-  function systemLine(text, className = "system") {
-    render.queue.push({ line: make("li", className, text) });
+  function systemLine(line) {
+    render.queue.push({ line });
     scheduleRender();
   }
 
@@ -472,7 +385,7 @@
       chat.messages = [];
       chat.byMessageId.clear();
       chat.lastMessageId = null;
-      systemLine("the server restarted: its history starts again here", "divider");
+      systemLine(make("li", "divider", "the server restarted: its history starts again here"));
     }
     chat.roomId = roomId;
   }
@@ -619,13 +532,13 @@
       case "joined":
         chat.users.set(event.id, event.username);
         renderUsers();
-        systemLine(presenceLine("joined", shownName(event.id, event.username)));
+        systemLine(view.presenceItem("joined", shownName(event.id, event.username)));
         return;
       case "disconnected": {
         const name = shownName(event.id, event.username);
         chat.users.delete(event.id);
         renderUsers();
-        systemLine(presenceLine("disconnected", name));
+        systemLine(view.presenceItem("disconnected", name));
         return;
       }
       case "presence": {
@@ -634,8 +547,8 @@
         for (const u of event.left) chat.users.delete(u.id);
         for (const u of event.joined) chat.users.set(u.id, u.username);
         renderUsers();
-        for (const name of left) systemLine(presenceLine("disconnected", name));
-        for (const u of event.joined) systemLine(presenceLine("joined", shownName(u.id, u.username)));
+        for (const name of left) systemLine(view.presenceItem("disconnected", name));
+        for (const u of event.joined) systemLine(view.presenceItem("joined", shownName(u.id, u.username)));
         return;
       }
       case "messageWritten":
@@ -725,7 +638,8 @@
     policy: POLICY,
     defaultPolicy: DEFAULT_POLICY,
     limits: Object.freeze({ MAX_SHOWN, MAX_KEPT, MAX_LOG }),
-    display: Object.freeze({ neutralize, displayNames, presenceLine, TRUNCATED_NOTICE }),
+    config: CONFIG,
+    display: view,
     Reconnector,
     describeClose,
     socketUrlFor,
