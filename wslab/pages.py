@@ -1,10 +1,11 @@
 """The static pages a chat server serves over plain HTTP on its own port.
 
-``GET /`` (and ``/index.html``) is the browser chat page, ``/chat.js`` and
-``/chat.css`` and ``/chatview.js`` its parts (the page gets its configuration from
-:func:`wslab.frontend.fill_page` as it is served), ``/seed`` and ``/seed.js`` the original design's page
-(it works with ``seed_compatible=True``). Any other path except the chat socket's
-gets a 404 that names the socket's path. The method is not looked at.
+``GET /`` (and ``/index.html``) is the browser chat page, filled with its
+configuration by :func:`wslab.frontend.fill_page` as it is served; ``/chat.js``,
+``/chat.css`` and ``/chatview.js`` are its parts; ``/seed`` and ``/seed.js`` the
+original design's page (it works with ``seed_compatible=True``). Any other path
+except the chat socket's gets a 404 that names the socket's path. The method is
+not looked at.
 
 Pure apart from reading the files: any thread.
 """
