@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from wslab import frontend
-from wslab.display import BIDI_CONTROLS, TRUNCATED_NOTICE, display_config
+from wslab.display import (
+    BIDI_CONTROLS,
+    NAME_INVISIBLES,
+    REFUSED_NOTICE,
+    TRUNCATED_NOTICE,
+    blank_name,
+    display_config,
+)
 from wslab.protocol import CloseCode
 from wslab.retry import page_policy
 
@@ -54,6 +62,45 @@ CASES: list[dict[str, Any]] = [
         "out": {"x-0001": "Zoe\u0301 #0001", "x-0002": "Zo\u00e9 #0002"},
     },
     {"fn": "displayNames", "in": [["ab", "x"], ["cd", "X"]], "out": {"ab": "x #ab", "cd": "X #cd"}},
+    # Invisible characters in names: shown as U+FFFD, left out when names are compared.
+    {"fn": "neutralizeName", "in": "admin\ufe0f", "out": "admin\ufffd"},
+    {"fn": "neutralizeName", "in": "\u3164", "out": "\ufffd"},
+    {"fn": "neutralizeName", "in": "\u115f\u1160\uffa0\u2800", "out": "\ufffd" * 4},
+    {
+        "fn": "neutralizeName",
+        "in": "a\u200bd\u200cm\u200di\u2060n\ufeff\u00ad",
+        "out": "a\ufffdd\ufffdm\ufffdi\ufffdn\ufffd\ufffd",
+    },
+    {
+        "fn": "neutralizeName",
+        "in": "\U000e0100x\U000e01ef\U000e0041\u180e",
+        "out": "\ufffdx\ufffd\ufffd\ufffd",
+    },
+    {"fn": "neutralizeName", "in": "bo\u034fb\u202e\u0007", "out": "bo\ufffdb\ufffd\ufffd"},
+    {"fn": "neutralizeName", "in": "Zoé ☃ 日本 한글 ⠃⠕⠃", "out": "Zoé ☃ 日本 한글 ⠃⠕⠃"},
+    # Message text keeps them: emoji are built with the joiner and the selectors.
+    {
+        "fn": "neutralize",
+        "in": "\u2764\ufe0f \U0001f468\u200d\U0001f469\u200d\U0001f467",
+        "out": "\u2764\ufe0f \U0001f468\u200d\U0001f469\u200d\U0001f467",
+    },
+    {
+        "fn": "displayNames",
+        "in": [["x-1234", "admin"], ["y-5678", "admin\ufe0f"]],
+        "out": {"x-1234": "admin #1234", "y-5678": "admin\ufffd #5678"},
+    },
+    {"fn": "displayNames", "in": [["y-5678", "admin\U000e0100"]], "out": {"y-5678": "admin\ufffd"}},
+    {"fn": "displayNames", "in": [["x-0001", "\u3164"]], "out": {"x-0001": "\ufffd"}},
+    {
+        "fn": "displayNames",
+        "in": [["x-0001", "\u3164"], ["x-0002", "\u200b\u115f"]],
+        "out": {"x-0001": "\ufffd #0001", "x-0002": "\ufffd\ufffd #0002"},
+    },
+    {
+        "fn": "displayNames",
+        "in": [["x-0001", "admin"], ["x-0002", "\uff41\uff44\uff4d\uff49\uff4e"]],
+        "out": {"x-0001": "admin #0001", "x-0002": "\uff41\uff44\uff4d\uff49\uff4e #0002"},
+    },
     {"fn": "presenceLine", "in": ["joined", "bob"], "out": "bob joined"},
     {"fn": "presenceLine", "in": ["disconnected", "bob"], "out": "bob left"},
     {
@@ -112,6 +159,7 @@ CASES: list[dict[str, Any]] = [
 #: A JavaScript function of (rules, cases) -> answers, for page.evaluate.
 RUN_CASES = """([rules, cases]) => cases.map((c) => {
     if (c.fn === "neutralize") return rules.neutralize(c.in);
+    if (c.fn === "neutralizeName") return rules.neutralizeName(c.in);
     if (c.fn === "displayNames") return Object.fromEntries(rules.displayNames(c.in));
     return rules[c.fn](...c.in);
 })"""
@@ -139,7 +187,7 @@ def test_the_served_page_gets_the_config_as_json_that_cannot_end_its_script() ->
 def test_no_javascript_file_holds_a_copy_of_the_python_words() -> None:
     """The close meanings and the display words reach the front ends from Python only."""
     words = [code.explanation for code in CloseCode]
-    words += [TRUNCATED_NOTICE, "back within the reload grace"]
+    words += [TRUNCATED_NOTICE, "back within the reload grace", REFUSED_NOTICE]
     for script in ("chat.js", "chatview.js", "chatwidget.js"):
         source = (frontend.STATIC_DIR / script).read_text(encoding="utf-8")
         for word in words:
@@ -181,3 +229,30 @@ def test_the_one_implementation_answers_the_table_in_chromium() -> None:
         finally:
             browser.close()
     assert answers == [case["out"] for case in CASES]
+
+
+@pytest.mark.parametrize(
+    ("name", "blank"),
+    [
+        ("\u3164", True),
+        ("\u115f\u1160\uffa0", True),
+        (" \u200d\ufe0f\u2800 ", True),
+        ("\U000e0100", True),
+        ("", True),
+        ("admin\ufe0f", False),
+        ("\u2764\ufe0f", False),
+        ("ann", False),
+    ],
+)
+def test_a_name_of_invisible_characters_only_is_blank(name: str, blank: bool) -> None:
+    assert blank_name(name) is blank
+
+
+def test_the_invisible_ranges_hold_no_visible_character() -> None:
+    """Every listed code point is a control, a format character, a combining mark
+    (the selectors), a filler letter or the blank braille cell, or unassigned."""
+    fillers = {0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x17B4, 0x17B5}
+    for first, last in NAME_INVISIBLES:
+        for code in range(first, last + 1):
+            category = unicodedata.category(chr(code))
+            assert code in fillers or category in {"Cc", "Cf", "Mn", "Cn"}, hex(code)

@@ -7,11 +7,15 @@ it is served) and the widget (a trait) get it from Python:
 
 - :data:`BIDI_CONTROLS`: each bidirectional control character (which could make
   ``"gnp.exe"`` read as ``"exe.png"``) is shown as U+FFFD, visibly;
+- :data:`NAME_INVISIBLES`: in a name, each character that shows as nothing (zero
+  width and format characters, variation selectors, blank-looking letters) is
+  shown as U+FFFD too, and two names that differ only by such characters count as
+  the same name; :func:`blank_name` tells whether a name would show as nothing;
 - :data:`SUFFIX_LENGTH`: a name that two present users share is shown with ``#``
   and that many last characters of each id, so a third can tell them apart;
 - :data:`PRESENCE_WORDS`: the system line for a join or a leave is the name and
   this word;
-- :data:`TRUNCATED_NOTICE`, :data:`RELOAD_NOTICE`, :data:`MAX_SHOWN`.
+- :data:`TRUNCATED_NOTICE`, :data:`RELOAD_NOTICE`, :data:`REFUSED_NOTICE`, :data:`MAX_SHOWN`.
 
 Pure: any thread.
 """
@@ -21,16 +25,47 @@ from __future__ import annotations
 __all__ = [
     "BIDI_CONTROLS",
     "MAX_SHOWN",
+    "NAME_INVISIBLES",
     "PRESENCE_WORDS",
+    "REFUSED_NOTICE",
     "RELOAD_NOTICE",
     "SUFFIX_LENGTH",
     "TRUNCATED_NOTICE",
+    "blank_name",
     "display_config",
 ]
 
 #: The bidirectional formatting characters: embeddings, overrides, isolates, marks.
 BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+#: Characters that show as nothing, or as blank space, in a name: inclusive ranges of
+#: code points. A name is where a look-alike matters ("admin" and "admin" + U+FE0F
+#: would read the same), so there they are shown as U+FFFD, like the bidirectional
+#: controls; message text keeps them, as emoji need the zero width joiner and the
+#: variation selectors (U+2764 U+FE0F is a red heart).
+NAME_INVISIBLES: tuple[tuple[int, int], ...] = (
+    (0x0000, 0x001F),  # C0 controls
+    (0x007F, 0x009F),  # DEL and C1 controls
+    (0x00AD, 0x00AD),  # soft hyphen
+    (0x034F, 0x034F),  # combining grapheme joiner
+    (0x115F, 0x1160),  # Hangul choseong and jungseong fillers
+    (0x17B4, 0x17B5),  # Khmer inherent vowels (invisible)
+    (0x180B, 0x180F),  # Mongolian free variation selectors and vowel separator
+    (0x200B, 0x200D),  # zero width space, non-joiner, joiner
+    (0x2060, 0x2064),  # word joiner, invisible times/separator/plus, function application
+    (0x206A, 0x206F),  # deprecated format characters
+    (0x2800, 0x2800),  # braille pattern blank: a cell with no dots, blank on screen
+    (0x3164, 0x3164),  # Hangul filler
+    (0xFE00, 0xFE0F),  # variation selectors
+    (0xFEFF, 0xFEFF),  # zero width no-break space (byte order mark)
+    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler
+    (0xFFF9, 0xFFFB),  # interlinear annotation controls
+    (0x1BCA0, 0x1BCA3),  # shorthand format controls
+    (0x1D173, 0x1D17A),  # musical symbol formatting controls
+    (0xE0000, 0xE007F),  # tag characters
+    (0xE0100, 0xE01EF),  # variation selectors supplement
 )
 
 #: How many last characters of the id tell apart two users who share a name.
@@ -45,6 +80,9 @@ TRUNCATED_NOTICE = "some earlier messages are no longer available"
 #: Shown when ``connected`` says this connection came back within the reload grace.
 RELOAD_NOTICE = "back within the reload grace: the others saw no leave and no join"
 
+#: The system line for a message the server refused for good (it leaves the outbox).
+REFUSED_NOTICE = "not sent, the server refused it"
+
 #: The most messages a view keeps on screen; older ones are dropped from the list.
 MAX_SHOWN = 200
 
@@ -57,5 +95,21 @@ def display_config() -> dict[str, object]:
         "presenceWords": dict(PRESENCE_WORDS),
         "truncatedNotice": TRUNCATED_NOTICE,
         "reloadNotice": RELOAD_NOTICE,
+        "refusedNotice": REFUSED_NOTICE,
+        "nameInvisibles": [list(span) for span in NAME_INVISIBLES],
         "maxShown": MAX_SHOWN,
     }
+
+
+def _invisible(char: str) -> bool:
+    code = ord(char)
+    return char in BIDI_CONTROLS or any(low <= code <= high for low, high in NAME_INVISIBLES)
+
+
+def blank_name(name: str) -> bool:
+    """Whether a name shows as nothing: only invisible characters and white space.
+
+    Such a name (U+3164 alone, or spaces and a zero width joiner) names nobody a
+    reader can see. The front ends show each of these characters as U+FFFD.
+    """
+    return all(char.isspace() or _invisible(char) for char in name)

@@ -23,6 +23,7 @@ from websockets.sync.client import connect
 
 from wslab import ChatServer, Reconnector, RetryPolicy
 from wslab.clock import FakeClock
+from wslab.display import REFUSED_NOTICE
 from wslab.frontend import page_config, widget_css, widget_esm
 from wslab.retry import page_policy
 
@@ -203,6 +204,87 @@ def test_the_page_resends_what_a_rate_limited_error_dropped(
     expect(delivered(page)).to_have_text(["hello"])
     expect(page.locator("#messages li.pending")).to_have_count(0)
     assert [w["clientMessageId"] for w in writes] == [writes[0]["clientMessageId"]] * 2
+
+
+def test_a_connected_page_keeps_listing_itself_whatever_presence_says(
+    context: BrowserContext, server: ChatServer
+) -> None:
+    """A server that froze past its heartbeat may leave the page's own user out of
+    ``connected``, and send ``disconnected`` or a batched ``presence`` ``left`` for it
+    while its socket is open: the page still lists itself, and shows no leave of its
+    own. Leaves of others in the same frames apply as usual."""
+    page = context.new_page()
+
+    def stale(ws: WebSocketRoute, frame: dict[str, Any]) -> None:
+        me = {"id": frame["id"], "username": frame["username"]}
+        others = [{"id": "b-1", "username": "bob"}, {"id": "c-1", "username": "carol"}]
+        ws.send(connected_frame(frame, connectedUserList=others))
+        ws.send(json.dumps({"event": "disconnected", **me}))
+        ws.send(json.dumps({"event": "presence", "left": [me, others[0]], "joined": []}))
+        ws.send(json.dumps({"event": "disconnected", **others[1]}))
+
+    scripted(page, stale)
+    page.goto(f"{server.page_url}?username=ann")
+    expect(page.locator("#messages li.system")).to_have_text(["bob left", "carol left"])
+    expect(page.locator("#users li")).to_have_text(["ann (you)"])
+    assert page.evaluate("wslabChat.users") == [
+        {"id": page.evaluate("wslabChat.id"), "username": "ann"}
+    ]
+
+
+def test_the_page_sends_one_message_at_a_time_oldest_first(
+    context: BrowserContext, server: ChatServer
+) -> None:
+    """Three messages typed at once: the second goes out only after the first is
+    acknowledged. The first is dropped (``rate_limited``), and after the pause it is
+    sent again before the others; a message the server refuses for good
+    (``invalid_field``) leaves the outbox with a line that says so, and the next goes."""
+    page = context.new_page()
+    page.add_init_script("window.wslabPolicy = { rateLimitPauseS: 0.1 };")
+    writes: list[str] = []
+    joined: dict[str, Any] = {}
+
+    def accept(ws: WebSocketRoute, frame: dict[str, Any]) -> None:
+        joined.update(frame)
+        ws.send(connected_frame(frame))
+
+    def answer(ws: WebSocketRoute, write: dict[str, Any]) -> None:
+        writes.append(write["message"])
+        if len(writes) == 1:
+            ws.send(json.dumps({"event": "error", "code": "rate_limited", "detail": "slow"}))
+            return
+        if write["message"] == "too long":
+            ws.send(json.dumps({"event": "error", "code": "invalid_field", "detail": "message"}))
+            return
+        entry = {
+            "messageId": len(writes),
+            "id": joined["id"],
+            "username": joined["username"],
+            "message": write["message"],
+            "ts": "2026-01-01T00:00:00.000Z",
+            "clientMessageId": write["clientMessageId"],
+        }
+        ws.send(json.dumps({"event": "messageWritten", "message": entry}))
+
+    scripted(page, accept, answer)
+    page.goto(f"{server.page_url}?username=ann")
+    expect(page.locator("#status")).to_have_attribute("data-state", "online")
+    page.evaluate(
+        """() => {
+            const form = document.getElementById("message-form");
+            const box = document.getElementById("message-input");
+            for (const text of ["one", "too long", "two", "three"]) {
+                box.value = text;
+                form.requestSubmit();
+            }
+        }"""
+    )
+    expect(delivered(page)).to_have_text(["one", "two", "three"])
+    expect(page.locator("#messages li.pending")).to_have_count(0)
+    assert writes == ["one", "one", "too long", "two", "three"]
+    expect(page.locator('#messages li.system[data-kind="refused"]')).to_have_text(
+        [f"{REFUSED_NOTICE} (message): too long"]
+    )
 
 
 def test_the_outbox_survives_a_reload_while_offline_and_is_delivered_once(

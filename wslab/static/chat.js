@@ -9,12 +9,16 @@
 //     server serves with the page), and recovers the messages it missed
 //     (roomId + lastMessageId);
 //   - keeps messages typed while offline in a localStorage outbox and resends
-//     them until acknowledged, also after a reload, and after `rate_limited`;
+//     them until acknowledged, also after a reload, and after `rate_limited`,
+//     always oldest first and one at a time, so that the room gets them in the
+//     order they were typed (the client promise of the protocol);
+//   - lists its own user while it is connected, whatever presence events say;
 //   - renders incrementally, at most MAX_SHOWN messages, so a flood of messages
 //     does not freeze the page;
 //   - shows everything through the display rules it shares with the notebook
 //     widget (chatview.js): user data only as text (textContent), never as
-//     HTML, with bidirectional controls neutralized and shared names told apart.
+//     HTML, with bidirectional controls (and, in names, invisible characters)
+//     shown visibly and shared names told apart.
 "use strict";
 
 (() => {
@@ -42,7 +46,7 @@
   const POLICY = Object.freeze({ ...DEFAULT_POLICY, ...(window.wslabPolicy || {}) });
   // The display rules, shared with the notebook widget (chatview.js).
   const view = wslabView.rules(CONFIG.display, POLICY.closeMeanings);
-  const { neutralize, displayNames, describeClose } = view;
+  const { neutralize, neutralizeName, displayNames, describeClose } = view;
 
   const MAX_SHOWN = CONFIG.display.maxShown; // message items in the list, as the notebook widget shows
   const MAX_KEPT = 2000; // messages kept in memory (recovery needs only the newest id)
@@ -194,7 +198,6 @@
   };
 
   const timers = { retry: null, countdown: null, resend: null };
-  let resendAgain = false;
 
   // ---------------------------------------------------------------------------
   // Elements.
@@ -242,12 +245,12 @@
     el.error.textContent = text.error;
   }
 
-  const shownName = (id, username) => chat.names.get(id) ?? neutralize(username);
+  const shownName = (id, username) => chat.names.get(id) ?? neutralizeName(username);
 
   function renderUsers() {
     chat.names = displayNames(Array.from(chat.users));
     el.users.replaceChildren(...view.userItems(chat.names, chat.id));
-    el.me.textContent = neutralize(chat.username || chat.requestedName || "");
+    el.me.textContent = neutralizeName(chat.username || chat.requestedName || "");
     view.renameAuthors(el.messages, shownName);
   }
 
@@ -256,7 +259,7 @@
   }
 
   function pendingItem(item) {
-    return view.pendingItem(item, neutralize(chat.username || chat.requestedName));
+    return view.pendingItem(item, neutralizeName(chat.username || chat.requestedName));
   }
 
   // The list: [history and system lines...][pending...]. New items go before the
@@ -357,6 +360,10 @@
       const before = chat.outbox.length;
       chat.outbox = chat.outbox.filter((item) => item.clientMessageId !== entry.clientMessageId);
       if (chat.outbox.length !== before) saveOutbox();
+      if (entry.clientMessageId === sending.inFlight) {
+        sending.inFlight = null;
+        sendDue(); // the acknowledgement lets the next one go
+      }
     }
     if (chat.byMessageId.has(entry.messageId)) return;
     chat.byMessageId.add(entry.messageId);
@@ -404,33 +411,46 @@
     chat.socket.send(text);
   }
 
-  function sendOutbox() {
-    // Resend everything not yet acknowledged, in order. A message the server
-    // already stored comes back as its original entry, so it is never doubled.
-    if (chat.state !== "online") return;
-    for (const item of chat.outbox) {
-      send({ event: "writeMessage", message: item.message, clientMessageId: item.clientMessageId });
-    }
+  // The outbox's sending rule, as wslab.outbox.Outbox with its default window of 1:
+  // only the oldest unacknowledged message is on the wire, and the next one goes
+  // only once the server acknowledged it. A message the server dropped
+  // (rate_limited), or that a lost connection took with it, is therefore sent again
+  // before any newer one: the room gets one author's messages in typing order. The
+  // server's de-duplication by clientMessageId makes sending one twice harmless.
+  const sending = {
+    inFlight: null, // the clientMessageId on the wire on this connection, or null
+    pausedUntil: 0, // performance.now() before which nothing goes out (rate_limited)
+  };
+
+  function sendDue() {
+    if (chat.state !== "online" || chat.socket === null || sending.inFlight !== null) return;
+    if (performance.now() < sending.pausedUntil) return; // the pause's timer calls again
+    const oldest = chat.outbox[0];
+    if (oldest === undefined) return;
+    sending.inFlight = oldest.clientMessageId;
+    send({ event: "writeMessage", message: oldest.message, clientMessageId: oldest.clientMessageId });
   }
 
-  function resendLater() {
-    // The server dropped some of our messages (rate_limited): they are still in
-    // the outbox. Resend once its bucket had time to refill; more drops meanwhile
-    // make the running resend go round once more.
-    resendAgain = true;
-    if (timers.resend !== null) return;
-    const tick = () => {
-      if (!resendAgain) {
-        timers.resend = null;
-        return;
-      }
-      resendAgain = false;
-      timers.resend = setTimeout(() => {
-        sendOutbox();
-        tick();
-      }, POLICY.rateLimitPauseS * 1000);
-    };
-    tick();
+  function pauseSending() {
+    // The server dropped the message on the wire (still the oldest in the outbox):
+    // send nothing until its bucket had time to refill, then resend from the oldest.
+    const pauseMs = POLICY.rateLimitPauseS * 1000;
+    sending.inFlight = null;
+    sending.pausedUntil = performance.now() + pauseMs;
+    clearTimeout(timers.resend);
+    timers.resend = setTimeout(sendDue, pauseMs);
+  }
+
+  function refuseInFlight(error) {
+    // A field the server will never take (its limits are not the page's): the
+    // message cannot be delivered, so it leaves the outbox and the next one goes.
+    const refused = chat.outbox.find((item) => item.clientMessageId === sending.inFlight);
+    sending.inFlight = null;
+    if (refused === undefined) return;
+    chat.outbox = chat.outbox.filter((item) => item !== refused);
+    saveOutbox();
+    systemLine(view.refusedItem(refused, neutralize(error.detail ?? "")));
+    sendDue();
   }
 
   function setState(state) {
@@ -490,6 +510,7 @@
       const { code, reason, wasClean } = close;
       log("close", { code, reason, wasClean });
       chat.socket = null;
+      sending.inFlight = null; // resent, from the oldest, after the next connected
       // Keep the close of the connection that was up: "refused again" would
       // hide why we went offline in the first place.
       if (chat.reconnector.opened || chat.lastClose === null) {
@@ -517,6 +538,7 @@
         chat.token = event.token;
         saveJson(identityKey(chat.requestedName), { id: chat.id, token: chat.token });
         chat.users = new Map(event.connectedUserList.map((u) => [u.id, u.username]));
+        if (!chat.users.has(chat.id)) chat.users.set(chat.id, chat.username); // we are here
         chat.truncated = event.truncated === true;
         chat.wasPageReload = event.wasPageReload === true;
         enterRoom(event.roomId ?? null);
@@ -526,7 +548,8 @@
         chat.failedAttempts = 0;
         chat.reconnector.afterConnected(nowS());
         setState("online");
-        sendOutbox();
+        sending.inFlight = null;
+        sendDue();
         return;
       }
       case "joined":
@@ -535,6 +558,10 @@
         systemLine(view.presenceItem("joined", shownName(event.id, event.username)));
         return;
       case "disconnected": {
+        // Our own socket is open, so we are present: a server that froze past its
+        // heartbeat may say otherwise, and the `joined` that follows is not sent to
+        // us. A connected page keeps listing itself.
+        if (event.id === chat.id) return;
         const name = shownName(event.id, event.username);
         chat.users.delete(event.id);
         renderUsers();
@@ -543,8 +570,10 @@
       }
       case "presence": {
         // Left first, then joined: an id in both was taken by a new user in the tick.
-        const left = event.left.map((u) => shownName(u.id, u.username));
-        for (const u of event.left) chat.users.delete(u.id);
+        // Never ourselves among the left: our socket is open (as for `disconnected`).
+        const others = event.left.filter((u) => u.id !== chat.id);
+        const left = others.map((u) => shownName(u.id, u.username));
+        for (const u of others) chat.users.delete(u.id);
         for (const u of event.joined) chat.users.set(u.id, u.username);
         renderUsers();
         for (const name of left) systemLine(view.presenceItem("disconnected", name));
@@ -557,7 +586,10 @@
         return;
       case "error":
         chat.error = { code: event.code, detail: event.detail };
-        if (event.code === "rate_limited") resendLater();
+        if (event.code === "rate_limited") pauseSending();
+        // After connected the page sends only writeMessage, one at a time: a field
+        // error is about the message on the wire.
+        if (event.code === "invalid_field" && sending.inFlight !== null) refuseInFlight(event);
         renderStatus();
         return;
       default:
@@ -588,12 +620,9 @@
   function sendMessage(text) {
     // Every message is queued first (and stored) and leaves the queue only when
     // the server acknowledges it: online or offline, the same path.
-    const item = { clientMessageId: randomId(), message: text };
-    chat.outbox.push(item);
+    chat.outbox.push({ clientMessageId: randomId(), message: text });
     saveOutbox();
-    if (chat.state === "online") {
-      send({ event: "writeMessage", message: item.message, clientMessageId: item.clientMessageId });
-    }
+    sendDue(); // goes out at once only if no older message is still unacknowledged
   }
 
   el.messageForm.addEventListener("submit", (event) => {

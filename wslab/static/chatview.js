@@ -9,6 +9,9 @@
 //   - names: a name two present users share gets "#" and the end of each id;
 //   - presence lines: "bob joined", "bob left";
 //   - bidi controls (which could make "gnp.exe" read "exe.png") show as U+FFFD;
+//   - in names, so do the characters that show as nothing (zero width and format
+//     characters, variation selectors, blank-looking letters): "admin" followed by
+//     U+FE0F shows as "admin\ufffd", and counts as the same name as "admin";
 //   - user text only ever reaches the DOM as textContent, never as HTML;
 //   - the status: a badge, then why we are not online (the last close code and
 //     its meaning), the truncated notice and the last server error.
@@ -39,11 +42,23 @@ const wslabView = (() => {
     return new RegExp(`[${escaped.join("")}]`, "g");
   }
 
+  // spans: [[first, last], ...] of code points, inclusive.
+  function rangeClass(spans) {
+    const hex = (code) => `\\u{${code.toString(16)}}`;
+    return new RegExp(`[${spans.map(([first, last]) => `${hex(first)}-${hex(last)}`).join("")}]`, "gu");
+  }
+
   // display: wslab.display.display_config(); closeMeanings: code -> meaning.
   function rules(display, closeMeanings) {
     const controls = characterClass(display.bidiControls);
+    const invisibles = rangeClass(display.nameInvisibles);
     const neutralize = (text) => String(text).replace(controls, "\ufffd");
-    const nameKey = (name) => String(name).normalize("NFC").replace(controls, "").toLowerCase();
+    // A name: also what would show as nothing, so that no name hides a difference.
+    const neutralizeName = (name) => neutralize(name).replace(invisibles, "\ufffd");
+    // Names that read the same are one name: compatibility forms folded (NFKC), the
+    // invisible characters left out, case ignored.
+    const nameKey = (name) =>
+      String(name).normalize("NFKC").replace(controls, "").replace(invisibles, "").toLowerCase();
     const shortSuffix = (id) => `#${String(id).slice(-display.suffixLength)}`;
 
     // pairs: [[id, username], ...] of the present users -> Map id -> name as shown.
@@ -52,7 +67,7 @@ const wslabView = (() => {
       for (const [, name] of pairs) counts.set(nameKey(name), (counts.get(nameKey(name)) || 0) + 1);
       const shown = new Map();
       for (const [id, name] of pairs) {
-        let label = neutralize(name);
+        let label = neutralizeName(name);
         if (counts.get(nameKey(name)) > 1) label += ` ${shortSuffix(id)}`;
         shown.set(id, label);
       }
@@ -122,6 +137,14 @@ const wslabView = (() => {
       return li;
     }
 
+    // A message the server refused for good: li.system[data-kind="refused"].
+    function refusedItem(item, detail) {
+      const why = detail ? ` (${detail})` : "";
+      const li = make("li", "system", `${display.refusedNotice}${why}: ${neutralize(item.message)}`);
+      li.dataset.kind = "refused";
+      return li;
+    }
+
     // A join or a leave among the messages: li.system[data-kind].
     function presenceItem(kind, name) {
       const li = make("li", "system", presenceLine(kind, name));
@@ -153,6 +176,7 @@ const wslabView = (() => {
     return Object.freeze({
       display,
       neutralize,
+      neutralizeName,
       nameKey,
       shortSuffix,
       displayNames,
@@ -162,6 +186,7 @@ const wslabView = (() => {
       messageItem,
       pendingItem,
       presenceItem,
+      refusedItem,
       userItems,
       renameAuthors,
       truncatedNotice: display.truncatedNotice,

@@ -170,7 +170,7 @@ class ChatView {
   }
 
   shownName(id, username) {
-    return this.names.get(id) ?? this.view.neutralize(username);
+    return this.names.get(id) ?? this.view.neutralizeName(username);
   }
 
   onStatus() {
@@ -187,7 +187,7 @@ class ChatView {
     const text = view.statusText({ ...s, retryIn: (this.retryAt - performance.now()) / 1000 });
     for (const node of [ui.root, ui.status, ui.badge]) node.dataset.state = s.state;
     ui.badge.textContent = text.badge;
-    ui.who.textContent = ` ${view.neutralize(s.username)} on ${s.url}`;
+    ui.who.textContent = ` ${view.neutralizeName(s.username)} on ${s.url}`;
     ui.detail.textContent = text.detail;
     ui.notice.textContent = text.notice;
     ui.error.textContent = text.error;
@@ -219,7 +219,7 @@ class ChatView {
         ? () => view.messageItem(message, this.shownName(message.id, message.username), message.id === s.id)
         : () => view.presenceItem(presence.kind, this.shownName(presence.id, presence.username)),
     ]);
-    const me = view.neutralize(s.username);
+    const me = view.neutralizeName(s.username);
     for (const item of model.get("pending")) {
       wanted.push([`q:${item.clientMessageId}`, () => view.pendingItem(item, me)]);
     }
