@@ -816,8 +816,8 @@ class _Relay:
         self.server[1].transport.abort()
         limit = self.tap.max_http_body
         logger.warning(
-            "wire tap %s: connection %d sent a request body of %d bytes or more, over "
-            "max_http_body (%d bytes): answered 413",
+            "wire tap %s: connection %d: a request body over max_http_body (%d bytes "
+            "announced or relayed, limit %d): answered 413",
             self.tap.url,
             self.number,
             size,
