@@ -40,6 +40,7 @@ PUBLIC = [
     "CloseCode",
     "ErrorCode",
     "FakeClock",
+    "Limits",
     "MissingExtraError",
     "MissingProgramError",
     "PendingMessage",
@@ -47,6 +48,7 @@ PUBLIC = [
     "ProtocolError",
     "RawEvent",
     "Reconnector",
+    "RedisOptions",
     "RedisServer",
     "RetryPolicy",
     "Room",
@@ -54,6 +56,7 @@ PUBLIC = [
     "ServerProtocolError",
     "StoreError",
     "SystemClock",
+    "Timeouts",
     "WireRecord",
     "WireTap",
     "WslabError",
@@ -142,6 +145,22 @@ def test_ruff_format_is_clean() -> None:
 
 def test_mypy_strict_is_clean() -> None:
     run_module("mypy")
+
+
+def test_a_misspelled_server_option_is_a_mypy_error(tmp_path: Path) -> None:
+    snippet = tmp_path / "options_typed.py"
+    snippet.write_text(
+        "from wslab import ChatServer, Limits\n"
+        "ChatServer(history=5, grace=0, ping_interval=None, limits=Limits())\n"
+        "ChatServer(histroy=5)\n"
+        'ChatServer(grace="0")\n'
+    )
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(snippet)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2, result.stdout + result.stderr
+    assert ':3: error: Unexpected keyword argument "histroy"' in errors[0]
+    assert ':4: error: Argument "grace" to "ChatServer" has incompatible type' in errors[1]
 
 
 def test_the_readme_layout_lists_every_module() -> None:

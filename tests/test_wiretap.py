@@ -19,9 +19,12 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from wslab import BlockingChatClient, ChatClient, ChatServer
+from wslab.lab.tap import table_html
 from wslab.wiretap import DirectionDecoder, WireRecord, WireTap, build_frame
 
 from .conftest import WAIT
+
+_CHUNK_SIZE = 64 * 1024
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example key
@@ -336,8 +339,10 @@ def test_build_frame_agrees_with_the_library() -> None:
             assert not reader.buffer
 
 
-def _decode(chunks: list[bytes], direction: str = "client->server") -> list[WireRecord]:
-    decoder = DirectionDecoder(1, direction, lambda: 0.0)  # type: ignore[arg-type]
+def _decode(
+    chunks: list[bytes], direction: str = "client->server", **limits: Any
+) -> list[WireRecord]:
+    decoder = DirectionDecoder(1, direction, lambda: 0.0, **limits)  # type: ignore[arg-type]
     records: list[WireRecord] = []
     for chunk in chunks:
         records += decoder.feed(chunk)
@@ -353,8 +358,8 @@ def test_the_decoder_gives_the_same_records_whatever_the_chunks() -> None:
         + build_frame(Opcode.BINARY, bytes(70_000), mask=MASK)
         + build_frame(Opcode.CLOSE, b"\x03\xe8", mask=MASK)
     )
-    whole = _decode([stream])
-    byte_by_byte = _decode([stream[i : i + 1] for i in range(len(stream))])
+    whole = _decode([stream], max_payload=100_000)
+    byte_by_byte = _decode([stream[i : i + 1] for i in range(len(stream))], max_payload=100_000)
     assert whole == byte_by_byte
     assert [r.opcode_name for r in whole] == [
         "handshake",
@@ -448,12 +453,63 @@ def test_a_compressed_frame_ends_decoding_for_its_direction() -> None:
     assert "reserved bits" in records[1].text
 
 
-def test_a_frame_too_large_to_decode_is_relayed_as_bytes() -> None:
+def test_a_frame_larger_than_max_payload_keeps_its_first_bytes_and_its_true_length() -> None:
+    head = f"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    text = ("é" * 100_000).encode()  # 200,000 bytes; a cut at 1,001 splits a character
+    stream = head.encode() + build_frame(Opcode.TEXT, text, mask=MASK)
+    stream += build_frame(Opcode.PING, b"after", mask=MASK)
+    in_chunks = [stream[i : i + 4_093] for i in range(0, len(stream), 4_093)]
+    records = _decode(in_chunks, max_payload=1_001)
+    assert records == _decode([stream], max_payload=1_001)
+    assert [r.opcode_name for r in records] == ["handshake", "TEXT", "PING"]
+    big = records[1]
+    assert big.length == 200_000 and big.truncated and big.payload == text[:1_001]
+    assert big.header == build_frame(Opcode.TEXT, text, mask=MASK)[:14]
+    assert big.preview.startswith("éé") and big.kept == 1_001
+    assert records[2].payload == b"after" and not records[2].truncated
+
+
+def test_a_frame_announcing_a_terabyte_is_passed_over_as_it_comes() -> None:
     head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
     huge = b"\x82\x7f" + (2**40).to_bytes(8, "big")  # announces a terabyte
-    records = _decode([head, huge, b"\x00" * 10], "server->client")
-    assert [r.kind for r in records] == ["handshake", "error", "bytes", "bytes"]
-    assert records[2].payload == huge
+    decoder = DirectionDecoder(1, "server->client", lambda: 0.0, max_payload=200)
+    assert [r.kind for r in decoder.feed(head + huge)] == ["handshake"]
+    for _ in range(100):  # 6.4 MB of it: nothing recorded, nothing held
+        assert decoder.feed(bytes(_CHUNK_SIZE)) == []
+    assert len(decoder._reader.buffer) == 0 and len(decoder._consumed) == 10 + 200
+
+
+def test_a_control_frame_over_125_bytes_is_an_error_whatever_is_kept() -> None:
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    ping = b"\x89\x7e\x00\xc8" + bytes(200)  # a ping of 200 bytes
+    records = _decode([head, ping], "server->client", max_payload=125)
+    assert [r.kind for r in records] == ["handshake", "error", "bytes"]
+    assert "control frame too long" in records[1].text
+    assert records[2].length == len(ping) and len(records[2].payload) == 125
+
+
+def test_a_request_body_is_recorded_cut_and_one_over_max_http_body_is_refused() -> None:
+    body = b"x" * 5_000
+    post = b"POST /x HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + body
+    get = b"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"
+    records = _decode([post, get], max_payload=1_000, max_http_body=5_000)
+    assert [r.kind for r in records] == ["handshake", "bytes", "handshake"]
+    assert records[1].length == 5_000 and records[1].payload == body[:1_000]
+    decoder = DirectionDecoder(1, "client->server", lambda: 0.0, max_http_body=4_999)
+    refused = decoder.feed(post)
+    assert [r.kind for r in refused] == ["handshake", "error"]
+    assert decoder.refused == 5_000 and "413" in refused[1].text
+    assert decoder.feed(get) == []  # nothing more is decoded
+
+
+def test_a_chunked_request_body_counts_as_it_comes() -> None:
+    post = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    decoder = DirectionDecoder(1, "client->server", lambda: 0.0, max_http_body=10_000)
+    assert [r.kind for r in decoder.feed(post)] == ["handshake"]
+    assert [r.kind for r in decoder.feed(b"1f40\r\n" + bytes(8_000))] == ["bytes"]
+    assert decoder.refused is None
+    assert [r.kind for r in decoder.feed(bytes(8_000))] == ["bytes", "error"]
+    assert decoder.refused == 16_006
 
 
 def test_the_upgrade_header_is_read_case_and_list_insensitively() -> None:
@@ -482,3 +538,15 @@ def test_a_head_websockets_cannot_parse_is_an_error_then_bytes() -> None:
     assert [r.kind for r in records] == ["error", "bytes"]
     assert "invalid status code" in records[0].text
     assert records[1].payload == b"HTTP/1.1 abc Nope\r\n\r\nrest"
+
+
+def test_the_table_shows_the_true_length_of_a_cut_record() -> None:
+    text = ("é" * 1_000).encode()
+    frame = build_frame(Opcode.TEXT, text)
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    head += b"X-Padding: " + b"p" * 300 + b"\r\n\r\n"
+    records = _decode([head + frame], "server->client", max_payload=201)
+    assert [r.truncated for r in records] == [True, True]
+    shown = table_html(records)
+    assert "2000 (kept 201)" in shown and f"({len(head)} bytes in all)" in shown
+    assert "#1 ← TEXT   FIN         2000  éééé" in str(records[1])

@@ -3,8 +3,10 @@
 A chat server on a background thread (:class:`ChatServer`), a reconnecting
 client (:class:`ChatClient`), a notebook widget (:class:`ChatWidget`) and a
 browser page, all speaking one JSON protocol (:mod:`wslab.protocol`), and a relay that shows
-the frames they exchange (:class:`WireTap`). :class:`RedisServer` and :class:`ServerProcess`
-run a Redis server and chat servers in processes of their own.
+the frames they exchange (:class:`WireTap`). :class:`Limits`, :class:`Timeouts` and
+:class:`RedisOptions` group the server's options (:mod:`wslab.options`).
+:class:`RedisServer` and :class:`ServerProcess` run a Redis server and chat servers in
+processes of their own.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from .errors import (
     StoreError,
     WslabError,
 )
+from .options import Limits, RedisOptions, Timeouts
 from .protocol import CloseCode, ErrorCode, ProtocolError, describe_close
 from .retry import Reconnector, RetryPolicy, backoff, should_retry
 from .room import Room
@@ -60,6 +63,7 @@ __all__ = [
     "CloseCode",
     "ErrorCode",
     "FakeClock",
+    "Limits",
     "MissingExtraError",
     "MissingProgramError",
     "PendingMessage",
@@ -67,6 +71,7 @@ __all__ = [
     "ProtocolError",
     "RawEvent",
     "Reconnector",
+    "RedisOptions",
     "RedisServer",
     "RetryPolicy",
     "Room",
@@ -74,6 +79,7 @@ __all__ = [
     "ServerProtocolError",
     "StoreError",
     "SystemClock",
+    "Timeouts",
     "WireRecord",
     "WireTap",
     "WslabError",

@@ -8,9 +8,10 @@ Three small frozen objects group them, as httpx groups ``Timeout`` and ``Limits`
 
 Each field carries an :class:`OptionSpec` in its metadata. The objects check
 themselves when built (a bad value raises :class:`ValueError` naming the
-option), :class:`~wslab.server.ChatServer` maps its flat keyword arguments onto
-them through :data:`FLAT_OPTIONS`, and ``python -m wslab serve`` derives its
-flags, defaults, help and checks from the same fields (:func:`cli_options`).
+option), :class:`~wslab.server.ChatServer` maps its flat keyword arguments
+(typed by :class:`ServerOptions`) onto them through :data:`FLAT_OPTIONS`, and
+``python -m wslab serve`` derives its flags, defaults, help and checks from the
+same fields (:func:`cli_options`).
 
 Pure: no asyncio, no sockets. Any thread.
 """
@@ -21,7 +22,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Limits",
     "OptionSpec",
     "RedisOptions",
+    "ServerOptions",
     "Timeouts",
     "check_redis_url",
     "cli_options",
@@ -238,6 +240,34 @@ _GROUPS: tuple[type[_Options], ...] = (Limits, Timeouts, RedisOptions)
 FLAT_OPTIONS: Mapping[str, tuple[type[_Options], str]] = {
     group.option_name(name): (group, name) for group in _GROUPS for name, _, _ in group.specs()
 }
+
+
+class ServerOptions(TypedDict, total=False):
+    """The flat keyword arguments of :class:`~wslab.server.ChatServer`, typed.
+
+    One key for each entry of :data:`FLAT_OPTIONS` but ``redis`` (an argument of
+    its own): ``ChatServer(**options: Unpack[ServerOptions])`` makes a misspelled
+    or mistyped option a type-checker error, as it is a :class:`TypeError` at run
+    time. A test keeps the keys and types equal to the option fields'.
+    """
+
+    max_size: int
+    max_clients: int
+    max_buffer: int
+    max_per_address: int
+    rate_limit: float
+    rate_burst: float
+    history: int
+    max_bindings: int
+    grace: float
+    join_timeout: float
+    open_timeout: float
+    close_timeout: float
+    ping_interval: float | None
+    ping_timeout: float | None
+    presence_tick: float
+    redis_heartbeat: float
+    redis_keep: int
 
 
 def split_flat(

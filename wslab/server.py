@@ -47,7 +47,7 @@ import os
 import ssl as ssl_module
 import threading
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, Unpack
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
@@ -60,7 +60,7 @@ from .connection import ChatConnection as _ChatConnection
 from .endpoint import ServedAt
 from .listener import Listener
 from .loopthread import LoopService
-from .options import Limits, RedisOptions, Timeouts, resolve
+from .options import Limits, RedisOptions, ServerOptions, Timeouts, resolve
 from .protocol import CloseCode, MessageEntry, UserEntry, encode
 from .room import HistoryStore, MessageFilter, Outcome, Room
 
@@ -98,8 +98,10 @@ class ChatServer(ServedAt, LoopService):
         store: durable history and tokens: a path (opened and locked here, else
             :class:`~wslab.store.StoreError`) or a :class:`~wslab.store.SQLiteStore`.
         **options: single options by flat name (``grace=0``, ``history=5``,
-            ``redis_keep=...``): :data:`wslab.options.FLAT_OPTIONS`. A bad value
-            raises :class:`ValueError`, an unknown name :class:`TypeError`.
+            ``redis_keep=...``): :data:`wslab.options.FLAT_OPTIONS`, typed by
+            :class:`~wslab.options.ServerOptions` (a misspelled name is a mypy
+            error). A bad value raises :class:`ValueError`, an unknown name
+            :class:`TypeError`.
 
     Stopping and starting the same object again keeps its room (history, tokens)
     and its port: it is a restart of one service. A new ``ChatServer`` starts
@@ -123,7 +125,7 @@ class ChatServer(ServedAt, LoopService):
         compression: str | None = None,
         message_filter: MessageFilter | None = None,
         store: str | os.PathLike[str] | HistoryStore | None = None,
-        **options: Any,
+        **options: Unpack[ServerOptions],
     ) -> None:
         self.limits, self.timeouts, self.redis_options = resolve(options, limits, timeouts, redis)
         redis = self.redis_options.url

@@ -26,6 +26,11 @@ Records are appended under a lock by the tap thread; :attr:`WireTap.records`
 returns a copy, so any thread may read it. The notebook views (a live HTML table)
 are in :mod:`wslab.lab.tap`; :meth:`WireTap.view` makes one.
 
+What the tap keeps is bounded (it runs in a learner's kernel): each record keeps at
+most ``max_payload`` bytes of what it covers (``length`` stays the true length), all
+records at most ``max_bytes``, and a request body over ``max_http_body`` before the
+handshake is answered ``413`` by the tap instead of relayed.
+
 HTTP heads are parsed with websockets' own HTTP/1.1 parser
 (:class:`websockets.http11.Request`, :class:`~websockets.http11.Response`), frames
 with its :class:`~websockets.frames.Frame` parser: the tap shows the bytes as the
@@ -37,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,8 +50,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig, ProtocolError, WebSocketException
-from websockets.frames import Close, Frame, Opcode
-from websockets.http11 import Request, Response
+from websockets.frames import CTRL_OPCODES, Close, Frame, Opcode
+from websockets.http11 import Request, Response, parse_headers
 from websockets.streams import StreamReader
 
 from .clock import Clock, SystemClock
@@ -63,10 +69,19 @@ Kind = Literal["handshake", "frame", "bytes", "error"]
 
 #: How many characters of a payload :attr:`WireRecord.preview` shows.
 PREVIEW_CHARS = 60
-#: A larger frame ends decoding for its direction (it is still relayed): a tap
-#: must not hold a huge message twice in memory just to show it.
-MAX_DECODED_FRAME = 16 * 2**20
+#: Bytes of one payload (a frame's, an HTTP body's, undecoded bytes) or of one HTTP
+#: head that a record keeps by default; :attr:`WireRecord.length` is the true length.
+MAX_PAYLOAD = 64 * 2**10
+#: Bytes of payloads and heads all records keep together by default (oldest go first).
+MAX_BYTES = 16 * 2**20
+#: The largest HTTP request body relayed before the WebSocket handshake by default.
+MAX_HTTP_BODY = 2**20
+#: A control frame (close, ping, pong) never carries more (RFC 6455 section 5.5).
+MAX_CONTROL_PAYLOAD = 125
 _CHUNK = 64 * 1024
+#: After answering 413, how long the tap reads (and drops) what the client still
+#: sends, so that the client reads the answer instead of a reset.
+_LINGER = 2.0
 
 _OPCODE_NAMES = {0: "CONT", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG"}
 
@@ -89,6 +104,10 @@ class WireRecord:
     (including the masking key, if any), ``mask`` the 4-byte masking key (empty
     if not masked) and ``payload`` the payload *unmasked*; ``length`` is the
     payload length. Otherwise ``length`` counts the bytes the record covers.
+
+    ``length`` is always the true length; ``payload`` (and a head's ``text``)
+    keep at most the tap's ``max_payload`` first bytes of it: :attr:`truncated`
+    says when they hold less.
     """
 
     time: float  # seconds since the tap started
@@ -111,6 +130,18 @@ class WireRecord:
         return describe_opcode(self.opcode) if self.opcode is not None else self.kind
 
     @property
+    def truncated(self) -> bool:
+        """Whether ``payload`` (or a head's ``text``) holds only the first bytes of ``length``."""
+        if self.kind == "handshake":
+            return len(self.text) < self.length
+        return self.kind != "error" and len(self.payload) < self.length
+
+    @property
+    def kept(self) -> int:
+        """Bytes this record keeps of what travelled: its payload and its text."""
+        return len(self.payload) + len(self.text)
+
+    @property
     def arrow(self) -> str:
         """``→`` from client to server, ``←`` back, as in browsers' developer tools."""
         return "→" if self.direction == "client->server" else "←"
@@ -130,15 +161,17 @@ class WireRecord:
                 return _shorten(self.payload.hex(" "))
             return _shorten(f"{close.code} {close.reason}".rstrip())
         if self.opcode in (Opcode.TEXT, Opcode.CONT):
-            try:
-                return _shorten(self.payload.decode())
-            except UnicodeDecodeError:
-                pass  # a continuation of binary data, or UTF-8 split across fragments
+            text = _utf8(self.payload, self.truncated)
+            if text is not None:
+                return _shorten(text)
         return _shorten(self.payload.hex(" "))
 
     @property
     def raw(self) -> bytes:
-        """The bytes as they travelled; for a frame, its payload masked again if it was."""
+        """The bytes as they travelled; for a frame, its payload masked again if it was.
+
+        For a :attr:`truncated` record, only the first of them.
+        """
         if self.kind == "handshake":
             return self.text.encode("latin-1")
         if self.kind != "frame":
@@ -157,6 +190,16 @@ class WireRecord:
             f"#{self.connection} {self.arrow} {self.opcode_name:<6} {flags} {mask} "
             f"{self.length:>5}  {self.preview}"
         )
+
+
+def _utf8(payload: bytes, truncated: bool) -> str | None:
+    """``payload`` as text, or None if it is not UTF-8 (a character cut at its end is dropped)."""
+    try:
+        return payload.decode()
+    except UnicodeDecodeError as error:
+        if truncated and error.reason == "unexpected end of data":
+            return payload[: error.start].decode()
+        return None  # binary data, or UTF-8 split across fragments
 
 
 def _shorten(text: str) -> str:
@@ -190,12 +233,28 @@ def build_frame(opcode: int, payload: bytes, *, mask: bytes = b"", fin: bool = T
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
+class _BodyTooLarge(Exception):
+    """A request body over the decoder's ``max_http_body`` (``size``: its bytes, or so far)."""
+
+    def __init__(self, size: int, known: bool) -> None:
+        super().__init__(size)
+        self.size = size
+        self.known = known
+
+
 class DirectionDecoder:
     """Decode one direction of one connection: HTTP heads, then frames.
 
     Pure: no sockets, no threads. Feed it the bytes in the order they travelled
     with :meth:`feed`; it returns the records they completed. ``tls=True``
     records every chunk as opaque ``bytes``.
+
+    A record keeps at most ``max_payload`` bytes of a payload or head (its
+    ``length`` is the true one); the rest is passed over as it arrives, so a
+    large frame is never held whole. In the client's direction, a request body
+    (or undecodable bytes) over ``max_http_body`` before the WebSocket handshake
+    ends decoding with an ``error`` record and sets :attr:`refused`: the relay
+    then answers ``413`` instead of relaying more.
     """
 
     def __init__(
@@ -205,67 +264,158 @@ class DirectionDecoder:
         now: Callable[[], float],
         *,
         tls: bool = False,
+        max_payload: int = MAX_PAYLOAD,
+        max_http_body: int | None = None,
     ) -> None:
+        if max_payload < MAX_CONTROL_PAYLOAD:
+            raise ValueError(f"max_payload must be at least {MAX_CONTROL_PAYLOAD} bytes")
         self.connection = connection
         self.direction = direction
+        self.max_payload = max_payload
+        self.max_http_body = max_http_body
+        #: The size of the request body refused (see the class), else None.
+        self.refused: int | None = None
         self._now = now
         self._reader = StreamReader()
-        self._pending = bytearray()  # fed bytes not yet part of a record
+        self._consumed = bytearray()  # the kept bytes parsed since the last record
+        self._skipped = 0  # bytes parsed since the last record and not kept
         self._records: list[WireRecord] = []
         self._opaque = tls
+        # Bytes from the client that are neither a head nor a frame count as body.
+        self._body: int | None = None if tls or direction != "client->server" else 0
         self._parser = self._parse()
         next(self._parser)
 
     def feed(self, data: bytes) -> list[WireRecord]:
         """Decode ``data`` (the next bytes of this direction); return new records."""
-        if self._opaque:
-            return [self._record("bytes", len(data), payload=data)]
-        self._pending += data
-        self._reader.feed_data(data)
+        if self.refused is not None:
+            return []
+        try:
+            if self._opaque:
+                self._opaque_bytes(data, len(data))
+            else:
+                self._reader.feed_data(data)
+                self._decode()
+        except _BodyTooLarge as over:
+            self._refuse(over)
+        records, self._records = self._records, []
+        return records
+
+    def _decode(self) -> None:
         try:
             next(self._parser)
         except StopIteration:  # the parser gave up: the rest is opaque
-            self._opaque = True
-        except (ProtocolError, PayloadTooBig, ValueError, LookupError, WebSocketException) as error:
+            self._give_up()
+        except _BodyTooLarge:
+            raise
+        except (
+            ProtocolError,
+            PayloadTooBig,
+            ValueError,
+            LookupError,
+            NotImplementedError,
+            WebSocketException,
+        ) as error:
             self._records.append(self._record("error", 0, text=f"cannot decode: {error}"))
-            self._opaque = True
-        if self._opaque and self._pending:
-            rest = bytes(self._pending)
-            self._records.append(self._record("bytes", len(rest), payload=rest))
-            self._pending.clear()
-        records, self._records = self._records, []
-        return records
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """Record what is not decoded yet as ``bytes``; the rest of the direction follows."""
+        self._opaque = True
+        rest = bytes(self._consumed + self._reader.buffer[: self.max_payload])
+        length = len(self._consumed) + self._skipped + len(self._reader.buffer)
+        self._consumed.clear()
+        self._skipped = 0
+        self._reader.discard()
+        if length:
+            self._opaque_bytes(rest, length)
+
+    def _opaque_bytes(self, data: bytes, length: int) -> None:
+        self._records.append(self._record("bytes", length, payload=data[: self.max_payload]))
+        self._count_body(length, known=False)
+
+    def _count_body(self, length: int, *, known: bool) -> None:
+        """Count request-body bytes before the handshake; raise once over the limit."""
+        if self._body is None or self.max_http_body is None:
+            return
+        self._body = length if known else self._body + length
+        if self._body > self.max_http_body:
+            raise _BodyTooLarge(self._body, known)
+
+    def _refuse(self, over: _BodyTooLarge) -> None:
+        self.refused = over.size
+        size = f"{over.size} bytes" if over.known else f"over {over.size - 1} bytes so far"
+        self._records.append(
+            self._record(
+                "error",
+                0,
+                text=f"request body of {size} is over max_http_body ({self.max_http_body} "
+                "bytes): the tap answers 413 and closes the connection",
+            )
+        )
 
     def _record(self, kind: Kind, length: int, **fields: Any) -> WireRecord:
         return WireRecord(self._now(), self.connection, self.direction, kind, length, **fields)
 
-    def _take(self) -> bytes:
-        """The bytes of what was just parsed (fed minus what the reader still holds)."""
-        used = len(self._pending) - len(self._reader.buffer)
-        taken = bytes(self._pending[:used])
-        del self._pending[:used]
-        return taken
+    def _take(self) -> tuple[bytes, int]:
+        """The kept bytes of what was just parsed, and how many bytes it was in all."""
+        taken, length = bytes(self._consumed), len(self._consumed) + self._skipped
+        self._consumed.clear()
+        self._skipped = 0
+        return taken, length
+
+    def _read_line(
+        self, limit: int, too_long: type[Exception] = RuntimeError
+    ) -> Generator[None, None, bytes]:
+        line = yield from self._reader.read_line(limit, too_long)
+        self._consumed += line
+        return bytes(line)
+
+    def _read_exact(self, n: int) -> Generator[None, None, bytes]:
+        """Read ``n`` bytes; return the first ``max_payload``, pass over the rest as it comes."""
+        kept = yield from self._reader.read_exact(min(n, self.max_payload))
+        self._consumed += kept
+        rest = n - len(kept)
+        while rest:
+            while not self._reader.buffer:
+                yield
+            dropped = min(rest, len(self._reader.buffer))
+            del self._reader.buffer[:dropped]
+            self._skipped += dropped
+            rest -= dropped
+        return bytes(kept)
 
     def _record_head(self) -> None:
-        text = self._take().decode("latin-1")
-        self._records.append(self._record("handshake", len(text), text=text))
+        head, length = self._take()
+        self._records.append(
+            self._record("handshake", length, text=head[: self.max_payload].decode("latin-1"))
+        )
+
+    def _record_body(self, length: int) -> Generator[None, None, None]:
+        if length:
+            yield from self._read_exact(length)
+            body, length = self._take()
+            self._records.append(self._record("bytes", length, payload=body))
 
     def _parse(self) -> Generator[None, None, None]:
         yield  # primed by __init__
         while True:  # HTTP heads until a WebSocket handshake succeeds
             if self.direction == "client->server":
-                request = yield from Request.parse(self._reader.read_line)
+                headers = yield from self._request_head()
                 self._record_head()
-                if "websocket" in _tokens(request.headers, "Upgrade"):
+                self._body = 0
+                if "websocket" in _tokens(headers, "Upgrade"):
+                    self._body = None  # what follows is frames, of any size
                     break
+                if "Transfer-Encoding" in headers:
+                    return  # a body of unknown length: relay (and count) it undecoded
+                self._count_body(_content_length(headers), known=True)
+                yield from self._record_body(_content_length(headers))
                 continue
             # The body is read here, not by the parser: a body of unknown length is
             # relayed undecoded instead of waited for until the connection ends.
             response = yield from Response.parse(
-                self._reader.read_line,
-                self._reader.read_exact,
-                self._reader.read_to_eof,
-                proxy=True,
+                self._read_line, self._read_exact, self._reader.read_to_eof, proxy=True
             )
             self._record_head()
             if response.status_code == 101:
@@ -273,22 +423,44 @@ class DirectionDecoder:
             lengths = response.headers.get_all("Content-Length")
             if len(lengths) != 1 or not lengths[0].isdigit():
                 return  # a body of unknown length: relay the rest undecoded
-            if int(lengths[0]):
-                yield from self._reader.read_exact(int(lengths[0]))
-                body = self._take()
-                self._records.append(self._record("bytes", len(body), payload=body))
+            yield from self._record_body(int(lengths[0]))
+        yield from self._parse_frames()
+
+    def _request_head(self) -> Generator[None, None, Headers]:
+        """A request head's headers, read by websockets' parser, with a body or not."""
+        try:
+            request = yield from Request.parse(self._read_line)
+        except (ValueError, NotImplementedError):
+            # The parser refuses a head announcing a body once it has read it all;
+            # the tap relays such a request, so it reads the head's headers again.
+            head = bytes(self._consumed)
+            if not head.endswith(b"\r\n\r\n"):
+                raise
+            reader = StreamReader()
+            reader.feed_data(head.partition(b"\r\n")[2])
+            reader.feed_eof()
+            try:
+                next(parse_headers(reader.read_line))
+            except StopIteration as parsed:
+                headers: Headers = parsed.value
+                return headers
+            raise
+        return request.headers
+
+    def _parse_frames(self) -> Generator[None, None, None]:
         masked = self.direction == "client->server"  # RFC 6455: clients mask, servers do not
         while True:
-            frame = yield from Frame.parse(
-                self._reader.read_exact, mask=masked, max_size=MAX_DECODED_FRAME
-            )
-            raw = self._take()
+            frame = yield from Frame.parse(self._read_exact, mask=masked, max_size=None)
+            length = len(frame.data) + self._skipped  # the true payload length
+            if frame.opcode in CTRL_OPCODES and length > MAX_CONTROL_PAYLOAD:
+                raise ProtocolError("control frame too long")
+            raw, _ = self._take()
             header_length = len(raw) - len(frame.data)
             header = raw[:header_length]
             self._records.append(
                 self._record(
                     "frame",
-                    len(frame.data),
+                    length,
                     opcode=int(frame.opcode),
                     fin=frame.fin,
                     rsv=(frame.rsv1, frame.rsv2, frame.rsv3),
@@ -298,6 +470,16 @@ class DirectionDecoder:
                     payload=bytes(frame.data),
                 )
             )
+
+
+def _content_length(headers: Headers) -> int:
+    """The length of a request's body (0 without one); ValueError if it is unclear."""
+    lengths = set(headers.get_all("Content-Length"))
+    if not lengths:
+        return 0
+    if len(lengths) != 1 or not (value := lengths.pop()).isdigit():
+        raise ValueError(f"invalid Content-Length: {', '.join(headers.get_all('Content-Length'))}")
+    return int(value)
 
 
 def _tokens(headers: Headers, name: str) -> set[str]:
@@ -324,6 +506,16 @@ class WireTap(LoopService):
         target_url: the server's socket URL (``ws://127.0.0.1:8765/chat``).
         clock: where record times are read (seconds since :meth:`start`).
         max_records: records kept; the oldest go first.
+        max_bytes: bytes of payloads and heads all records keep together
+            (:attr:`WireRecord.kept`); the oldest records go first.
+        max_payload: bytes one record keeps of its payload or head (at least
+            125); :attr:`WireRecord.length` stays the true length.
+        max_http_body: the largest HTTP request body relayed before the
+            WebSocket handshake; a request with a larger one is answered
+            ``413 Content Too Large`` by the tap and its connection closed.
+
+    Limits bound what the tap keeps and decodes; the relay itself forwards every
+    byte unaltered (but those of a refused body).
 
     Start and stop it like :class:`~wslab.server.ChatServer`: ``start()`` returns
     the tap once it listens on a free loopback port, ``stop()`` closes every
@@ -335,18 +527,33 @@ class WireTap(LoopService):
     _kind = "tap"
 
     def __init__(
-        self, target_url: str, *, clock: Clock | None = None, max_records: int = 10_000
+        self,
+        target_url: str,
+        *,
+        clock: Clock | None = None,
+        max_records: int = 10_000,
+        max_bytes: int = MAX_BYTES,
+        max_payload: int = MAX_PAYLOAD,
+        max_http_body: int = MAX_HTTP_BODY,
     ) -> None:
         parts = urlsplit(target_url)
         if parts.scheme not in ("ws", "wss") or parts.hostname is None:
             raise ValueError(f"expected a ws:// or wss:// URL, got {target_url!r}")
+        if max_payload < MAX_CONTROL_PAYLOAD:
+            raise ValueError(f"max_payload must be at least {MAX_CONTROL_PAYLOAD} bytes")
+        if max_bytes < max_payload or max_records < 1 or max_http_body < 0:
+            raise ValueError("need max_bytes >= max_payload, max_records >= 1, max_http_body >= 0")
         self.target_url = target_url
         self.tls = parts.scheme == "wss"
         self._target = (parts.hostname, parts.port or (443 if self.tls else 80))
         self._clock = clock or SystemClock()
         self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.max_payload = max_payload
+        self.max_http_body = max_http_body
         self._started_at = 0.0
-        self._records: list[WireRecord] = []
+        self._records: deque[WireRecord] = deque()
+        self._kept = 0  # the sum of the records' kept bytes
         self._records_lock = threading.Lock()
         self._connections = 0
         self._server: asyncio.Server | None = None
@@ -386,6 +593,12 @@ class WireTap(LoopService):
             return list(self._records)
 
     @property
+    def kept_bytes(self) -> int:
+        """Bytes of payloads and heads the records keep (at most ``max_bytes``). Any thread."""
+        with self._records_lock:
+            return self._kept
+
+    @property
     def frames(self) -> list[WireRecord]:
         """The WebSocket frames recorded, oldest first (a copy). Any thread."""
         return [r for r in self.records if r.kind == "frame"]
@@ -419,6 +632,7 @@ class WireTap(LoopService):
         """Forget the records so far (connections go on being recorded). Any thread."""
         with self._records_lock:
             self._records.clear()
+            self._kept = 0
         self._notify()
 
     def table(self, records: list[WireRecord] | None = None) -> str:
@@ -467,8 +681,11 @@ class WireTap(LoopService):
         if not records:
             return
         with self._records_lock:
-            self._records.extend(records)
-            del self._records[: -self.max_records]
+            for record in records:
+                self._records.append(record)
+                self._kept += record.kept
+            while len(self._records) > self.max_records or self._kept > self.max_bytes:
+                self._kept -= self._records.popleft().kept
         self._notify()
 
     def _notify(self) -> None:
@@ -518,55 +735,107 @@ class WireTap(LoopService):
                 server_reader, server_writer = await asyncio.open_connection(*self._target)
                 self._transports.add(server_writer.transport)
             except OSError as error:
+                text = f"cannot reach {self.target_url}: {error}"
                 self._add(
-                    [
-                        WireRecord(
-                            self._now(),
-                            number,
-                            "client->server",
-                            "error",
-                            0,
-                            text=f"cannot reach {self.target_url}: {error}",
-                        )
-                    ]
+                    [WireRecord(self._now(), number, "client->server", "error", 0, text=text)]
                 )
                 client_writer.transport.abort()
                 return
-            upstream = DirectionDecoder(number, "client->server", self._now, tls=self.tls)
-            downstream = DirectionDecoder(number, "server->client", self._now, tls=self.tls)
-            writers = (client_writer, server_writer)
-            try:
-                await asyncio.gather(
-                    self._pump(client_reader, server_writer, upstream, writers),
-                    self._pump(server_reader, client_writer, downstream, writers),
-                )
-            finally:
-                for writer in writers:
-                    writer.transport.abort()
+            relay = _Relay(
+                self, number, (client_reader, client_writer), (server_reader, server_writer)
+            )
+            await relay.run()
         finally:
             self._relays.discard(task)
             self._transports.discard(client_writer.transport)
             if server_writer is not None:
                 self._transports.discard(server_writer.transport)
 
+
+_Ends = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class _Relay:
+    """One relayed connection: a pump each way, and the refusal of a too large body.
+
+    Runs on the tap's thread.
+    """
+
+    def __init__(self, tap: WireTap, number: int, client: _Ends, server: _Ends) -> None:
+        self.tap = tap
+        self.number = number
+        self.client = client
+        self.server = server
+        self.refused = False
+        self.answered = False  # the server's side ended: the client was sent its EOF
+
+    async def run(self) -> None:
+        tap, number = self.tap, self.number
+        limits: dict[str, Any] = {"tls": tap.tls, "max_payload": tap.max_payload}
+        upstream = DirectionDecoder(
+            number, "client->server", tap._now, max_http_body=tap.max_http_body, **limits
+        )
+        downstream = DirectionDecoder(number, "server->client", tap._now, **limits)
+        try:
+            await asyncio.gather(
+                self._pump(self.client[0], self.server[1], upstream),
+                self._pump(self.server[0], self.client[1], downstream),
+            )
+        finally:
+            for _, writer in (self.client, self.server):
+                writer.transport.abort()
+
     async def _pump(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        decoder: DirectionDecoder,
-        writers: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, decoder: DirectionDecoder
     ) -> None:
         """Copy one direction until its end: a clean end half-closes, a reset resets both."""
         try:
             while data := await reader.read(_CHUNK):
+                if self.refused:
+                    return
                 writer.write(data)  # the bytes as read, before anything looks at them
                 try:
-                    self._add(decoder.feed(data))
+                    self.tap._add(decoder.feed(data))
                 except Exception:  # decoding must never stop the relay
                     logger.exception("wire tap decoder failed")
+                if decoder.refused is not None:
+                    await self._refuse(decoder.refused)
+                    return
                 await writer.drain()
-            if writer.can_write_eof() and not writer.is_closing():
+            if writer.can_write_eof() and not writer.is_closing() and not self.refused:
                 writer.write_eof()
+                self.answered = self.answered or writer is self.client[1]
         except (ConnectionError, OSError):
-            for each in writers:  # a reset on one side is passed on to the other
-                each.transport.abort()
+            if not self.refused:
+                for _, each in (self.client, self.server):  # a reset is passed on
+                    each.transport.abort()
+
+    async def _refuse(self, size: int) -> None:
+        """Answer 413 in the server's place, drop the server side, then close."""
+        self.refused = True
+        self.server[1].transport.abort()
+        limit = self.tap.max_http_body
+        logger.warning(
+            "wire tap %s: connection %d: a request body over max_http_body (%d bytes "
+            "announced or relayed, limit %d): answered 413",
+            self.tap.url,
+            self.number,
+            size,
+            limit,
+        )
+        body = f"Request body over the WireTap limit of {limit} bytes (max_http_body).\n"
+        reader, writer = self.client
+        if self.answered or writer.is_closing():
+            return  # the server answered and ended first: nothing more to send
+        writer.write(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body.encode())
+        )
+        writer.write_eof()
+        try:
+            await writer.drain()
+            async with asyncio.timeout(_LINGER):  # read and drop what the client still sends
+                while await reader.read(_CHUNK):
+                    pass
+        except (TimeoutError, ConnectionError, OSError):
+            pass

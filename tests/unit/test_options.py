@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import pytest
 
 from wslab import ChatServer
 from wslab.__main__ import build_parser
-from wslab.options import FLAT_OPTIONS, Limits, RedisOptions, Timeouts, cli_options, resolve
+from wslab.options import (
+    FLAT_OPTIONS,
+    Limits,
+    RedisOptions,
+    ServerOptions,
+    Timeouts,
+    cli_options,
+    resolve,
+)
 
 
 def test_every_flat_keyword_maps_onto_one_field() -> None:
@@ -62,7 +71,16 @@ def test_zero_means_no_cap_for_max_per_address_and_no_limit_for_rate() -> None:
 
 def test_an_unknown_keyword_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="'gracee'"):
-        ChatServer(gracee=1)
+        ChatServer(gracee=1)  # type: ignore[call-arg]  # and a mypy error
+
+
+def test_server_options_types_every_flat_keyword_as_its_field() -> None:
+    typed = typing.get_type_hints(ServerOptions)
+    assert set(typed) == set(FLAT_OPTIONS) - {"redis"}  # redis is an argument of its own
+    for keyword, (group, name) in FLAT_OPTIONS.items():
+        if keyword != "redis":
+            assert typed[keyword] == typing.get_type_hints(group)[name], keyword
+    assert ServerOptions.__total__ is False
 
 
 def test_the_cli_takes_its_defaults_from_the_option_classes() -> None:

@@ -91,7 +91,7 @@ def table_html(records: list[WireRecord]) -> str:
                 r.opcode_name,
                 "1" if r.fin else "0",
                 "1" if r.masked else "0",
-                str(r.length),
+                f"{r.length} (kept {len(r.payload)})" if r.truncated else str(r.length),
                 r.header.hex(" "),
                 r.preview,
             )
@@ -101,6 +101,8 @@ def table_html(records: list[WireRecord]) -> str:
         else:
             cells = (f"{r.time:.3f}", str(r.connection), r.arrow, r.kind)
             text = r.text if r.kind == "handshake" else r.preview
+            if r.kind == "handshake" and r.truncated:
+                text = f"{text.rstrip()}\n… ({r.length} bytes in all)"
             rows.append(
                 "<tr>"
                 + "".join(f"<td {_TD}>{html.escape(c)}</td>" for c in cells)
