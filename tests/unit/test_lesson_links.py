@@ -48,6 +48,6 @@ def test_every_link_label_names_the_number_of_the_lesson_it_opens(name: str) -> 
 def test_following_next_from_00_visits_every_lesson_in_order() -> None:
     route = [LESSONS[0]]
     while (target := next_link(route[-1])) != LESSONS[0]:
-        assert target not in route, f"a loop: {route + [target]}"
+        assert target not in route, f"a loop: {[*route, target]}"
         route.append(target)
     assert route == LESSONS
