@@ -61,10 +61,15 @@ def _loop_or_none() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _call(run_blocking: RunBlocking, coro: Coroutine[Any, Any, Any]) -> Any:
+def _call(
+    run_blocking: RunBlocking,
+    coro: Coroutine[Any, Any, Any],
+    expect: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Call the learner's ``run_blocking(coro)``; ``expect``: the coroutine's own errors."""
     try:
         with _watchdog(DEADLINE):
-            return run_learner(CHECK, run_blocking, coro)
+            return run_learner(CHECK, run_blocking, coro, expect=(_Hung, RuntimeError, *expect))
     except _Hung:
         coro.close()
         raise fail(
@@ -147,7 +152,7 @@ def check_run_blocking(run_blocking: RunBlocking) -> None:
 
     boom = _boom()
     try:
-        _call(run_blocking, boom)
+        _call(run_blocking, boom, expect=(ValueError,))
     except ValueError:
         pass
     else:
