@@ -137,6 +137,8 @@ def check_run_blocking(run_blocking: RunBlocking) -> None:
 
     result = _call(run_blocking, _probe())
     if not (isinstance(result, tuple) and len(result) == 2):
+        if asyncio.iscoroutine(result):
+            result.close()  # handed back unawaited: close it, or Python warns later
         raise fail(
             CHECK,
             f"run_blocking(coro) returned {result!r}, not the coroutine's result",
