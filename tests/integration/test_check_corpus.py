@@ -267,6 +267,10 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
                 if frame[1] & 0x7F == 126
                 else _header(frame)["length"],
             },
+            "127 read as 16 bits": lambda frame: {
+                **_header(frame),
+                **({"length": int.from_bytes(frame[2:4], "big")} if frame[1] & 0x7F == 127 else {}),
+            },
             "masked from the wrong byte": lambda frame: {
                 **_header(frame),
                 "masked": bool(frame[0] & 0x80),
@@ -445,6 +449,7 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
             "no token is fine": lambda owner, offered: offered is None or offered == owner,
             "a prefix": lambda owner, offered: bool(offered) and owner.startswith(offered),
             "any token": lambda owner, offered: offered is not None,
+            "a substring": lambda owner, offered: offered is not None and offered in owner,
             "raises on None": lambda owner, offered: hmac.compare_digest(
                 offered.encode(), owner.encode()
             ),
