@@ -102,7 +102,13 @@ def _header(frame: bytes, *, extended: bool = True, mask_counts: bool = True) ->
     }
 
 
-# ------------------------------------------------------------------ 04
+# ------------------------------------------------------------------ 04, 05
+
+
+def _remove_sender(members: list[str], sender: str, with_me: bool) -> list[str]:
+    if not with_me and sender in members:
+        members.remove(sender)  # the room's own list: the sender leaves the room
+    return members
 
 
 def _expected_error(frame: str, connected: bool, *, order: bool = True) -> str | None:
@@ -328,9 +334,7 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
             "sorted": lambda members, sender, with_me: sorted(
                 m for m in members if with_me or m != sender
             ),
-            "removes from the caller's list": lambda members, sender, with_me: (
-                members if with_me else [m for m in members if m != sender][:0] + members[1:]
-            ),
+            "removes the sender from members": _remove_sender,
         },
     ),
     "06 should_reconnect": (
