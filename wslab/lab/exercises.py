@@ -160,16 +160,13 @@ def generate(root: Path, names: Sequence[str] = (), *, execute: bool = False) ->
     for stem, solution_path, student_path in _pairs(root, names):
         solution = nbformat.read(solution_path, as_version=4)
         student, regions, checks = make_student(solution)
-        if student_path.exists():
-            stored = nbformat.read(student_path, as_version=4)
-            if _shape(stored) == _shape(student):
-                student = stored
-                print(f"unchanged {stem}")
-                if not execute:
-                    continue
+        stored = nbformat.read(student_path, as_version=4) if student_path.exists() else None
+        if stored is not None and _shape(stored) == _shape(student):
+            student = stored  # its outputs are kept
+            print(f"unchanged {stem}")
+            if not execute:
+                continue
         else:
-            stored = None
-        if stored is not student:
             nbformat.write(student, student_path)
             print(f"wrote     {stem}: {regions} solution regions, {checks} check cells")
         if execute:
@@ -259,7 +256,8 @@ def _execute(nb: Any, cwd: Path) -> Any:
 
 # A stored verdict is the verdict and its hint; a path in it is a machine's traceback.
 VERDICT_LINES = 4
-MACHINE_PATH = re.compile(r"site-packages|\.py:\d+|(?:/[\w.+-]+){3,}")
+# (A URL's path is not one: it follows its host, not a space or a quote.)
+MACHINE_PATH = re.compile(r"site-packages|\.py:\d+|(?<![\w:/.-])(?:/[\w.+-]+){3,}")
 
 
 def stored_problems(student: Any, stem: str, root: Path) -> list[str]:
