@@ -188,8 +188,8 @@ def _show_verdict(
 def show_verdicts_in_ipython() -> bool:
     """Make IPython show a :class:`CheckFailed` as its verdict, without a traceback.
 
-    Every other exception keeps its usual traceback (a bug in the learner's code
-    shows the learner's lines). Does nothing outside IPython, or when another
+    A verdict about an exception in the learner's code is followed by the
+    learner's own lines (``trace``). Every other exception keeps its usual traceback. Does nothing outside IPython, or when another
     custom exception handler is installed. Returns whether the handler is in
     place. The kernel's thread (imported from a cell).
     """
