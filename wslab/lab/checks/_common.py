@@ -189,9 +189,10 @@ def show_verdicts_in_ipython() -> bool:
     """Make IPython show a :class:`CheckFailed` as its verdict, without a traceback.
 
     A verdict about an exception in the learner's code is followed by the
-    learner's own lines (``trace``). Every other exception keeps its usual traceback. Does nothing outside IPython, or when another
-    custom exception handler is installed. Returns whether the handler is in
-    place. The kernel's thread (imported from a cell).
+    learner's own lines (``trace``). Every other exception keeps its usual
+    traceback. Does nothing outside IPython, or when another custom exception
+    handler is installed. Returns whether the handler is in place. The kernel's
+    thread (imported from a cell).
     """
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
