@@ -121,6 +121,16 @@ def _expected_error(frame: str, connected: bool, *, order: bool = True) -> str |
     return None if connected or not order else "not_connected"
 
 
+def _expected_error_state_first(frame: str, connected: bool) -> str | None:
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        return "bad_json"
+    if isinstance(data, dict) and not connected and data.get("event") != "connecting":
+        return "not_connected"  # before asking whether the event exists
+    return _expected_error(frame, connected)
+
+
 def _expected_error_json_only(frame: str, connected: bool) -> str | None:
     try:
         json.loads(frame)
@@ -315,6 +325,7 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
                 None if connected else _expected_error(frame, connected)
             ),
             "swapped flag": lambda frame, connected: _expected_error(frame, not connected),
+            "state before the event name": _expected_error_state_first,
             "raises on bad JSON": lambda frame, connected: (
                 None if parse_client_event(frame) else "bad_json"
             ),
