@@ -13,7 +13,10 @@ It needs only the kit, pytest and nbval. Whether it runs inside the repository
   installed, instead of stopping on an unknown option;
 - skips every cell of a notebook that needs a program this machine lacks, with
   the install command as the reason (``pytest -rs`` prints it). A notebook says
-  what it needs in its metadata: ``"wslab": {"requires": ["redis-server"]}``.
+  what it needs in its metadata: ``"wslab": {"requires": ["redis-server"]}``;
+- skips every cell tagged ``browser`` with that reason: such a cell talks to the
+  page that shows the notebook, so it runs only in JupyterLab in a browser (the
+  repository's browser tests run it there), and its stored output was recorded there.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from typing import Any
 import pytest
 
 SANITIZE = Path(__file__).resolve().parent / "nbval-sanitize.cfg"
+BROWSER_CELL = (
+    "a browser cell: it needs this notebook open in JupyterLab in a browser "
+    "(the browser tests run it there); its stored output was recorded there"
+)
 
 
 def pytest_addoption(parser: Any, pluginmanager: Any) -> None:
@@ -63,6 +70,8 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
             reasons[path] = _missing_program(path)
         if reasons[path] is not None:
             item.add_marker(pytest.mark.skip(reason=reasons[path]))
+        elif "browser" in getattr(getattr(item, "cell", None), "metadata", {}).get("tags", []):
+            item.add_marker(pytest.mark.skip(reason=BROWSER_CELL))
 
 
 def _missing_program(notebook: Path) -> str | None:

@@ -475,12 +475,13 @@ def test_claim_status(capsys: pytest.CaptureFixture[str]) -> None:
 # ------------------------------------------------------------------ what a notebook shows
 
 
-def test_a_failed_check_shows_its_verdict_and_a_learners_bug_its_traceback(
+def test_a_failed_check_shows_its_verdict_and_a_learners_bug_its_own_lines(
     tmp_path: Path,
 ) -> None:
     """In a real kernel: a failed check is one error output of 1-3 lines, no traceback,
     still named CheckFailed (what nbval and ``exercises --check`` read); a bug in the
-    learner's function shows the usual traceback, through the learner's own line."""
+    learner's function is a verdict too (which call, which exception, a hint), followed
+    by the learner's own lines only: no line of wslab, and no path of the machine."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -528,7 +529,11 @@ def test_a_failed_check_shows_its_verdict_and_a_learners_bug_its_traceback(
     assert shown.startswith("FAIL check_broadcast:") and "\nHint: " in shown
 
     (bug,) = done.cells[1].outputs
-    assert bug["output_type"] == "error" and bug["ename"] == "IndexError"
-    trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(bug["traceback"]))  # no colours
-    assert "the learner's bug" in trace and "members[99]" in trace
+    assert bug["output_type"] == "error" and bug["ename"] == "CheckFailed"
+    assert re.match(r"FAIL check_broadcast: recipients\(.*\) raised IndexError: ", bug["evalue"])
+    shown = bug["traceback"]
+    assert shown[1].startswith("Hint: ") and shown[2] == "Your code, where it raised:"
+    assert re.fullmatch(r"  Cell In\[\d+\], line 2, in recipients", shown[3]), shown
+    assert shown[4:] == ["    return members[99]  # the learner's bug"]
+    assert "wslab" not in "\n".join(shown) and "/" not in "\n".join(shown[2:])
     assert done.cells[2].outputs[0]["text"] == "after\n"

@@ -107,7 +107,7 @@ def _tree(tmp_path: Path, solution: nbformat.NotebookNode) -> Path:
 
 def test_generate_then_check_passes_and_generate_again_changes_nothing(tmp_path: Path) -> None:
     root = _tree(tmp_path, _pair(SOLVED, CHECK))
-    assert run_tool("--generate", "--root", str(root)).returncode == 0
+    assert run_tool("--generate", "--execute", "--root", str(root)).returncode == 0
     first = (root / "01_tiny.ipynb").read_text()
     again = run_tool("--generate", "--root", str(root))
     assert "unchanged 01_tiny" in again.stdout
@@ -130,7 +130,7 @@ def test_check_reports_a_stale_student_notebook(tmp_path: Path) -> None:
 def test_check_reports_a_solution_that_fails_its_own_check(tmp_path: Path) -> None:
     wrong = SOLVED.replace("return 42", "return 41")
     root = _tree(tmp_path, _pair(wrong, CHECK))
-    run_tool("--generate", "--root", str(root))
+    run_tool("--generate", "--execute", "--root", str(root))
     result = run_tool("--check", "--root", str(root), timeout=120)
     assert result.returncode == 1
     assert "FAIL 01_tiny: solution cell 2 raised CheckFailed" in result.stdout
@@ -157,3 +157,71 @@ def test_every_lesson_passes_the_exercise_check() -> None:
         line = rf"^ok   {re.escape(solution.stem)}: \d+ solution regions, \d+ check cells; "
         assert re.search(line, result.stdout, re.M), f"no ok line for {solution.stem}"
     assert result.stdout.rstrip().endswith(f"checked {len(solutions)} notebooks: all ok")
+
+
+# ------------------------------------------------------------------ stored outputs, course copies
+
+
+def test_generate_says_the_command_that_stores_the_outputs_it_cleared(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _pair(SOLVED, CHECK))
+    result = run_tool("--generate", cwd=tmp_path)
+    assert "wrote     01_tiny" in result.stdout
+    command = "python -m wslab exercises --generate --execute 01_tiny"
+    assert f"its outputs are cleared: store them with: {command}" in result.stdout
+    stored = nbformat.read(root / "01_tiny.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in stored.cells)
+
+
+def test_check_flags_a_student_notebook_without_its_stored_verdicts(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _pair(SOLVED, CHECK))
+    run_tool("--generate", "--root", str(root))
+    result = run_tool("--check", "--no-execute", "--root", str(root))
+    assert result.returncode == 1
+    assert "FAIL 01_tiny: student check cell 2 stores no CheckFailed verdict" in result.stdout
+    assert f"--generate --execute --root {root} 01_tiny" in result.stdout
+
+
+def test_execute_stores_the_short_verdict_and_check_no_execute_says_nothing_ran(
+    tmp_path: Path,
+) -> None:
+    root = _tree(tmp_path, _pair(SOLVED, CHECK))
+    assert run_tool("--generate", "--execute", cwd=root).returncode == 0
+    stored = nbformat.read(root / "01_tiny.ipynb", as_version=4)
+    (verdict,) = stored.cells[2].outputs
+    assert verdict.ename == "CheckFailed"
+    assert verdict.traceback == [
+        "FAIL check_answer: not implemented yet.",
+        "Hint: replace the raise NotImplementedError line with your code",
+    ]
+    result = run_tool("--check", "--no-execute", cwd=root)
+    assert result.returncode == 0, result.stdout
+    assert "(not executed)" in result.stdout
+    assert "solution passes" not in result.stdout
+
+
+def test_check_flags_a_stored_traceback_with_a_machine_path(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _pair(SOLVED, CHECK))
+    run_tool("--generate", "--execute", "--root", str(root))
+    stored = nbformat.read(root / "01_tiny.ipynb", as_version=4)
+    stored.cells[2].outputs[0].traceback.insert(0, "File /home/me/wslab/lab/checks/x.py:43")
+    nbformat.write(stored, root / "01_tiny.ipynb")
+    result = run_tool("--check", "--no-execute", "--root", str(root))
+    assert result.returncode == 1
+    assert "student cell 2 stores a traceback, not a short verdict" in result.stdout
+
+
+@pytest.mark.parametrize("where", [".", "notebooks", "notebooks/solutions"])
+def test_a_course_copy_is_found_from_the_working_directory(tmp_path: Path, where: str) -> None:
+    (tmp_path / "notebooks").mkdir()
+    _tree(tmp_path / "notebooks", _pair(SOLVED, CHECK))
+    run_tool("--generate", "--execute", "--root", str(tmp_path / "notebooks"))
+    result = run_tool("--check", "--no-execute", cwd=tmp_path / where)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "checked 1 notebooks: all ok" in result.stdout
+
+
+def test_outside_a_course_the_tool_says_where_to_run_it(tmp_path: Path) -> None:
+    result = run_tool("--check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no notebooks here" in result.stdout
+    assert "site-packages" not in result.stdout

@@ -15,17 +15,25 @@ indentation, and where every cell tagged ``check`` also gets the tag
 ``browser`` need JupyterLab in a browser: they keep the outputs recorded there
 and are never executed by ``--check``. A student notebook
 whose cells already match is left alone, so its stored outputs survive; a
-rewritten one has no outputs until it is executed again.
+rewritten one has no outputs until it is executed again, which
+``--generate --execute`` does (it runs each student notebook it handles in a
+fresh kernel of this Python, every cell but the browser ones, and stores what
+they print: the check cells' verdicts included).
 
 ``--check`` verifies, per notebook, that the student version is the one generated
 from its solution, that the solution has at least one region and one check cell,
 and (unless ``--no-execute``) executes both in a fresh kernel of this Python:
 every solution cell must pass, and in the student version exactly the check cells
-must fail, each with ``CheckFailed``. It prints one line per notebook and returns
-1 if anything is wrong.
+must fail, each with ``CheckFailed``. It also verifies what the student notebook
+stores: each check cell shows its verdict, a short ``CheckFailed`` (a few lines,
+no traceback, no path of the machine it ran on). It prints one line per notebook
+and returns 1 if anything is wrong.
 
-Run from the repository: ``python -m wslab exercises --generate`` then
-``python -m wslab exercises --check``.
+Run from the folder that holds ``notebooks/`` (or from ``notebooks/`` or
+``notebooks/solutions/``), or name the notebooks folder with ``--root``::
+
+    python -m wslab exercises --generate --execute
+    python -m wslab exercises --check
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import re
 import sys
 import tempfile
 import time
@@ -142,23 +151,37 @@ def _nbformat() -> Any:
     return nbformat
 
 
-def generate(root: Path, names: Sequence[str] = ()) -> int:
-    """Write the student notebooks of ``root/solutions`` (all, or ``names``) into ``root``."""
+def generate(root: Path, names: Sequence[str] = (), *, execute: bool = False) -> int:
+    """Write the student notebooks of ``root/solutions`` (all, or ``names``) into ``root``.
+
+    With ``execute``, also run each of them (rewritten or not) and store its outputs.
+    """
     nbformat = _nbformat()
     for stem, solution_path, student_path in _pairs(root, names):
         solution = nbformat.read(solution_path, as_version=4)
         student, regions, checks = make_student(solution)
-        if student_path.exists():
-            stored = nbformat.read(student_path, as_version=4)
-            if _shape(stored) == _shape(student):
-                print(f"unchanged {stem}")
+        stored = nbformat.read(student_path, as_version=4) if student_path.exists() else None
+        if stored is not None and _shape(stored) == _shape(student):
+            student = stored  # its outputs are kept
+            print(f"unchanged {stem}")
+            if not execute:
                 continue
-        nbformat.write(student, student_path)
-        print(
-            f"wrote     {stem}: {regions} solution regions, {checks} check cells "
-            "(execute it to store its outputs)"
-        )
+        else:
+            nbformat.write(student, student_path)
+            print(f"wrote     {stem}: {regions} solution regions, {checks} check cells")
+        if execute:
+            started = time.monotonic()
+            nbformat.write(_execute(student, student_path.parent), student_path)
+            print(f"executed  {stem}: outputs stored ({time.monotonic() - started:.1f} s)")
+        else:
+            print(f"          its outputs are cleared: {store_command(root, stem)}")
     return 0
+
+
+def store_command(root: Path, stem: str) -> str:
+    """The command that stores the outputs of the student notebook ``stem``."""
+    where = "" if root == find_root(Path.cwd()) else f" --root {root}"
+    return f"store them with: python -m wslab exercises --generate --execute{where} {stem}"
 
 
 # ---------------------------------------------------------------------------- check
@@ -173,11 +196,18 @@ class NotebookReport:
     regions: int = 0
     checks: int = 0
     seconds: float = 0.0
+    executed: bool = False
 
     def line(self) -> str:
         if self.problems:
             first, *rest = self.problems
             return "\n".join([f"FAIL {self.name}: {first}", *(f"     {p}" for p in rest)])
+        if not self.executed:
+            return (
+                f"ok   {self.name}: {self.regions} solution regions, {self.checks} check cells; "
+                "the student notebook matches its solution and stores its verdicts "
+                "(not executed)"
+            )
         return (
             f"ok   {self.name}: {self.regions} solution regions, {self.checks} check cells; "
             f"solution passes, student fails only its checks ({self.seconds:.1f} s)"
@@ -224,6 +254,30 @@ def _execute(nb: Any, cwd: Path) -> Any:
     return nb
 
 
+# A stored verdict is the verdict and its hint; a path in it is a machine's traceback.
+VERDICT_LINES = 4
+# (A URL's path is not one: it follows its host, not a space or a quote.)
+MACHINE_PATH = re.compile(r"site-packages|\.py:\d+|(?<![\w:/.-])(?:/[\w.+-]+){3,}")
+
+
+def stored_problems(student: Any, stem: str, root: Path) -> list[str]:
+    """What is wrong with the outputs a student notebook stores (empty: nothing)."""
+    problems = []
+    for index, cell in enumerate(student.cells):
+        if cell.cell_type != "code":
+            continue
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if CHECK_TAG in _tags(cell) and not any(o.get("ename") == EXPECTED_ERROR for o in errors):
+            problems.append(f"student check cell {index} stores no {EXPECTED_ERROR} verdict")
+        for output in errors:
+            text = "\n".join(output.get("traceback", []))
+            if len(text.splitlines()) > VERDICT_LINES or MACHINE_PATH.search(text):
+                problems.append(f"student cell {index} stores a traceback, not a short verdict")
+    if problems:
+        problems.append(store_command(root, stem))
+    return problems
+
+
 def _errors(nb: Any) -> dict[int, str]:
     """The cells that raised: cell index -> exception name."""
     found = {}
@@ -256,9 +310,12 @@ def _check_one(stem: str, solution_path: Path, student_path: Path, run: bool) ->
         report.problems.append(
             "the student notebook is not the one generated from its solution: run --generate"
         )
+    else:
+        report.problems.extend(stored_problems(stored, stem, student_path.parent))
     if not run or report.problems:
         report.seconds = time.monotonic() - started
         return report
+    report.executed = True
 
     check_cells = {i for i, c in enumerate(solution.cells) if CHECK_TAG in _tags(c)}
     solved_errors = _errors(_execute(solution, solution_path.parent))
@@ -303,11 +360,16 @@ def check(root: Path, names: Sequence[str] = (), *, run: bool = True, jobs: int 
 # ---------------------------------------------------------------------------- command line
 
 
-def _default_root() -> Path:
-    here = Path("notebooks")
-    if (here / "solutions").is_dir():
-        return here
-    return Path(__file__).resolve().parents[2] / "notebooks"
+def find_root(start: Path) -> Path | None:
+    """The notebooks folder seen from ``start``: its ``notebooks/``, or itself.
+
+    ``start`` may be a course folder (holding ``notebooks/solutions/``), the
+    notebooks folder (holding ``solutions/``), or ``solutions/`` itself.
+    """
+    for relative in (Path("notebooks"), Path("."), Path("..")):
+        if (start / relative / "solutions").is_dir():
+            return relative
+    return None
 
 
 def _at_least_one(text: str) -> int:
@@ -336,6 +398,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--root", type=Path, default=None, help="the notebooks folder")
     parser.add_argument("--no-execute", action="store_true", help="--check without running")
     parser.add_argument(
+        "--execute", action="store_true", help="--generate, then run and store the outputs"
+    )
+    parser.add_argument(
         "--jobs", type=_at_least_one, default=1, help="notebooks executed at once, >= 1 (1)"
     )
     return parser
@@ -343,14 +408,23 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``python -m wslab exercises ...``."""
-    root = args.root or _default_root()
+    root = args.root or find_root(Path.cwd())
+    if root is None:
+        print(
+            "no notebooks here: run this in the folder that holds notebooks/solutions/ "
+            "(or in notebooks/), or name that folder with --root"
+        )
+        return 2
     if not (root / "solutions").is_dir():
         print(f"no solutions folder in {root}")
+        return 2
+    if args.execute and not args.generate:
+        print("--execute goes with --generate (--check always executes, unless --no-execute)")
         return 2
     missing = [name for name in ("nbformat", "nbclient") if importlib.util.find_spec(name) is None]
     if missing:
         print(f'exercises needs {" and ".join(missing)}: pip install "wslab[lab]"', file=sys.stderr)
         return 2
     if args.generate:
-        return generate(root, args.names)
+        return generate(root, args.names, execute=args.execute)
     return check(root, args.names, run=not args.no_execute, jobs=args.jobs)

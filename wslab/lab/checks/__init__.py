@@ -3,9 +3,11 @@
 Each check takes the learner's function, runs it (against a live server on
 loopback when that makes sense, stopping everything it started), and prints one
 ``PASS`` line or raises :class:`~wslab.lab.checks._common.CheckFailed` with one
-``FAIL`` line and a hint. Imported in a Jupyter kernel, this package makes
-IPython show a ``CheckFailed`` as that verdict alone, without a traceback; any
-other exception keeps its traceback. Lessons import the checks by topic::
+``FAIL`` line and a hint. An exception raised by the learner's own function is
+such a verdict too: which call raised what, a hint, and the learner's own lines.
+Imported in a Jupyter kernel, this package makes IPython show a ``CheckFailed``
+as that verdict alone, without the checks' traceback; any other exception keeps
+its traceback. Lessons import the checks by topic::
 
     from wslab.lab.checks.events import check_socket_url         # 00
     from wslab.lab.checks.events import check_event_log          # 01

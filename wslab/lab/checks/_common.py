@@ -2,13 +2,20 @@
 
 A check prints one line when the learner's code passes, and raises
 :class:`CheckFailed` with one line (what is wrong, and a hint) when it does not,
-so the notebook cell shows the verdict and nothing else.
+so the notebook cell shows the verdict and nothing else. When the learner's
+own function raises, :func:`run_learner` turns that into a verdict too: which
+call, which exception, a hint, and the traceback cut to the learner's own lines
+(the lines of the checks, of Python and of installed libraries left out).
 """
 
 from __future__ import annotations
 
+import linecache
 import sys
+import sysconfig
 from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from ...errors import WslabError
@@ -17,6 +24,7 @@ from ...loopthread import LoopThread
 __all__ = [
     "TIMEOUT",
     "CheckFailed",
+    "describe_call",
     "fail",
     "passed",
     "run_learner",
@@ -28,10 +36,15 @@ T = TypeVar("T")
 
 
 class CheckFailed(WslabError, AssertionError):
-    """The learner's code did not do what the exercise asks (message: one line)."""
+    """The learner's code did not do what the exercise asks (message: one line).
 
-    def __init__(self, message: str) -> None:
+    ``trace`` holds the learner's own traceback lines when their function raised
+    (shown under the verdict in a notebook), else nothing.
+    """
+
+    def __init__(self, message: str, trace: tuple[str, ...] = ()) -> None:
         super().__init__(message)
+        self.trace = trace
         # A one-line traceback: the learner needs the verdict, not our stack.
         self.__suppress_context__ = True
 
@@ -46,13 +59,100 @@ def fail(check: str, what: str, hint: str) -> CheckFailed:
     return CheckFailed(f"FAIL {check}: {what}. Hint: {hint}")
 
 
-def run_learner(check: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call the learner's function; a stub that is not written yet fails the check."""
+RAISED_HINT = "call it yourself with that input, and read your lines below"
+
+
+def run_learner(
+    check: str,
+    function: Callable[..., T],
+    *args: Any,
+    expect: tuple[type[BaseException], ...] = (),
+    hint: str = RAISED_HINT,
+) -> T:
+    """Call the learner's ``function(*args)`` and return its result.
+
+    A stub not written yet fails the check ("not implemented yet"). Any other
+    exception, unless it is one of ``expect`` (the check's scenario wants it),
+    fails the check with which call raised what, ``hint``, and the learner's own
+    traceback lines.
+    """
     try:
-        return function(*args, **kwargs)
+        return function(*args)
     except NotImplementedError:
         hint = "replace the raise NotImplementedError line with your code"
         raise fail(check, "not implemented yet", hint) from None
+    except CheckFailed:
+        raise
+    except expect:
+        raise
+    except Exception as error:
+        raise learner_raised(check, function, args, error, hint) from None
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 4] + "..." + text[-1]
+
+
+def describe_call(function: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """``name(arg, ...)``: a call of the learner's function, each argument cut short."""
+    name = getattr(function, "__name__", "your function")
+    return f"{name}({', '.join(_short(arg) for arg in args)})"
+
+
+def learner_raised(
+    check: str,
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    error: BaseException,
+    hint: str = RAISED_HINT,
+) -> CheckFailed:
+    """The verdict for an exception raised by the learner's own code."""
+    message = str(error).splitlines()[0] if str(error) else ""
+    if len(message) > 160:
+        message = message[:157] + "..."
+    what = f"{describe_call(function, args)} raised {type(error).__name__}"
+    verdict = fail(check, f"{what}: {message}" if message else what, hint)
+    verdict.trace = learner_lines(error.__traceback__)
+    return verdict
+
+
+def _not_learners() -> tuple[str, ...]:
+    """Where code that is not the learner's lives: wslab, Python, installed packages."""
+    paths = sysconfig.get_paths()
+    places = {str(Path(__file__).resolve().parents[2])}
+    places.update(paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+    return tuple(str(Path(place).resolve()) for place in places if place)
+
+
+def learner_lines(tb: TracebackType | None, limit: int = 6) -> tuple[str, ...]:
+    """The learner's frames of a traceback, as lines a notebook can show (no paths).
+
+    A frame of a notebook cell is named ``Cell In[n]``; another file by its name only.
+    """
+    skip = _not_learners()
+    cells = _cell_numbers()
+    lines: list[str] = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        filename = code.co_filename
+        resolved = str(Path(filename).resolve()) if not filename.startswith("<") else filename
+        if not resolved.startswith(skip):
+            number = cells.get(filename)
+            where = f"Cell In[{number}]" if number is not None else Path(filename).name
+            lines.append(f"  {where}, line {tb.tb_lineno}, in {code.co_name}")
+            source = linecache.getline(filename, tb.tb_lineno).strip()
+            if source:
+                lines.append(f"    {source}")
+        tb = tb.tb_next
+    return tuple(lines[-2 * limit :])
+
+
+def _cell_numbers() -> dict[str, int]:
+    """IPython's map from a cell's file name to its execution count (empty outside)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return dict(getattr(getattr(shell, "compile", None), "_filename_map", {}) or {})
 
 
 TIMEOUT = 10.0  # seconds; every live step takes milliseconds, this only bounds a failure
@@ -74,7 +174,9 @@ def run_scenario(scenario: Callable[[], Coroutine[Any, Any, T]], timeout: float 
 def _verdict_lines(error: BaseException) -> list[str]:
     """The lines a failed check shows: the verdict, then its hint on a line of its own."""
     verdict, sep, hint = str(error).partition(". Hint: ")
-    return [verdict + "." if sep else verdict, *([f"Hint: {hint}"] if sep else [])]
+    lines = [verdict + "." if sep else verdict, *([f"Hint: {hint}"] if sep else [])]
+    trace = tuple(getattr(error, "trace", ()))
+    return [*lines, "Your code, where it raised:", *trace] if trace else lines
 
 
 def _show_verdict(
@@ -88,10 +190,11 @@ def _show_verdict(
 def show_verdicts_in_ipython() -> bool:
     """Make IPython show a :class:`CheckFailed` as its verdict, without a traceback.
 
-    Every other exception keeps its usual traceback (a bug in the learner's code
-    shows the learner's lines). Does nothing outside IPython, or when another
-    custom exception handler is installed. Returns whether the handler is in
-    place. The kernel's thread (imported from a cell).
+    A verdict about an exception in the learner's code is followed by the
+    learner's own lines (``trace``). Every other exception keeps its usual
+    traceback. Does nothing outside IPython, or when another custom exception
+    handler is installed. Returns whether the handler is in place. The kernel's
+    thread (imported from a cell).
     """
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None

@@ -61,10 +61,15 @@ def _loop_or_none() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _call(run_blocking: RunBlocking, coro: Coroutine[Any, Any, Any]) -> Any:
+def _call(
+    run_blocking: RunBlocking,
+    coro: Coroutine[Any, Any, Any],
+    expect: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Call the learner's ``run_blocking(coro)``; ``expect``: the coroutine's own errors."""
     try:
         with _watchdog(DEADLINE):
-            return run_learner(CHECK, run_blocking, coro)
+            return run_learner(CHECK, run_blocking, coro, expect=(_Hung, RuntimeError, *expect))
     except _Hung:
         coro.close()
         raise fail(
@@ -132,6 +137,8 @@ def check_run_blocking(run_blocking: RunBlocking) -> None:
 
     result = _call(run_blocking, _probe())
     if not (isinstance(result, tuple) and len(result) == 2):
+        if asyncio.iscoroutine(result):
+            result.close()  # handed back unawaited: close it, or Python warns later
         raise fail(
             CHECK,
             f"run_blocking(coro) returned {result!r}, not the coroutine's result",
@@ -147,7 +154,7 @@ def check_run_blocking(run_blocking: RunBlocking) -> None:
 
     boom = _boom()
     try:
-        _call(run_blocking, boom)
+        _call(run_blocking, boom, expect=(ValueError,))
     except ValueError:
         pass
     else:

@@ -68,7 +68,16 @@ def check_broadcast(recipients: Recipients) -> None:
     name = "check_broadcast"
     cases = _room_cases() + _rule_cases()
     for members, sender, with_me, expected in cases:
-        answer = run_learner(name, recipients, list(members), sender, with_me)
+        given = list(members)
+        answer = run_learner(name, recipients, given, sender, with_me)
+        if given != members:
+            raise fail(
+                name,
+                f"recipients({members!r}, {sender!r}, with_me={with_me}) changed members "
+                f"to {given!r}",
+                "build a new list: members is the room's own list, and removing the sender "
+                "from it would take them out of the room",
+            )
         got = list(answer) if isinstance(answer, (list, tuple)) else answer
         if got != expected:
             raise fail(

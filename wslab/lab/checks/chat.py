@@ -16,12 +16,12 @@ from collections.abc import Callable
 from ...client import BlockingChatClient
 from ...protocol import MessageEntry
 from ...server import ChatServer
-from ._common import CheckFailed, fail, passed, run_learner
+from ._common import CheckFailed, fail, learner_raised, passed, run_learner
 
 __all__ = ["check_bot"]
 
 CHECK = "check_bot"
-BOT_ID = "bot"
+BOT_ID = "bot-7f3a"  # not its name: the bot knows itself by id
 WAIT = 5.0
 
 BotReply = Callable[[MessageEntry, str], "str | None"]
@@ -46,6 +46,22 @@ CASES: tuple[tuple[MessageEntry, str | None, str], ...] = (
         "take the username from the entry",
     ),
     (_entry("!echo hi there"), "hi there", '"!echo <text>" gets "<text>"'),
+    (
+        _entry("!echo !echo twice"),
+        "!echo twice",
+        'only the first "!echo " is the command; the rest is the text, as it is',
+    ),
+    (_entry("!hellothere"), None, '"!hello" is the whole message; anything else is not it'),
+    (
+        _entry("!hello", user_id="ada-2", username="bot"),
+        "hello, bot!",
+        "a person may be called bot: know the bot by its id (bot_id), not by a name",
+    ),
+    (
+        _entry("!hello", user_id=BOT_ID, username="helper"),
+        None,
+        "the bot's own message, under another name: compare entry['id'] with bot_id",
+    ),
     (_entry("just chatting"), None, "stay silent (return None) unless a command is asked"),
     (
         _entry("!echo   "),
@@ -90,9 +106,11 @@ def _check_cases(bot_reply: BotReply) -> None:
             )
 
 
-def _run_live(bot_reply: BotReply) -> tuple[list[tuple[str, str]], list[BaseException]]:
+def _run_live(
+    bot_reply: BotReply,
+) -> tuple[list[tuple[str, str]], list[tuple[BaseException, MessageEntry]]]:
     """Run the bot in a real chat; return the conversation and the bot's errors."""
-    errors: list[BaseException] = []
+    errors: list[tuple[BaseException, MessageEntry]] = []
     replies: set[asyncio.Future[str]] = set()  # keep the send tasks alive until done
     server = ChatServer(grace=0).start()
     bot = person = None
@@ -105,7 +123,7 @@ def _run_live(bot_reply: BotReply) -> tuple[list[tuple[str, str]], list[BaseExce
             try:
                 answer = bot_reply(copy.copy(entry), client.id)
             except BaseException as error:  # reported after the run, in the caller's thread
-                errors.append(error)
+                errors.append((error, entry))
                 return
             if answer is not None:
                 reply = asyncio.ensure_future(client.send_message(answer))
@@ -139,15 +157,17 @@ def check_bot(bot_reply: BotReply) -> None:
     _check_cases(bot_reply)
     conversation, errors = _run_live(bot_reply)
     if errors:
-        error = errors[0]
+        error, entry = errors[0]
         if isinstance(error, NotImplementedError):
             raise fail(CHECK, "not implemented yet", "replace the raise line with your code")
         if isinstance(error, CheckFailed):
             raise error
-        raise fail(
+        raise learner_raised(
             CHECK,
-            f"in the live chat the bot raised {type(error).__name__}: {error}",
-            "the entry is a dict with messageId, id, username, message, ts",
+            bot_reply,
+            (entry, BOT_ID),
+            error,
+            "in the live chat: the entry is a dict with messageId, id, username, message, ts",
         )
     if conversation != EXPECTED:
         shown = "; ".join(f"{who}: {text}" for who, text in conversation[:10])

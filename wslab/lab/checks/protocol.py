@@ -25,6 +25,7 @@ ERROR_CASES: list[tuple[str, bool]] = [
     ('["connecting"]', False),
     ('{"id": "ada"}', False),
     ('{"event": "dance"}', True),
+    ('{"event": "dance"}', False),  # the name is checked before the state
     ('{"event": "writeMessage"}', False),
     ('{"event": "writeMessage", "message": "hi"}', False),
     ('{"event": "writeMessage", "message": "hi", "username": "root"}', True),

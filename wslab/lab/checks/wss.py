@@ -53,7 +53,13 @@ def _chat_over(context: ssl.SSLContext, server_ssl: ssl.SSLContext) -> str | Non
 def check_trust(trusting_context: TrustingContext) -> None:
     """Check ``trusting_context(ca_pem)`` by inspection, then over live wss:// servers."""
     ca, stranger = trustme.CA(), trustme.CA()
-    context = run_learner(CHECK, trusting_context, ca.cert_pem.bytes())
+    context = run_learner(
+        CHECK,
+        trusting_context,
+        ca.cert_pem.bytes(),
+        hint="ca_pem is PEM text in bytes; cadata= takes PEM as a str (ca_pem.decode()), "
+        "bytes only as DER",
+    )
     if not isinstance(context, ssl.SSLContext):
         raise fail(
             CHECK,
