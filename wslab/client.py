@@ -23,8 +23,17 @@ stays final: it is about what this client sent, which no other server would take
 
 On every reconnect the client sends its id, token, ``roomId`` and
 ``lastMessageId``, takes the messages it missed from ``connected``, and resends
-every message the server has not acknowledged (once: the server de-duplicates
-by ``clientMessageId``).
+every message the server has not acknowledged, in typing order (once: the server
+de-duplicates by ``clientMessageId``). Its :class:`~wslab.outbox.Outbox` decides
+what goes out when, so that a newer message never overtakes an older one.
+
+What a server can do to the client is bounded (docs/protocol.md, "Client
+promises"): a frame over ``max_size`` closes the connection with 1009 (final, as
+every 1009); a server that does not answer ``connecting`` within ``join_timeout``
+is closed and the attempt counts as failed (the next URL is tried); a frame that
+breaks the protocol is logged, kept in :attr:`ChatClient.protocol_errors` and
+otherwise ignored. The client lists its own user while it is connected, whatever
+presence events say.
 """
 
 from __future__ import annotations
@@ -45,7 +54,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from .clock import Clock, SystemClock
-from .errors import ChatConnectionError
+from .errors import ChatConnectionError, ServerProtocolError
+from .outbox import Outbox, PendingMessage
 from .protocol import (
     CloseCode,
     Connected,
@@ -57,7 +67,7 @@ from .protocol import (
     MessageEntry,
     MessageWritten,
     Presence,
-    ProtocolError,
+    ServerEvent,
     WriteMessage,
     describe_close,
     encode,
@@ -75,6 +85,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wslab.client")
+
+#: The largest frame a client takes by default: 4 MiB. A server with default limits
+#: never sends more. Its largest frame is a ``connected`` with a full history: 100
+#: entries of at most about 12.7 KB each (2,000 characters of up to 6 bytes, as a
+#: control character is escaped ``\u00XX``, plus the other fields at their limits),
+#: 1.3 MB in all, and a user list of about 220 bytes per user at most, which 4 MiB holds
+#: for over 12,000 users. A server with a larger ``history`` needs a larger ``max_size``.
+DEFAULT_MAX_SIZE = 4 * 2**20
+#: How long a client waits for ``connected`` after its socket opened, by default.
+DEFAULT_JOIN_TIMEOUT = 5.0
 
 T = TypeVar("T")
 Status = Literal["idle", "connecting", "online", "reconnecting", "offline"]
@@ -125,14 +145,6 @@ class PresenceEvent:
     after: int | None
 
 
-@dataclass(frozen=True)
-class PendingMessage:
-    """A message sent (or queued) and not yet acknowledged by the server."""
-
-    client_message_id: str
-    message: str
-
-
 class ChatClient:
     """A chat client that reconnects by itself. See the module docstring.
 
@@ -153,7 +165,16 @@ class ChatClient:
         origin: an ``Origin`` header to send (browsers always send one).
         compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
             the server: it costs more CPU than it saves on short chat messages).
-        max_log: how many raw events :attr:`events` keeps.
+        max_log: how many raw events :attr:`events` keeps (and :attr:`presence`
+            and :attr:`protocol_errors`).
+        max_size: the largest frame accepted from a server, in bytes (after
+            decompression); a larger one closes the connection with 1009, which is
+            final. ``None``: no limit. See :data:`DEFAULT_MAX_SIZE`.
+        join_timeout: seconds to wait for ``connected`` once the socket is open; a
+            server that does not answer in time is closed, and the attempt counts as
+            failed (the next URL is tried after the usual wait).
+        window: how many messages may be unacknowledged on one connection (see
+            :class:`~wslab.outbox.Outbox`).
         features: what ``connecting`` announces. ``("presence",)`` asks for batched
             ``presence`` events (one per server tick at most) instead of one
             ``joined``/``disconnected`` per user: use it for large rooms. The default
@@ -181,7 +202,12 @@ class ChatClient:
         compression: str | None = None,
         max_log: int = 1000,
         features: Sequence[str] = (),
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        join_timeout: float = DEFAULT_JOIN_TIMEOUT,
+        window: int = 8,
     ) -> None:
+        if not join_timeout > 0:
+            raise ValueError("join_timeout must be > 0")
         #: Every URL the client may connect to, in the order it tries them.
         self.urls: tuple[str, ...] = _as_urls(url)
         self._url_index = 0
@@ -196,14 +222,19 @@ class ChatClient:
         self.origin = origin
         self.compression = compression
         self.features = tuple(features)
+        self.max_size = max_size
+        self.join_timeout = join_timeout
         self._rng = rng
         self._clock = clock or SystemClock()
 
         self.status: Status = "idle"
         self.users: dict[str, str] = {}  # id -> username, in the server's order
         self.messages: list[MessageEntry] = []  # by messageId, each once
-        self.pending: list[PendingMessage] = []  # unacknowledged, in send order
+        #: What is typed and not yet acknowledged, and when each part goes out.
+        self.outbox = Outbox(window, pause=self.policy.rate_limit_pause)
         self.errors: list[ErrorEvent] = []  # error events the server sent
+        #: Frames from a server that broke the protocol (each one ignored), newest last.
+        self.protocol_errors: deque[ServerProtocolError] = deque(maxlen=max_log)
         self.events: deque[RawEvent] = deque(maxlen=max_log)
         self.room_id: str | None = None
         self.was_page_reload = False
@@ -231,10 +262,8 @@ class ChatClient:
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[Callable[[ChatClient], bool], asyncio.Future[None]]] = []
         self._message_ids: set[int] = set()
-        self._resend_task: asyncio.Task[None] | None = None
-        self._resend_wanted = False
-        #: Seconds to wait after a ``rate_limited`` error before resending what is pending.
-        self.rate_limit_pause = self.policy.rate_limit_pause
+        self._send_lock: asyncio.Lock | None = None
+        self._pause_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -249,6 +278,20 @@ class ChatClient:
     @url.setter
     def url(self, url: str) -> None:
         self.urls, self._url_index = _as_urls(url), 0
+
+    @property
+    def pending(self) -> list[PendingMessage]:
+        """Messages typed and not yet acknowledged by the server, oldest first."""
+        return self.outbox.pending
+
+    @property
+    def rate_limit_pause(self) -> float:
+        """Seconds to wait after a ``rate_limited`` error before resending, oldest first."""
+        return self.outbox.pause
+
+    @rate_limit_pause.setter
+    def rate_limit_pause(self, seconds: float) -> None:
+        self.outbox.pause = seconds
 
     @property
     def online(self) -> bool:
@@ -306,13 +349,12 @@ class ChatClient:
     async def send_message(self, text: str) -> str:
         """Send a chat message, or queue it while offline; return its ``clientMessageId``.
 
-        The message stays in :attr:`pending` until the server acknowledges it.
+        The message stays in :attr:`pending` until the server acknowledges it; it
+        goes out after every older one (see :class:`~wslab.outbox.Outbox`).
         """
-        pending = PendingMessage("m-" + secrets.token_hex(8), text)
-        self.pending.append(pending)
+        pending = self.outbox.add(text)
         self._changed()
-        if self.online:
-            await self._send_pending(pending)
+        await self._send_due()
         return pending.client_message_id
 
     async def send_raw(self, data: str | bytes) -> None:
@@ -337,8 +379,8 @@ class ChatClient:
         self._closing = True
         if self._wake is not None:
             self._wake.set()
-        if self._resend_task is not None:
-            self._resend_task.cancel()
+        if self._pause_task is not None:
+            self._pause_task.cancel()
         socket = self._socket
         if socket is not None:
             await socket.close(code, reason)  # type: ignore[arg-type]  # None: no code
@@ -432,7 +474,7 @@ class ChatClient:
             socket = await connect(
                 self.url,
                 origin=self.origin,  # type: ignore[arg-type]
-                max_size=16 * 2**20,
+                max_size=self.max_size,
                 compression=self.compression,
                 open_timeout=10,
                 close_timeout=2,
@@ -452,37 +494,74 @@ class ChatClient:
         self.reconnector.after_open()
         self._record(RawEvent("open"))
         try:
-            hello = Connecting(
-                self.id,
-                self.username,
-                self.token,
-                last_message_id=self.last_message_id,
-                room_id=self.room_id,
-                features=self.features,
-            )
-            await socket.send(encode(hello))
-            async for data in socket:
-                self._record(RawEvent("message", data=data))
-                if await self._handle(data):
-                    self.reconnector.after_connected(self._clock.monotonic())
+            await socket.send(encode(self._hello()))
+            await self._receive(socket)
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
             socket.transport.abort()  # our task was cancelled: leave no socket behind
             self._socket = None
+            self.outbox.closed()
             raise
         self._socket = None
-        # As in a browser: a close frame from the server (1008 and 1009 included) fires
-        # close alone, never error; only a connection lost without one reads 1006.
-        code = socket.close_code if socket.close_code is not None else 1006
+        self.outbox.closed()
+        code = _close_code(socket)
         self._closed(code, socket.close_reason or "", was_clean=code != 1006)
         return code, False
+
+    def _hello(self) -> Connecting:
+        return Connecting(
+            self.id,
+            self.username,
+            self.token,
+            last_message_id=self.last_message_id,
+            room_id=self.room_id,
+            features=self.features,
+        )
+
+    async def _receive(self, socket: ClientConnection) -> None:
+        """Apply the server's frames until the socket closes.
+
+        A server that sends no ``connected`` within :attr:`join_timeout` is closed:
+        the attempt failed, and the next one goes to the next URL.
+        """
+        try:
+            async with asyncio.timeout(self.join_timeout) as joining:
+                async for data in socket:
+                    self._record(RawEvent("message", data=data))
+                    if await self._apply(data):
+                        joining.reschedule(None)
+                        self.reconnector.after_connected(self._clock.monotonic())
+        except TimeoutError:
+            detail = f"no connected within {self.join_timeout:g} s"
+            logger.warning("%s: %s; closing", self.url, detail)
+            self._record(RawEvent("error", detail=detail))
+            await socket.close(CloseCode.NORMAL_CLOSURE, "join timeout")
+
+    async def _apply(self, data: str | bytes) -> bool:
+        """Apply one server frame; return True if it was ``connected``.
+
+        A frame that breaks the protocol is kept in :attr:`protocol_errors` and
+        otherwise ignored: a server's bytes never stop the client.
+        """
+        try:
+            event = parse_server_event(data)
+        except ServerProtocolError as error:
+            logger.warning("%s sent a frame that breaks the protocol: %s", self.url, error)
+            self.protocol_errors.append(error)
+            self._changed()
+            return False
+        try:
+            return await self._handle(event)
+        except Exception:  # a bug of ours: the next frame may be fine
+            logger.exception("ChatClient could not apply %s; it goes on", type(event).__name__)
+            return isinstance(event, Connected)
 
     def _apply_presence(self, event: Presence) -> None:
         # Left first, then joined (an id in both was taken over within the tick).
         # Entries the user list already agrees with change nothing and call no handler.
         for user in event.left:
-            if self.users.pop(user["id"], None) is not None:
+            if user["id"] != self.id and self.users.pop(user["id"], None) is not None:
                 self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
         for user in event.joined:
             if self.users.get(user["id"]) != user["username"]:
@@ -495,20 +574,17 @@ class ChatClient:
         self._call(self.on_close, code, reason)
         self._changed()
 
-    async def _handle(self, data: str | bytes) -> bool:
-        """Apply one server frame; return True if it was ``connected``."""
-        try:
-            event = parse_server_event(data)
-        except ProtocolError:
-            return False  # the raw log has it; nothing for the chat state
+    async def _handle(self, event: ServerEvent) -> bool:
+        """Apply one server event; return True if it was ``connected``."""
         if isinstance(event, Connected):
             self._on_connected(event)
             self._call(self.on_connected, event)
-            for pending in list(self.pending):
-                await self._send_pending(pending)
+            self.outbox.opened()
+            await self._send_due()
             return True
         if isinstance(event, MessageWritten):
-            self._add_message(event.message)
+            if self._add_message(event.message):
+                await self._send_due()  # an acknowledgement opens the window
         elif isinstance(event, Joined):
             self.users[event.id] = event.username
             self.presence.append(
@@ -516,6 +592,11 @@ class ChatClient:
             )
             self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
+            if event.id == self.id:
+                # Our own socket is open, so we are present: a server that froze past
+                # its heartbeat may say otherwise, and the joined that follows is not
+                # sent to us. A connected client keeps listing itself.
+                return False
             self.users.pop(event.id, None)
             self.presence.append(
                 PresenceEvent("disconnected", event.id, event.username, self.last_message_id)
@@ -526,7 +607,7 @@ class ChatClient:
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
             if event.code is ErrorCode.RATE_LIMITED:
-                self._resend_later()
+                self._pause_sending()
             self._call(self.on_error, event)
         self._changed()
         return False
@@ -543,17 +624,19 @@ class ChatClient:
         self.was_page_reload = event.was_page_reload
         self.truncated = event.truncated
         self.users = {u["id"]: u["username"] for u in event.connected_user_list}
+        self.users.setdefault(self.id, self.username)
         for entry in event.messages_list:
             self._add_message(entry, notify=False)
         self.status, self.next_retry_in = "online", None
         self._changed()
 
-    def _add_message(self, entry: MessageEntry, *, notify: bool = True) -> None:
+    def _add_message(self, entry: MessageEntry, *, notify: bool = True) -> bool:
+        """Add a message entry once; return whether it acknowledged one of ours."""
+        acknowledged = False
         if entry["id"] == self.id and "clientMessageId" in entry:
-            cmid = entry["clientMessageId"]
-            self.pending = [p for p in self.pending if p.client_message_id != cmid]
+            acknowledged = self.outbox.acknowledged(entry["clientMessageId"])
         if entry["messageId"] in self._message_ids:
-            return
+            return acknowledged
         self._message_ids.add(entry["messageId"])
         if self.messages and entry["messageId"] < self.messages[-1]["messageId"]:
             self.messages.append(entry)
@@ -562,32 +645,35 @@ class ChatClient:
             self.messages.append(entry)
         if notify:
             self._call(self.on_message, entry)
+        return acknowledged
 
-    async def _send_pending(self, pending: PendingMessage) -> None:
-        socket = self._socket
-        if socket is None:
-            return  # sent again after the next connected
-        with contextlib.suppress(ConnectionClosed):
-            await socket.send(encode(WriteMessage(pending.message, pending.client_message_id)))
+    async def _send_due(self) -> None:
+        """Send what the outbox says is due, oldest first, one sender at a time."""
+        if self._send_lock is None:
+            self._send_lock = asyncio.Lock()
+        async with self._send_lock:  # two senders could interleave their frames
+            for pending in self.outbox.due(asyncio.get_running_loop().time()):
+                socket = self._socket
+                if socket is None:
+                    return  # the outbox sends it again after the next connected
+                frame = encode(WriteMessage(pending.message, pending.client_message_id))
+                with contextlib.suppress(ConnectionClosed):
+                    await socket.send(frame)
 
-    def _resend_later(self) -> None:
-        """Resend what is pending once the server's rate limit had time to refill.
+    def _pause_sending(self) -> None:
+        """The server dropped a message: send nothing for a while, then from the oldest."""
+        loop = asyncio.get_running_loop()
+        self.outbox.rate_limited(loop.time())
+        if self._pause_task is not None and not self._pause_task.done():
+            return  # the running pause reads the new end when it wakes
 
-        The server dropped some of our messages; they are still pending (no
-        acknowledgement came), and resending the others is harmless.
-        """
-        self._resend_wanted = True  # a running resend goes round once more
-        if self._resend_task is not None and not self._resend_task.done():
-            return
+        async def resume() -> None:
+            while (until := self.outbox.paused_until) is not None:
+                await asyncio.sleep(max(0.0, until - loop.time()))
+                if self.outbox.paused_until == until:
+                    await self._send_due()
 
-        async def resend() -> None:
-            while self._resend_wanted:
-                self._resend_wanted = False
-                await asyncio.sleep(self.rate_limit_pause)
-                for pending in list(self.pending):
-                    await self._send_pending(pending)
-
-        self._resend_task = asyncio.get_running_loop().create_task(resend())
+        self._pause_task = loop.create_task(resume())
 
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None
@@ -636,6 +722,18 @@ def _refused_for_good(error: BaseException) -> bool:
         status = error.response.status_code
         return 400 <= status < 500 and status != 429
     return isinstance(error, (InvalidURI, ssl_module.SSLError))
+
+
+def _close_code(socket: ClientConnection) -> int:
+    """The close code a connection ended with, as the client reports it.
+
+    A frame over ``max_size`` makes the client close with 1009; that close is
+    reported as 1009 (final) even when the server never answered the close frame.
+    """
+    sent = socket.protocol.close_sent
+    if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
+        return CloseCode.MESSAGE_TOO_BIG
+    return socket.close_code if socket.close_code is not None else CloseCode.ABNORMAL_CLOSURE
 
 
 def _describe_failure(error: BaseException) -> str:
