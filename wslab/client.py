@@ -173,8 +173,9 @@ class ChatClient:
         join_timeout: seconds to wait for ``connected`` once the socket is open; a
             server that does not answer in time is closed, and the attempt counts as
             failed (the next URL is tried after the usual wait).
-        window: how many messages may be unacknowledged on one connection (see
-            :class:`~wslab.outbox.Outbox`).
+        window: how many messages may be unacknowledged on one connection. The
+            default 1 keeps the typing order whatever the server's rate limit drops;
+            see :class:`~wslab.outbox.Outbox` for what a larger one trades.
         features: what ``connecting`` announces. ``("presence",)`` asks for batched
             ``presence`` events (one per server tick at most) instead of one
             ``joined``/``disconnected`` per user: use it for large rooms. The default
@@ -204,7 +205,7 @@ class ChatClient:
         features: Sequence[str] = (),
         max_size: int | None = DEFAULT_MAX_SIZE,
         join_timeout: float = DEFAULT_JOIN_TIMEOUT,
-        window: int = 8,
+        window: int = 1,
     ) -> None:
         if not join_timeout > 0:
             raise ValueError("join_timeout must be > 0")

@@ -16,7 +16,10 @@ it hands out, and tells it what happened::
 The rules, in one place:
 
 - messages go out oldest first, at most ``window`` unacknowledged at a time on one
-  connection (the acknowledgements pace the sending, as in TCP);
+  connection (the acknowledgements pace the sending). With the default window of 1
+  the order holds whatever the server drops; a larger window sends faster over a slow
+  network, but a message sent after one the rate limit dropped, before the
+  ``rate_limited`` came back, may then get in first;
 - after ``connected`` everything pending goes out again from the oldest, once (the
   server's de-duplication by ``clientMessageId`` makes a resend harmless);
 - after ``rate_limited`` nothing goes out for ``pause`` seconds; then the outbox
@@ -53,7 +56,7 @@ class Outbox:
         pause: seconds to send nothing after a ``rate_limited`` error.
     """
 
-    def __init__(self, window: int = 8, pause: float = 1.0) -> None:
+    def __init__(self, window: int = 1, pause: float = 1.0) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
