@@ -2,12 +2,12 @@
 
 The Python client parses each frame a server sends with ``parse_server_event``. A frame
 that breaks the contract must become a :class:`ServerProtocolError` (which the client
-logs and survives), never another exception: an ``OverflowError`` from a 400-digit
-``messageId`` once stopped the client for good.
+logs and survives), never another exception, which would stop the client for good.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -98,10 +98,8 @@ def test_a_wrong_value_anywhere_is_a_protocol_error_or_ignored(
     name: str, path: tuple[Any, ...], wrong: Any
 ) -> None:
     text = json.dumps(_replaced(GOOD[name], path, wrong))
-    try:
+    with contextlib.suppress(ServerProtocolError):  # the one failure a client expects
         parse_server_event(text)
-    except ServerProtocolError:
-        pass  # the one failure a client has to expect
 
 
 @pytest.mark.parametrize(
@@ -131,7 +129,7 @@ def test_a_wrong_value_anywhere_is_a_protocol_error_or_ignored(
         "huge-event",
     ],
 )
-def test_frames_that_once_escaped_the_parser_are_protocol_errors(text: str) -> None:
+def test_huge_numbers_and_deep_nesting_are_protocol_errors(text: str) -> None:
     with pytest.raises(ServerProtocolError):
         parse_server_event(text)
 
