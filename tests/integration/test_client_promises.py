@@ -229,6 +229,7 @@ def test_one_authors_messages_arrive_in_typing_order_after_a_rate_limit(
                 await asyncio.sleep(TYPING)  # the limit refills meanwhile: 20 per second
                 await writer.send_message(text)
             await reader.wait_for(lambda c: len(c.messages) == len(typed), 4 * WAIT)
+            await writer.wait_for(lambda c: len(c.messages) == len(typed), WAIT)
             assert reader.texts() == typed
             assert writer.texts() == typed and not writer.pending
             assert any(e.code.value == "rate_limited" for e in writer.errors)
