@@ -14,6 +14,7 @@ from .clock import FakeClock, SystemClock
 from .errors import (
     BackplaneError,
     ChatConnectionError,
+    CheckFailed,
     ClientProtocolError,
     MissingExtraError,
     MissingProgramError,
@@ -56,6 +57,7 @@ __all__ = [
     "ChatConnectionError",
     "ChatServer",
     "ChatWidget",
+    "CheckFailed",
     "ClientProtocolError",
     "CloseCode",
     "ErrorCode",

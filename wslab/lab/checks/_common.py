@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ...errors import WslabError
+from ...errors import CheckFailed
 
 __all__ = [
     "TIMEOUT",
@@ -26,15 +26,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class CheckFailed(WslabError, AssertionError):
-    """The learner's code did not do what the exercise asks (message: one line)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        # A one-line traceback: the learner needs the verdict, not our stack.
-        self.__suppress_context__ = True
 
 
 def passed(check: str, what: str) -> None:
