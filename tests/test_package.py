@@ -13,7 +13,7 @@ import pytest
 import wslab
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE_MODULES = ["protocol", "room", "retry", "clock", "errors", "display", "outbox"]
+PURE_MODULES = ["protocol", "room", "retry", "clock", "errors", "display", "outbox", "chatstate"]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
 

@@ -53,6 +53,7 @@ from typing import Any, Literal, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from .chatstate import ChatState, PresenceEvent
 from .clock import Clock, SystemClock
 from .errors import ChatConnectionError, ServerProtocolError
 from .outbox import Outbox, PendingMessage
@@ -131,22 +132,11 @@ class RawEvent:
         return "open"
 
 
-@dataclass(frozen=True)
-class PresenceEvent:
-    """A user joined or left (``kind`` is ``joined`` or ``disconnected``), for display.
-
-    ``after`` is the ``messageId`` of the newest message the client had when it
-    came (``None``: none yet), so a view can place the line among the messages.
-    """
-
-    kind: Literal["joined", "disconnected"]
-    id: str
-    username: str
-    after: int | None
-
-
-class ChatClient:
+class ChatClient(ChatState):
     """A chat client that reconnects by itself. See the module docstring.
+
+    What it knows of the chat (:attr:`users`, :attr:`messages`, :attr:`presence`,
+    ...) follows the rules of :class:`~wslab.chatstate.ChatState`.
 
     Args:
         url: the server's socket URL (``ws://.../chat`` or ``wss://...``), or a
@@ -214,9 +204,7 @@ class ChatClient:
         self._url_index = 0
         #: Handshakes refused for good in a row, on any URL.
         self._refusals = 0
-        self.username = username
-        self.id = id or "u-" + secrets.token_hex(6)
-        self.token = token
+        super().__init__(id or "u-" + secrets.token_hex(6), username, token, max_log)
         self.policy = policy or RetryPolicy()
         self.reconnect = reconnect
         self.ssl = ssl
@@ -229,20 +217,12 @@ class ChatClient:
         self._clock = clock or SystemClock()
 
         self.status: Status = "idle"
-        self.users: dict[str, str] = {}  # id -> username, in the server's order
-        self.messages: list[MessageEntry] = []  # by messageId, each once
         #: What is typed and not yet acknowledged, and when each part goes out.
         self.outbox = Outbox(window, pause=self.policy.rate_limit_pause)
         self.errors: list[ErrorEvent] = []  # error events the server sent
         #: Frames from a server that broke the protocol (each one ignored), newest last.
         self.protocol_errors: deque[ServerProtocolError] = deque(maxlen=max_log)
         self.events: deque[RawEvent] = deque(maxlen=max_log)
-        self.room_id: str | None = None
-        self.was_page_reload = False
-        #: The last ``connected`` said that some missed messages are gone.
-        self.truncated = False
-        #: Joins and leaves seen, newest last (bounded like :attr:`events`).
-        self.presence: deque[PresenceEvent] = deque(maxlen=max_log)
         self.last_close: tuple[int, str] | None = None
         self.next_retry_in: float | None = None
         #: The reconnect decisions (pure): this client only does what it answers.
@@ -262,7 +242,6 @@ class ChatClient:
         self._closing = False
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[Callable[[ChatClient], bool], asyncio.Future[None]]] = []
-        self._message_ids: set[int] = set()
         self._send_lock: asyncio.Lock | None = None
         self._pause_task: asyncio.Task[None] | None = None
 
@@ -303,11 +282,6 @@ class ChatClient:
     def attempts(self) -> int:
         """Connection attempts so far, for lessons and tests."""
         return self.reconnector.attempts
-
-    @property
-    def last_message_id(self) -> int | None:
-        """The newest ``messageId`` seen, sent as ``lastMessageId`` on reconnect."""
-        return self.messages[-1]["messageId"] if self.messages else None
 
     def take_identity(self, id: str, token: str | None) -> bool:
         """Come back as an earlier client's user: use its ``id`` and ``token``.
@@ -422,10 +396,6 @@ class ChatClient:
             return "never closed"
         code, reason = self.last_close
         return describe_close(code) + (f" reason={reason!r}" if reason else "")
-
-    def texts(self) -> list[str]:
-        """The text of every message in order: handy in lessons and tests."""
-        return [m["message"] for m in self.messages]
 
     def __repr__(self) -> str:
         return f"<ChatClient {self.username!r} id={self.id} {self.status}>"
@@ -558,17 +528,6 @@ class ChatClient:
             logger.exception("ChatClient could not apply %s; it goes on", type(event).__name__)
             return isinstance(event, Connected)
 
-    def _apply_presence(self, event: Presence) -> None:
-        # Left first, then joined (an id in both was taken over within the tick).
-        # Entries the user list already agrees with change nothing and call no handler.
-        for user in event.left:
-            if user["id"] != self.id and self.users.pop(user["id"], None) is not None:
-                self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
-        for user in event.joined:
-            if self.users.get(user["id"]) != user["username"]:
-                self.users[user["id"]] = user["username"]
-                self._call(self.on_joined, Joined(user["id"], user["username"]))
-
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
         self.last_close = (code, reason)
@@ -578,33 +537,33 @@ class ChatClient:
     async def _handle(self, event: ServerEvent) -> bool:
         """Apply one server event; return True if it was ``connected``."""
         if isinstance(event, Connected):
-            self._on_connected(event)
+            self.apply_connected(event)
+            for entry in event.messages_list:
+                self._acknowledge(entry)
+            self.status, self.next_retry_in = "online", None
+            self._changed()
             self._call(self.on_connected, event)
             self.outbox.opened()
             await self._send_due()
             return True
         if isinstance(event, MessageWritten):
-            if self._add_message(event.message):
-                await self._send_due()  # an acknowledgement opens the window
+            acknowledged = self._acknowledge(event.message)
+            if self.add_message(event.message):
+                self._call(self.on_message, event.message)
+            if acknowledged:
+                await self._send_due()  # the next message may go out
         elif isinstance(event, Joined):
-            self.users[event.id] = event.username
-            self.presence.append(
-                PresenceEvent("joined", event.id, event.username, self.last_message_id)
-            )
+            self.join({"id": event.id, "username": event.username})
             self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
-            if event.id == self.id:
-                # Our own socket is open, so we are present: a server that froze past
-                # its heartbeat may say otherwise, and the joined that follows is not
-                # sent to us. A connected client keeps listing itself.
-                return False
-            self.users.pop(event.id, None)
-            self.presence.append(
-                PresenceEvent("disconnected", event.id, event.username, self.last_message_id)
-            )
-            self._call(self.on_disconnected, event)
+            if self.leave({"id": event.id, "username": event.username}):
+                self._call(self.on_disconnected, event)
         elif isinstance(event, Presence):
-            self._apply_presence(event)
+            for kind, user in self.apply_presence(event):
+                if kind == "joined":
+                    self._call(self.on_joined, Joined(user["id"], user["username"]))
+                else:
+                    self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
             if event.code is ErrorCode.RATE_LIMITED:
@@ -613,40 +572,10 @@ class ChatClient:
         self._changed()
         return False
 
-    def _on_connected(self, event: Connected) -> None:
-        self.id, self.username, self.token = event.id, event.username, event.token
-        if self.room_id is not None and event.room_id != self.room_id:
-            # A different room (a restarted server without a store): its messageIds
-            # start again, so the old list cannot be merged into the new one.
-            self.messages.clear()
-            self._message_ids.clear()
-            self.presence.clear()
-        self.room_id = event.room_id
-        self.was_page_reload = event.was_page_reload
-        self.truncated = event.truncated
-        self.users = {u["id"]: u["username"] for u in event.connected_user_list}
-        self.users.setdefault(self.id, self.username)
-        for entry in event.messages_list:
-            self._add_message(entry, notify=False)
-        self.status, self.next_retry_in = "online", None
-        self._changed()
-
-    def _add_message(self, entry: MessageEntry, *, notify: bool = True) -> bool:
-        """Add a message entry once; return whether it acknowledged one of ours."""
-        acknowledged = False
-        if entry["id"] == self.id and "clientMessageId" in entry:
-            acknowledged = self.outbox.acknowledged(entry["clientMessageId"])
-        if entry["messageId"] in self._message_ids:
-            return acknowledged
-        self._message_ids.add(entry["messageId"])
-        if self.messages and entry["messageId"] < self.messages[-1]["messageId"]:
-            self.messages.append(entry)
-            self.messages.sort(key=lambda m: m["messageId"])
-        else:
-            self.messages.append(entry)
-        if notify:
-            self._call(self.on_message, entry)
-        return acknowledged
+    def _acknowledge(self, entry: MessageEntry) -> bool:
+        """Whether this entry acknowledges a message of ours (it leaves the outbox)."""
+        cmid = entry.get("clientMessageId")
+        return entry["id"] == self.id and cmid is not None and self.outbox.acknowledged(cmid)
 
     async def _send_due(self) -> None:
         """Send what the outbox says is due, oldest first, one sender at a time."""
