@@ -96,6 +96,9 @@ logger = logging.getLogger("wslab.client")
 DEFAULT_MAX_SIZE = 4 * 2**20
 #: How long a client waits for ``connected`` after its socket opened, by default.
 DEFAULT_JOIN_TIMEOUT = 5.0
+#: How many bytes of frames the raw event log keeps at most, by default: beyond them
+#: the oldest events go first, so a server's large frames cannot pile up there.
+DEFAULT_LOG_BYTES = 32 * 2**20
 
 T = TypeVar("T")
 Status = Literal["idle", "connecting", "online", "reconnecting", "offline"]
@@ -156,7 +159,8 @@ class ChatClient(ChatState):
         compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
             the server: it costs more CPU than it saves on short chat messages).
         max_log: how many raw events :attr:`events` keeps (and :attr:`presence`
-            and :attr:`protocol_errors`).
+            and :attr:`protocol_errors`); :attr:`max_log_bytes` bounds the bytes of
+            the frames it keeps too.
         max_size: the largest frame accepted from a server, in bytes (after
             decompression); a larger one closes the connection with 1009, which is
             final. ``None``: no limit. See :data:`DEFAULT_MAX_SIZE`.
@@ -223,6 +227,9 @@ class ChatClient(ChatState):
         #: Frames from a server that broke the protocol (each one ignored), newest last.
         self.protocol_errors: deque[ServerProtocolError] = deque(maxlen=max_log)
         self.events: deque[RawEvent] = deque(maxlen=max_log)
+        #: The most bytes of frames :attr:`events` keeps (the oldest events go first).
+        self.max_log_bytes = DEFAULT_LOG_BYTES
+        self._logged: tuple[deque[RawEvent], int] = (self.events, 0)  # the log, its bytes
         self.last_close: tuple[int, str] | None = None
         self.next_retry_in: float | None = None
         #: The reconnect decisions (pure): this client only does what it answers.
@@ -611,7 +618,16 @@ class ChatClient(ChatState):
             await asyncio.wait_for(self._wake.wait(), delay)
 
     def _record(self, event: RawEvent) -> None:
-        self.events.append(event)
+        events, held = self._logged
+        if events is not self.events:  # a caller gave the client a new log
+            events, held = self.events, sum(_size(e) for e in self.events)
+        if len(events) == events.maxlen:
+            held -= _size(events[0])  # appending drops it
+        events.append(event)
+        held += _size(event)
+        while held > self.max_log_bytes and len(events) > 1:
+            held -= _size(events.popleft())
+        self._logged = (events, held)
 
     def _changed(self) -> None:
         for predicate, future in list(self._waiters):
@@ -652,6 +668,11 @@ def _refused_for_good(error: BaseException) -> bool:
         status = error.response.status_code
         return 400 <= status < 500 and status != 429
     return isinstance(error, (InvalidURI, ssl_module.SSLError))
+
+
+def _size(event: RawEvent) -> int:
+    """About how many bytes a raw event holds: its frame's length (a ``str`` in characters)."""
+    return len(event.data) if event.data is not None else 0
 
 
 def _close_code(socket: ClientConnection) -> int:

@@ -238,3 +238,32 @@ def test_one_authors_messages_arrive_in_typing_order_after_a_rate_limit(
             await reader.close()
 
     run_bounded(scenario())
+
+
+def test_the_raw_log_keeps_a_bounded_number_of_bytes() -> None:
+    """Frames under ``max_size`` still add up: the raw log drops its oldest events beyond
+    ``max_log_bytes``, and what the client knows of the chat stays right."""
+    big = json.dumps({"event": "joined", "id": "big", "username": "B" * 100_000})
+
+    async def handler(socket: ServerConnection) -> None:
+        await socket.send(connected(json.loads(await socket.recv())))
+        for _ in range(20):
+            await socket.send(big)
+        await socket.send(joined("after"))
+        await socket.wait_closed()
+
+    async def scenario() -> None:
+        server, url = await fake_server(handler)
+        client = ChatClient(url, "Me", id="me", reconnect=False)
+        client.max_log_bytes = 500_000
+        try:
+            await client.connect(WAIT)
+            await client.wait_for(lambda c: "after" in c.users, WAIT)
+            held = sum(len(e.data) for e in client.events if e.data is not None)
+            assert held <= 500_000
+            assert str(client.events[-1]) == f"message {joined('after')!r}"
+        finally:
+            await client.close()
+            server.close()
+
+    run_bounded(scenario())
