@@ -510,6 +510,7 @@ class ChatClient(ChatState):
                     if await self._apply(data):
                         joining.reschedule(None)
                         self.reconnector.after_connected(self._clock.monotonic())
+                        await self._send_due()  # what is pending, from the oldest
         except TimeoutError:
             detail = f"no connected within {self.join_timeout:g} s"
             logger.warning("%s: %s; closing", self.url, detail)
@@ -551,7 +552,6 @@ class ChatClient(ChatState):
             self._changed()
             self._call(self.on_connected, event)
             self.outbox.opened()
-            await self._send_due()
             return True
         if isinstance(event, MessageWritten):
             acknowledged = self._acknowledge(event.message)
