@@ -114,7 +114,9 @@ class RawEvent:
     (a browser gives none). As in Chromium, ``error`` fires only when the
     connection fails (a refused handshake, nothing listening, a certificate
     that does not verify), then ``close`` 1006; a close frame from the server,
-    whatever its code, fires ``close`` alone. The chat protocol's ``error``
+    whatever its code, fires ``close`` alone. One ``error`` has no browser
+    counterpart: a server that does not answer ``connecting`` within the join
+    timeout (``detail`` says so), before the client closes the socket. The chat protocol's ``error``
     events are ordinary ``message`` events (see ``ChatClient.errors``).
     """
 
