@@ -13,7 +13,18 @@ import pytest
 import wslab
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE_MODULES = ["protocol", "room", "retry", "clock", "errors", "display", "options", "frontend"]
+PURE_MODULES = [
+    "protocol",
+    "room",
+    "retry",
+    "clock",
+    "errors",
+    "display",
+    "options",
+    "frontend",
+    "outbox",
+    "chatstate",
+]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
 
@@ -36,6 +47,7 @@ PUBLIC = [
     "ChatConnectionError",
     "ChatServer",
     "ChatWidget",
+    "CheckFailed",
     "ClientProtocolError",
     "CloseCode",
     "ErrorCode",
@@ -75,8 +87,11 @@ def test_every_public_name_is_exported_and_exists() -> None:
 
 
 def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
+    from wslab.lab import checks, exercises
     from wslab.lab.checks._common import CheckFailed
 
+    assert checks.CheckFailed is wslab.CheckFailed is CheckFailed
+    assert exercises.MarkerError is wslab.errors.MarkerError
     for error in (
         wslab.ProtocolError,
         wslab.ClientProtocolError,
@@ -87,11 +102,30 @@ def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
         wslab.MissingProgramError,
         wslab.ProcessStartError,
         wslab.BackplaneError,
-        CheckFailed,
+        wslab.CheckFailed,
+        exercises.MarkerError,
     ):
         assert issubclass(error, wslab.WslabError), error
     assert issubclass(wslab.ChatConnectionError, ConnectionError)
     assert issubclass(CheckFailed, AssertionError)
+    assert issubclass(exercises.MarkerError, ValueError)
+
+
+def test_the_error_tree_in_the_errors_docstring_names_every_error() -> None:
+    """``wslab/errors.py`` draws the tree: every class of it is drawn, under its parent."""
+    tree = wslab.errors.__doc__ or ""
+    lines = tree.splitlines()
+    for name in wslab.errors.__all__:
+        if name == "WslabError":
+            continue
+        drawn = next(n for n, line in enumerate(lines) if f"── {name} " in line)
+        column = lines[drawn].index("──") - 1  # where the parent's name starts, above
+        parent = next(
+            line[column:].split()[0]
+            for line in reversed(lines[:drawn])
+            if len(line) > column and line[column].isalpha()
+        )
+        assert parent == getattr(wslab.errors, name).__mro__[1].__name__, name
     assert wslab.protocol.ProtocolError is wslab.ProtocolError
 
 

@@ -16,6 +16,7 @@ from .clock import FakeClock, SystemClock
 from .errors import (
     BackplaneError,
     ChatConnectionError,
+    CheckFailed,
     ClientProtocolError,
     MissingExtraError,
     MissingProgramError,
@@ -59,6 +60,7 @@ __all__ = [
     "ChatConnectionError",
     "ChatServer",
     "ChatWidget",
+    "CheckFailed",
     "ClientProtocolError",
     "CloseCode",
     "ErrorCode",

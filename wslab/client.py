@@ -23,8 +23,17 @@ stays final: it is about what this client sent, which no other server would take
 
 On every reconnect the client sends its id, token, ``roomId`` and
 ``lastMessageId``, takes the messages it missed from ``connected``, and resends
-every message the server has not acknowledged (once: the server de-duplicates
-by ``clientMessageId``).
+every message the server has not acknowledged, in typing order (once: the server
+de-duplicates by ``clientMessageId``). Its :class:`~wslab.outbox.Outbox` decides
+what goes out when, so that a newer message never overtakes an older one.
+
+What a server can do to the client is bounded (docs/protocol.md, "Client
+promises"): a frame over ``max_size`` closes the connection with 1009 (final, as
+every 1009); a server that does not answer ``connecting`` within ``join_timeout``
+is closed and the attempt counts as failed (the next URL is tried); a frame that
+breaks the protocol is logged, kept in :attr:`ChatClient.protocol_errors` and
+otherwise ignored. The client lists its own user while it is connected, whatever
+presence events say.
 """
 
 from __future__ import annotations
@@ -43,9 +52,11 @@ from typing import Any, Literal, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from .chatstate import ChatState, PresenceEvent
 from .clock import Clock, SystemClock
-from .errors import ChatConnectionError
+from .errors import ChatConnectionError, ServerProtocolError
 from .loopthread import LoopThread
+from .outbox import Outbox, PendingMessage
 from .protocol import (
     CloseCode,
     Connected,
@@ -57,7 +68,7 @@ from .protocol import (
     MessageEntry,
     MessageWritten,
     Presence,
-    ProtocolError,
+    ServerEvent,
     WriteMessage,
     describe_close,
     encode,
@@ -76,6 +87,19 @@ __all__ = [
 
 logger = logging.getLogger("wslab.client")
 
+#: The largest frame a client takes by default: 4 MiB. A server with default limits
+#: never sends more. Its largest frame is a ``connected`` with a full history: 100
+#: entries of at most about 12.7 KB each (2,000 characters of up to 6 bytes, as a
+#: control character is escaped ``\u00XX``, plus the other fields at their limits),
+#: 1.3 MB in all, and a user list of about 220 bytes per user at most, which 4 MiB holds
+#: for over 12,000 users. A server with a larger ``history`` needs a larger ``max_size``.
+DEFAULT_MAX_SIZE = 4 * 2**20
+#: How long a client waits for ``connected`` after its socket opened, by default.
+DEFAULT_JOIN_TIMEOUT = 5.0
+#: How many bytes of frames the raw event log keeps at most, by default: beyond them
+#: the oldest events go first, so a server's large frames cannot pile up there.
+DEFAULT_LOG_BYTES = 32 * 2**20
+
 T = TypeVar("T")
 Status = Literal["idle", "connecting", "online", "reconnecting", "offline"]
 
@@ -90,7 +114,9 @@ class RawEvent:
     (a browser gives none). As in Chromium, ``error`` fires only when the
     connection fails (a refused handshake, nothing listening, a certificate
     that does not verify), then ``close`` 1006; a close frame from the server,
-    whatever its code, fires ``close`` alone. The chat protocol's ``error``
+    whatever its code, fires ``close`` alone. One ``error`` has no browser
+    counterpart: a server that does not answer ``connecting`` within the join
+    timeout (``detail`` says so), before the client closes the socket. The chat protocol's ``error``
     events are ordinary ``message`` events (see ``ChatClient.errors``).
     """
 
@@ -111,30 +137,11 @@ class RawEvent:
         return "open"
 
 
-@dataclass(frozen=True)
-class PresenceEvent:
-    """A user joined or left (``kind`` is ``joined`` or ``disconnected``), for display.
-
-    ``after`` is the ``messageId`` of the newest message the client had when it
-    came (``None``: none yet), so a view can place the line among the messages.
-    """
-
-    kind: Literal["joined", "disconnected"]
-    id: str
-    username: str
-    after: int | None
-
-
-@dataclass(frozen=True)
-class PendingMessage:
-    """A message sent (or queued) and not yet acknowledged by the server."""
-
-    client_message_id: str
-    message: str
-
-
-class ChatClient:
+class ChatClient(ChatState):
     """A chat client that reconnects by itself. See the module docstring.
+
+    What it knows of the chat (:attr:`users`, :attr:`messages`, :attr:`presence`,
+    ...) follows the rules of :class:`~wslab.chatstate.ChatState`.
 
     Args:
         url: the server's socket URL (``ws://.../chat`` or ``wss://...``), or a
@@ -153,7 +160,18 @@ class ChatClient:
         origin: an ``Origin`` header to send (browsers always send one).
         compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
             the server: it costs more CPU than it saves on short chat messages).
-        max_log: how many raw events :attr:`events` keeps.
+        max_log: how many raw events :attr:`events` keeps (and :attr:`presence`
+            and :attr:`protocol_errors`); :attr:`max_log_bytes` bounds the bytes of
+            the frames it keeps too.
+        max_size: the largest frame accepted from a server, in bytes (after
+            decompression); a larger one closes the connection with 1009, which is
+            final. ``None``: no limit. See :data:`DEFAULT_MAX_SIZE`.
+        join_timeout: seconds to wait for ``connected`` once the socket is open; a
+            server that does not answer in time is closed, and the attempt counts as
+            failed (the next URL is tried after the usual wait).
+        window: how many messages may be unacknowledged on one connection. The
+            default 1 keeps the typing order whatever the server's rate limit drops;
+            see :class:`~wslab.outbox.Outbox` for what a larger one trades.
         features: what ``connecting`` announces. ``("presence",)`` asks for batched
             ``presence`` events (one per server tick at most) instead of one
             ``joined``/``disconnected`` per user: use it for large rooms. The default
@@ -181,36 +199,39 @@ class ChatClient:
         compression: str | None = None,
         max_log: int = 1000,
         features: Sequence[str] = (),
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        join_timeout: float = DEFAULT_JOIN_TIMEOUT,
+        window: int = 1,
     ) -> None:
+        if not join_timeout > 0:
+            raise ValueError("join_timeout must be > 0")
         #: Every URL the client may connect to, in the order it tries them.
         self.urls: tuple[str, ...] = _as_urls(url)
         self._url_index = 0
         #: Handshakes refused for good in a row, on any URL.
         self._refusals = 0
-        self.username = username
-        self.id = id or "u-" + secrets.token_hex(6)
-        self.token = token
+        super().__init__(id or "u-" + secrets.token_hex(6), username, token, max_log)
         self.policy = policy or RetryPolicy()
         self.reconnect = reconnect
         self.ssl = ssl
         self.origin = origin
         self.compression = compression
         self.features = tuple(features)
+        self.max_size = max_size
+        self.join_timeout = join_timeout
         self._rng = rng
         self._clock = clock or SystemClock()
 
         self.status: Status = "idle"
-        self.users: dict[str, str] = {}  # id -> username, in the server's order
-        self.messages: list[MessageEntry] = []  # by messageId, each once
-        self.pending: list[PendingMessage] = []  # unacknowledged, in send order
+        #: What is typed and not yet acknowledged, and when each part goes out.
+        self.outbox = Outbox(window, pause=self.policy.rate_limit_pause)
         self.errors: list[ErrorEvent] = []  # error events the server sent
+        #: Frames from a server that broke the protocol (each one ignored), newest last.
+        self.protocol_errors: deque[ServerProtocolError] = deque(maxlen=max_log)
         self.events: deque[RawEvent] = deque(maxlen=max_log)
-        self.room_id: str | None = None
-        self.was_page_reload = False
-        #: The last ``connected`` said that some missed messages are gone.
-        self.truncated = False
-        #: Joins and leaves seen, newest last (bounded like :attr:`events`).
-        self.presence: deque[PresenceEvent] = deque(maxlen=max_log)
+        #: The most bytes of frames :attr:`events` keeps (the oldest events go first).
+        self.max_log_bytes = DEFAULT_LOG_BYTES
+        self._logged: tuple[deque[RawEvent], int] = (self.events, 0)  # the log, its bytes
         self.last_close: tuple[int, str] | None = None
         self.next_retry_in: float | None = None
         #: The reconnect decisions (pure): this client only does what it answers.
@@ -230,11 +251,8 @@ class ChatClient:
         self._closing = False
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[Callable[[ChatClient], bool], asyncio.Future[None]]] = []
-        self._message_ids: set[int] = set()
-        self._resend_task: asyncio.Task[None] | None = None
-        self._resend_wanted = False
-        #: Seconds to wait after a ``rate_limited`` error before resending what is pending.
-        self.rate_limit_pause = self.policy.rate_limit_pause
+        self._send_lock: asyncio.Lock | None = None
+        self._pause_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -251,6 +269,20 @@ class ChatClient:
         self.urls, self._url_index = _as_urls(url), 0
 
     @property
+    def pending(self) -> list[PendingMessage]:
+        """Messages typed and not yet acknowledged by the server, oldest first."""
+        return self.outbox.pending
+
+    @property
+    def rate_limit_pause(self) -> float:
+        """Seconds to wait after a ``rate_limited`` error before resending, oldest first."""
+        return self.outbox.pause
+
+    @rate_limit_pause.setter
+    def rate_limit_pause(self, seconds: float) -> None:
+        self.outbox.pause = seconds
+
+    @property
     def online(self) -> bool:
         """Whether the client is connected and has received ``connected``."""
         return self.status == "online"
@@ -259,11 +291,6 @@ class ChatClient:
     def attempts(self) -> int:
         """Connection attempts so far, for lessons and tests."""
         return self.reconnector.attempts
-
-    @property
-    def last_message_id(self) -> int | None:
-        """The newest ``messageId`` seen, sent as ``lastMessageId`` on reconnect."""
-        return self.messages[-1]["messageId"] if self.messages else None
 
     def take_identity(self, id: str, token: str | None) -> bool:
         """Come back as an earlier client's user: use its ``id`` and ``token``.
@@ -306,13 +333,12 @@ class ChatClient:
     async def send_message(self, text: str) -> str:
         """Send a chat message, or queue it while offline; return its ``clientMessageId``.
 
-        The message stays in :attr:`pending` until the server acknowledges it.
+        The message stays in :attr:`pending` until the server acknowledges it; it
+        goes out after every older one (see :class:`~wslab.outbox.Outbox`).
         """
-        pending = PendingMessage("m-" + secrets.token_hex(8), text)
-        self.pending.append(pending)
+        pending = self.outbox.add(text)
         self._changed()
-        if self.online:
-            await self._send_pending(pending)
+        await self._send_due()
         return pending.client_message_id
 
     async def send_raw(self, data: str | bytes) -> None:
@@ -337,8 +363,8 @@ class ChatClient:
         self._closing = True
         if self._wake is not None:
             self._wake.set()
-        if self._resend_task is not None:
-            self._resend_task.cancel()
+        if self._pause_task is not None:
+            self._pause_task.cancel()
         socket = self._socket
         if socket is not None:
             await socket.close(code, reason)  # type: ignore[arg-type]  # None: no code
@@ -379,10 +405,6 @@ class ChatClient:
             return "never closed"
         code, reason = self.last_close
         return describe_close(code) + (f" reason={reason!r}" if reason else "")
-
-    def texts(self) -> list[str]:
-        """The text of every message in order: handy in lessons and tests."""
-        return [m["message"] for m in self.messages]
 
     def __repr__(self) -> str:
         return f"<ChatClient {self.username!r} id={self.id} {self.status}>"
@@ -432,7 +454,7 @@ class ChatClient:
             socket = await connect(
                 self.url,
                 origin=self.origin,  # type: ignore[arg-type]
-                max_size=16 * 2**20,
+                max_size=self.max_size,
                 compression=self.compression,
                 open_timeout=10,
                 close_timeout=2,
@@ -452,47 +474,69 @@ class ChatClient:
         self.reconnector.after_open()
         self._record(RawEvent("open"))
         try:
-            hello = Connecting(
-                self.id,
-                self.username,
-                self.token,
-                last_message_id=self.last_message_id,
-                room_id=self.room_id,
-                features=self.features,
-            )
-            await socket.send(encode(hello))
-            async for data in socket:
-                self._record(RawEvent("message", data=data))
-                if await self._handle(data):
-                    self.reconnector.after_connected(self._clock.monotonic())
+            await socket.send(encode(self._hello()))
+            await self._receive(socket)
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
             socket.transport.abort()  # our task was cancelled: leave no socket behind
             self._socket = None
+            self.outbox.closed()
             raise
         self._socket = None
-        # As in a browser: a close frame from the server (1008 and 1009 included) fires
-        # close alone, never error; only a connection lost without one reads 1006.
-        code = socket.close_code if socket.close_code is not None else 1006
+        self.outbox.closed()
+        code = _close_code(socket)
         self._closed(code, socket.close_reason or "", was_clean=code != 1006)
         return code, False
 
-    def _apply_presence(self, event: Presence) -> None:
-        # Left first, then joined (an id in both was taken over within the tick).
-        # Entries the user list already agrees with change nothing: no handler, no line.
-        after = self.last_message_id
-        for user in event.left:
-            if self.users.pop(user["id"], None) is not None:
-                self.presence.append(
-                    PresenceEvent("disconnected", user["id"], user["username"], after)
-                )
-                self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
-        for user in event.joined:
-            if self.users.get(user["id"]) != user["username"]:
-                self.users[user["id"]] = user["username"]
-                self.presence.append(PresenceEvent("joined", user["id"], user["username"], after))
-                self._call(self.on_joined, Joined(user["id"], user["username"]))
+    def _hello(self) -> Connecting:
+        return Connecting(
+            self.id,
+            self.username,
+            self.token,
+            last_message_id=self.last_message_id,
+            room_id=self.room_id,
+            features=self.features,
+        )
+
+    async def _receive(self, socket: ClientConnection) -> None:
+        """Apply the server's frames until the socket closes.
+
+        A server that sends no ``connected`` within :attr:`join_timeout` is closed:
+        the attempt failed, and the next one goes to the next URL.
+        """
+        try:
+            async with asyncio.timeout(self.join_timeout) as joining:
+                async for data in socket:
+                    self._record(RawEvent("message", data=data))
+                    if await self._apply(data):
+                        joining.reschedule(None)
+                        self.reconnector.after_connected(self._clock.monotonic())
+                        await self._send_due()  # what is pending, from the oldest
+        except TimeoutError:
+            detail = f"no connected within {self.join_timeout:g} s"
+            logger.warning("%s: %s; closing", self.url, detail)
+            self._record(RawEvent("error", detail=detail))
+            await socket.close(CloseCode.NORMAL_CLOSURE, "join timeout")
+
+    async def _apply(self, data: str | bytes) -> bool:
+        """Apply one server frame; return True if it was ``connected``.
+
+        A frame that breaks the protocol is kept in :attr:`protocol_errors` and
+        otherwise ignored: a server's bytes never stop the client.
+        """
+        try:
+            event = parse_server_event(data)
+        except ServerProtocolError as error:
+            logger.warning("%s sent a frame that breaks the protocol: %s", self.url, error)
+            self.protocol_errors.append(error)
+            self._changed()
+            return False
+        try:
+            return await self._handle(event)
+        except Exception:  # a bug of ours: the next frame may be fine
+            logger.exception("ChatClient could not apply %s; it goes on", type(event).__name__)
+            return isinstance(event, Connected)
 
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
@@ -500,99 +544,75 @@ class ChatClient:
         self._call(self.on_close, code, reason)
         self._changed()
 
-    async def _handle(self, data: str | bytes) -> bool:
-        """Apply one server frame; return True if it was ``connected``."""
-        try:
-            event = parse_server_event(data)
-        except ProtocolError:
-            return False  # the raw log has it; nothing for the chat state
+    async def _handle(self, event: ServerEvent) -> bool:
+        """Apply one server event; return True if it was ``connected``."""
         if isinstance(event, Connected):
-            self._on_connected(event)
+            self.apply_connected(event)
+            for entry in event.messages_list:
+                self._acknowledge(entry)
+            self.status, self.next_retry_in = "online", None
+            self._changed()
             self._call(self.on_connected, event)
-            for pending in list(self.pending):
-                await self._send_pending(pending)
+            self.outbox.opened()
             return True
         if isinstance(event, MessageWritten):
-            self._add_message(event.message)
+            acknowledged = self._acknowledge(event.message)
+            if self.add_message(event.message):
+                self._call(self.on_message, event.message)
+            if acknowledged:
+                await self._send_due()  # the next message may go out
         elif isinstance(event, Joined):
-            self.users[event.id] = event.username
-            self.presence.append(
-                PresenceEvent("joined", event.id, event.username, self.last_message_id)
-            )
+            self.join({"id": event.id, "username": event.username})
             self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
-            self.users.pop(event.id, None)
-            self.presence.append(
-                PresenceEvent("disconnected", event.id, event.username, self.last_message_id)
-            )
-            self._call(self.on_disconnected, event)
+            if self.leave({"id": event.id, "username": event.username}):
+                self._call(self.on_disconnected, event)
         elif isinstance(event, Presence):
-            self._apply_presence(event)
+            for kind, user in self.apply_presence(event):
+                if kind == "joined":
+                    self._call(self.on_joined, Joined(user["id"], user["username"]))
+                else:
+                    self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
             if event.code is ErrorCode.RATE_LIMITED:
-                self._resend_later()
+                self._pause_sending()
             self._call(self.on_error, event)
         self._changed()
         return False
 
-    def _on_connected(self, event: Connected) -> None:
-        self.id, self.username, self.token = event.id, event.username, event.token
-        if self.room_id is not None and event.room_id != self.room_id:
-            # A different room (a restarted server without a store): its messageIds
-            # start again, so the old list cannot be merged into the new one.
-            self.messages.clear()
-            self._message_ids.clear()
-            self.presence.clear()
-        self.room_id = event.room_id
-        self.was_page_reload = event.was_page_reload
-        self.truncated = event.truncated
-        self.users = {u["id"]: u["username"] for u in event.connected_user_list}
-        for entry in event.messages_list:
-            self._add_message(entry, notify=False)
-        self.status, self.next_retry_in = "online", None
-        self._changed()
+    def _acknowledge(self, entry: MessageEntry) -> bool:
+        """Whether this entry acknowledges a message of ours (it leaves the outbox)."""
+        cmid = entry.get("clientMessageId")
+        return entry["id"] == self.id and cmid is not None and self.outbox.acknowledged(cmid)
 
-    def _add_message(self, entry: MessageEntry, *, notify: bool = True) -> None:
-        if entry["id"] == self.id and "clientMessageId" in entry:
-            cmid = entry["clientMessageId"]
-            self.pending = [p for p in self.pending if p.client_message_id != cmid]
-        if entry["messageId"] in self._message_ids:
-            return
-        self._message_ids.add(entry["messageId"])
-        if self.messages and entry["messageId"] < self.messages[-1]["messageId"]:
-            self.messages.append(entry)
-            self.messages.sort(key=lambda m: m["messageId"])
-        else:
-            self.messages.append(entry)
-        if notify:
-            self._call(self.on_message, entry)
+    async def _send_due(self) -> None:
+        """Send what the outbox says is due, oldest first, one sender at a time."""
+        if self._send_lock is None:
+            self._send_lock = asyncio.Lock()
+        async with self._send_lock:  # two senders could interleave their frames
+            for pending in self.outbox.due(asyncio.get_running_loop().time()):
+                socket = self._socket
+                if socket is None:
+                    return  # the outbox sends it again after the next connected
+                frame = encode(WriteMessage(pending.message, pending.client_message_id))
+                with contextlib.suppress(ConnectionClosed):
+                    await socket.send(frame)
 
-    async def _send_pending(self, pending: PendingMessage) -> None:
-        socket = self._socket
-        if socket is None:
-            return  # sent again after the next connected
-        with contextlib.suppress(ConnectionClosed):
-            await socket.send(encode(WriteMessage(pending.message, pending.client_message_id)))
+    def _pause_sending(self) -> None:
+        """The server dropped a message: send nothing for a while, then from the oldest."""
+        loop = asyncio.get_running_loop()
+        self.outbox.rate_limited(loop.time())
+        if self._pause_task is not None and not self._pause_task.done():
+            return  # the running pause reads the new end when it wakes
 
-    def _resend_later(self) -> None:
-        """Resend what is pending once the server's rate limit had time to refill.
+        async def resume() -> None:
+            while (until := self.outbox.paused_until) is not None:
+                await asyncio.sleep(max(0.0, until - loop.time()))
+                if self.outbox.paused_until == until:
+                    await self._send_due()
 
-        The server dropped some of our messages; they are still pending (no
-        acknowledgement came), and resending the others is harmless.
-        """
-        self._resend_wanted = True  # a running resend goes round once more
-        if self._resend_task is not None and not self._resend_task.done():
-            return
-
-        async def resend() -> None:
-            while self._resend_wanted:
-                self._resend_wanted = False
-                await asyncio.sleep(self.rate_limit_pause)
-                for pending in list(self.pending):
-                    await self._send_pending(pending)
-
-        self._resend_task = asyncio.get_running_loop().create_task(resend())
+        self._pause_task = loop.create_task(resume())
 
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None
@@ -600,7 +620,16 @@ class ChatClient:
             await asyncio.wait_for(self._wake.wait(), delay)
 
     def _record(self, event: RawEvent) -> None:
-        self.events.append(event)
+        events, held = self._logged
+        if events is not self.events:  # a caller gave the client a new log
+            events, held = self.events, sum(_size(e) for e in self.events)
+        if len(events) == events.maxlen:
+            held -= _size(events[0])  # appending drops it
+        events.append(event)
+        held += _size(event)
+        while held > self.max_log_bytes and len(events) > 1:
+            held -= _size(events.popleft())
+        self._logged = (events, held)
 
     def _changed(self) -> None:
         for predicate, future in list(self._waiters):
@@ -641,6 +670,23 @@ def _refused_for_good(error: BaseException) -> bool:
         status = error.response.status_code
         return 400 <= status < 500 and status != 429
     return isinstance(error, (InvalidURI, ssl_module.SSLError))
+
+
+def _size(event: RawEvent) -> int:
+    """About how many bytes a raw event holds: its frame's length (a ``str`` in characters)."""
+    return len(event.data) if event.data is not None else 0
+
+
+def _close_code(socket: ClientConnection) -> int:
+    """The close code a connection ended with, as the client reports it.
+
+    A frame over ``max_size`` makes the client close with 1009; that close is
+    reported as 1009 (final) even when the server never answered the close frame.
+    """
+    sent = socket.protocol.close_sent
+    if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
+        return CloseCode.MESSAGE_TOO_BIG
+    return socket.close_code if socket.close_code is not None else CloseCode.ABNORMAL_CLOSURE
 
 
 def _describe_failure(error: BaseException) -> str:

@@ -18,8 +18,13 @@
     │                                says how to install it (also a FileNotFoundError)
     ├── ProcessStartError            a program wslab started exited or never got ready
     │                                (also a RuntimeError)
-    └── CheckFailed                  an exercise check's verdict (wslab.lab.checks; also an
-                                     AssertionError)
+    ├── CheckFailed                  an exercise check's verdict (raised by wslab.lab.checks;
+    │                                also an AssertionError)
+    └── MarkerError                  a lesson's solution markers are not in BEGIN / END pairs
+                                     (wslab.lab.exercises; also a ValueError)
+
+A wrong argument (a negative timeout, a URL that is not a string) raises the usual
+``ValueError`` or ``TypeError``, as in the standard library.
 
 A :class:`ProtocolError` names the ``error`` event the offending peer gets
 (``code``, an :class:`~wslab.protocol.ErrorCode`) and says why (``detail``). The
@@ -40,7 +45,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BackplaneError",
     "ChatConnectionError",
+    "CheckFailed",
     "ClientProtocolError",
+    "MarkerError",
     "MissingExtraError",
     "MissingProgramError",
     "ProcessStartError",
@@ -108,3 +115,21 @@ class MissingProgramError(WslabError, FileNotFoundError):
 
 class ProcessStartError(WslabError, RuntimeError):
     """A program wslab started exited or did not get ready; the message ends with its output."""
+
+
+class CheckFailed(WslabError, AssertionError):
+    """The learner's code did not do what the exercise asks (message: one line).
+
+    ``trace`` holds the learner's own traceback lines when their function raised
+    (shown under the verdict in a notebook), else nothing.
+    """
+
+    def __init__(self, message: str, trace: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.trace = trace
+        # A one-line traceback: the learner needs the verdict, not our stack.
+        self.__suppress_context__ = True
+
+
+class MarkerError(WslabError, ValueError):
+    """A lesson's solution cell has markers that are not in BEGIN / END pairs."""

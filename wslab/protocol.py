@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Callable
@@ -34,6 +33,7 @@ __all__ = [
     "CLIENT_EVENTS",
     "FEATURE_PRESENCE",
     "MAX_ID_LENGTH",
+    "MAX_MESSAGE_ID",
     "MAX_MESSAGE_LENGTH",
     "MAX_USERNAME_LENGTH",
     "ClientEvent",
@@ -64,6 +64,9 @@ MAX_ID_LENGTH = 64
 MAX_USERNAME_LENGTH = 32
 MAX_MESSAGE_LENGTH = 2000
 MAX_CLIENT_MESSAGE_ID_LENGTH = 64
+#: The largest ``messageId`` a client accepts: the largest integer a JavaScript number
+#: holds exactly (2**53 - 1), so the page and the Python client agree on every id.
+MAX_MESSAGE_ID = 2**53 - 1
 _ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 
 
@@ -579,8 +582,9 @@ def normalize_username(name: str) -> str:
 # --------------------------------------------------------------------------- server events in
 
 
-def _finite_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and math.isfinite(value)
+def _message_id(value: Any) -> bool:
+    # Any JSON integer parses, however long: a bound, not a float conversion, checks it.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MESSAGE_ID
 
 
 @_raised_as(ServerProtocolError)
@@ -621,13 +625,15 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
             history = [_entry(m) for m in _list(obj, "messagesList")]
         return MessageWritten(message=_entry(obj.get("message")), messages_list=history)
     if name == "error":
-        try:
-            code = ErrorCode(obj.get("code"))
-        except ValueError:
-            raise _field_error("code", "must be a known error code") from None
-        detail = obj.get("detail", "")
-        return ErrorEvent(code=code, detail=detail if isinstance(detail, str) else str(detail))
+        code = obj.get("code")
+        if not isinstance(code, str) or code not in _ERROR_CODES:
+            raise _field_error("code", "must be a known error code")
+        detail = _string(obj, "detail", required=False)
+        return ErrorEvent(code=ErrorCode(code), detail=detail or "")
     raise ProtocolError(ErrorCode.UNKNOWN_EVENT, f"unknown server event {name[:40]!r}")
+
+
+_ERROR_CODES = frozenset(code.value for code in ErrorCode)
 
 
 def _text(obj: Any, name: str) -> str:
@@ -650,8 +656,10 @@ def _user(value: Any) -> UserEntry:
 
 
 def _entry(value: Any) -> MessageEntry:
-    if not isinstance(value, dict) or not _finite_int(value.get("messageId")):
-        raise _field_error("message", "must be an entry with an integer messageId")
+    if not isinstance(value, dict) or not _message_id(value.get("messageId")):
+        raise _field_error(
+            "message", f"must be an entry with an integer messageId in 0..{MAX_MESSAGE_ID}"
+        )
     entry: MessageEntry = {
         "messageId": value["messageId"],
         "id": _text(value, "id"),

@@ -51,7 +51,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BEGIN", "END", "STUB", "NotebookReport", "check", "generate", "student_source"]
+from ..errors import MarkerError
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "STUB",
+    "MarkerError",
+    "NotebookReport",
+    "check",
+    "generate",
+    "student_source",
+]
 
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
@@ -63,10 +74,6 @@ BROWSER_TAG = "browser"
 RAISES_TAG = "raises-exception"
 EXPECTED_ERROR = "CheckFailed"
 CELL_TIMEOUT = 60  # seconds; a lesson cell takes well under one
-
-
-class MarkerError(ValueError):
-    """A solution cell's markers are not in BEGIN / END pairs."""
 
 
 def student_source(source: str) -> tuple[str, int]:

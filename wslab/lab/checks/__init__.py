@@ -2,7 +2,7 @@
 
 Each check takes the learner's function, runs it (against a live server on
 loopback when that makes sense, stopping everything it started), and prints one
-``PASS`` line or raises :class:`~wslab.lab.checks._common.CheckFailed` with one
+``PASS`` line or raises :class:`~wslab.CheckFailed` with one
 ``FAIL`` line and a hint. An exception raised by the learner's own function is
 such a verdict too: which call raised what, a hint, and the learner's own lines.
 Imported in a Jupyter kernel, this package makes IPython show a ``CheckFailed``
@@ -23,6 +23,9 @@ its traceback. Lessons import the checks by topic::
     from wslab.lab.checks.scaling import check_claim_status      # 13
 """
 
+from ...errors import CheckFailed
 from ._common import show_verdicts_in_ipython
+
+__all__ = ["CheckFailed"]
 
 show_verdicts_in_ipython()

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ...errors import WslabError
+from ...errors import CheckFailed
 from ...loopthread import LoopThread
 
 __all__ = [
@@ -33,20 +33,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class CheckFailed(WslabError, AssertionError):
-    """The learner's code did not do what the exercise asks (message: one line).
-
-    ``trace`` holds the learner's own traceback lines when their function raised
-    (shown under the verdict in a notebook), else nothing.
-    """
-
-    def __init__(self, message: str, trace: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.trace = trace
-        # A one-line traceback: the learner needs the verdict, not our stack.
-        self.__suppress_context__ = True
 
 
 def passed(check: str, what: str) -> None:
