@@ -18,6 +18,8 @@
     │                                says how to install it (also a FileNotFoundError)
     ├── ProcessStartError            a program wslab started exited or never got ready
     │                                (also a RuntimeError)
+    ├── ClassroomError               the classroom cannot be joined: not on a hub, no such
+    │                                service; one line says what is missing (a RuntimeError)
     └── CheckFailed                  an exercise check's verdict (wslab.lab.checks; also an
                                      AssertionError)
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackplaneError",
     "ChatConnectionError",
+    "ClassroomError",
     "ClientProtocolError",
     "MissingExtraError",
     "MissingProgramError",
@@ -108,3 +111,7 @@ class MissingProgramError(WslabError, FileNotFoundError):
 
 class ProcessStartError(WslabError, RuntimeError):
     """A program wslab started exited or did not get ready; the message ends with its output."""
+
+
+class ClassroomError(WslabError, RuntimeError):
+    """The classroom on JupyterHub cannot be joined; one line says what is missing."""
