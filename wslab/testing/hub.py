@@ -199,6 +199,8 @@ class JupyterHubProcess:
             (``{"name", "scopes", "users", "groups", "services"}``). The roles of
             the services' ``scopes`` are added.
         admin_users: users made hub admins.
+        groups: hub groups and their members (``c.JupyterHub.load_groups``); the
+            users are created with them.
         spawn: let users start single-user servers (``SimpleLocalProcessSpawner``,
             ``jupyterhub-singleuser`` of this Python, ``--allow-root`` when run as root).
         config: more ``jupyterhub_config.py`` lines, appended as they are.
@@ -213,6 +215,7 @@ class JupyterHubProcess:
         services: Sequence[HubService] = (),
         roles: Sequence[Mapping[str, Any]] = (),
         admin_users: Sequence[str] = (),
+        groups: Mapping[str, Sequence[str]] | None = None,
         spawn: bool = False,
         config: str = "",
         executable: str = "jupyterhub",
@@ -230,6 +233,7 @@ class JupyterHubProcess:
         self.services = {s.name: self._complete(s) for s in (*services, harness)}
         self.roles = list(roles)
         self.admin_users = tuple(admin_users)
+        self.groups = {name: list(users) for name, users in (groups or {}).items()}
         self.spawn = spawn
         self.extra_config = config
         self.directory = tempfile.mkdtemp(prefix="wslab-hub-")
@@ -323,6 +327,7 @@ class JupyterHubProcess:
             f"c.ConfigurableHTTPProxy.pid_file = {os.path.join(directory, 'proxy.pid')!r}",
             f"c.JupyterHub.services = {services!r}",
             f"c.JupyterHub.load_roles = {roles!r}",
+            f"c.JupyterHub.load_groups = { {g: {'users': u} for g, u in self.groups.items()}!r}",
             "c.JupyterHub.cleanup_servers = True",
         ]
         if self.spawn:

@@ -1,0 +1,265 @@
+"""The hub gate without a hub: its decisions, its cache and its cookie rules, with a
+fake hub (a dict of tokens) and a fake clock. The real hub is in tests/system/test_hub.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from wslab.classroom import (
+    CACHE_SECONDS,
+    ClassroomError,
+    HubGate,
+    HubUser,
+    Refusal,
+    TokenCache,
+    join,
+    token_key,
+)
+from wslab.clock import FakeClock
+
+ACCESS = "access:services!service=wslab"
+
+
+def model(name: str, *, admin: bool = False, groups: tuple[str, ...] = (), **extra: Any) -> Any:
+    return {
+        "kind": "user",
+        "name": name,
+        "admin": admin,
+        "groups": list(groups),
+        "scopes": [ACCESS, f"read:users:name!user={name}"],
+        **extra,
+    }
+
+
+class FakeHub:
+    """Answers look-ups from a dict of tokens; counts them; can be down."""
+
+    def __init__(self, users: Mapping[str, Any]) -> None:
+        self.users = dict(users)
+        self.requests = 0
+        self.down = False
+
+    async def lookup(self, token: str) -> Mapping[str, Any] | None:
+        self.requests += 1
+        await asyncio.sleep(0)  # a real request yields to other handshakes
+        if self.down:
+            raise ConnectionRefusedError("the hub is down")
+        result: Mapping[str, Any] | None = self.users.get(token)
+        return result
+
+
+@pytest.fixture
+def hub() -> FakeHub:
+    return FakeHub(
+        {
+            "t-ada": model("ada", groups=("class",)),
+            "t-tom": model("tom", groups=("class", "teachers")),
+            "t-ida": model("ida", admin=True),
+            "t-out": {**model("out"), "scopes": ["read:users:name!user=out"]},
+            "t-svc": {**model("grader"), "kind": "service"},
+            "t-any": {**model("any"), "scopes": ["access:services"]},
+        }
+    )
+
+
+def gate_for(hub: FakeHub, clock: FakeClock | None = None, **options: Any) -> HubGate:
+    return HubGate("wslab", hub.lookup, teacher_groups=["teachers"], clock=clock, **options)
+
+
+def identify(gate: HubGate, headers: Mapping[str, str]) -> HubUser | Refusal:
+    return asyncio.run(gate.identify(headers))
+
+
+def test_a_token_header_names_the_hub_user_and_role(hub: FakeHub) -> None:
+    gate = gate_for(hub)
+    ada = identify(gate, {"Authorization": "token t-ada"})
+    assert ada == HubUser(
+        name="ada",
+        admin=False,
+        groups=frozenset({"class"}),
+        scopes=frozenset({ACCESS, "read:users:name!user=ada"}),
+        role="student",
+    )
+    assert not ada.is_teacher
+    assert identify(gate, {"authorization": "Bearer t-ida"}).role == "teacher"  # type: ignore[union-attr]
+    assert identify(gate, {"Authorization": "token t-tom"}).role == "teacher"  # type: ignore[union-attr]
+    assert isinstance(identify(gate, {"Authorization": "token t-any"}), HubUser)
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        ({}, "no hub credential"),
+        ({"Authorization": "Basic YWRhOnB3"}, "Authorization must be"),
+        ({"Authorization": "token"}, "Authorization must be"),
+        ({"Authorization": "token nobody-knows-me"}, "does not know this token"),
+        ({"Authorization": "token t-out"}, "out may not use this chat"),
+        ({"Authorization": "token t-svc"}, "only hub users"),
+    ],
+)
+def test_refusals_are_403_with_one_line(
+    hub: FakeHub, headers: Mapping[str, str], words: str
+) -> None:
+    refusal = identify(gate_for(hub), headers)
+    assert isinstance(refusal, Refusal)
+    assert refusal.status == 403
+    assert words in refusal.reason and "\n" not in refusal.reason
+
+
+def test_a_class_joining_at_once_makes_one_hub_request_per_token_per_period(
+    hub: FakeHub,
+) -> None:
+    clock = FakeClock()
+    gate = gate_for(hub, clock)
+    tokens = ["t-ada", "t-tom", "t-ida", "nobody"]
+
+    async def everyone_joins(times: int) -> list[HubUser | Refusal]:
+        handshakes = [
+            gate.identify({"Authorization": f"token {t}"}) for t in tokens for _ in range(times)
+        ]
+        return list(await asyncio.gather(*handshakes))
+
+    answers = asyncio.run(everyone_joins(25))  # 100 handshakes at once, 4 tokens
+    assert hub.requests == gate.hub_requests == 4
+    assert sum(isinstance(a, HubUser) for a in answers) == 75
+    clock.advance(CACHE_SECONDS - 0.1)
+    asyncio.run(everyone_joins(3))  # reconnects within the period: from the cache
+    assert hub.requests == 4
+    clock.advance(0.1)
+    asyncio.run(everyone_joins(3))  # the period is over: asked once more each
+    assert hub.requests == 8
+
+
+def test_the_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
+    cache = TokenCache(seconds=60, size=2)
+    cache.put("a", {"name": "a"}, 0)
+    cache.put("b", {"name": "b"}, 0)
+    assert cache.get("a", 1) == (True, {"name": "a"})
+    cache.put("c", {"name": "c"}, 2)
+    assert len(cache) == 2
+    assert cache.get("b", 3) == (False, None)
+    assert cache.get("a", 3)[0] and cache.get("c", 3)[0]
+    assert cache.get("a", 60) == (False, None)
+    with pytest.raises(ValueError):
+        TokenCache(size=0)
+
+
+def test_a_hub_that_is_down_gives_503_and_nothing_is_cached(
+    hub: FakeHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    gate = gate_for(hub, clock)
+    assert isinstance(identify(gate, {"Authorization": "token t-ada"}), HubUser)
+    hub.down = True
+    with caplog.at_level(logging.WARNING, "wslab.classroom"):
+        refusal = identify(gate, {"Authorization": "token t-tom"})
+    assert refusal == Refusal(503, refusal.reason) and "hub cannot be reached" in refusal.reason
+    assert "t-tom" not in caplog.text and token_key("t-tom")[:8] in caplog.text
+    # a user already in the cache still gets in while the hub is down
+    assert isinstance(identify(gate, {"Authorization": "token t-ada"}), HubUser)
+    hub.down = False
+    requests = hub.requests
+    assert isinstance(identify(gate, {"Authorization": "token t-tom"}), HubUser)
+    assert hub.requests == requests + 1
+
+
+def test_overlapping_lookups_share_the_failure_too(hub: FakeHub) -> None:
+    hub.down = True
+    gate = gate_for(hub)
+
+    async def three() -> list[HubUser | Refusal]:
+        return list(
+            await asyncio.gather(*(gate.identify({"Authorization": "token t-ada"}) for _ in "abc"))
+        )
+
+    answers = asyncio.run(three())
+    assert [a.status for a in answers if isinstance(a, Refusal)] == [503, 503, 503]
+    assert hub.requests == 1
+
+
+# ---------------------------------------------------------------------------- the cookie
+
+SECRET = b"s" * 32
+COOKIE = "service-wslab"
+
+
+def signed(token: str, name: str = COOKIE, secret: bytes = SECRET) -> str:
+    from tornado.web import create_signed_value
+
+    return create_signed_value(secret, name, token).decode()
+
+
+def cookie_gate(hub: FakeHub) -> HubGate:
+    return gate_for(hub, cookie_name=COOKIE, cookie_secret=SECRET)
+
+
+def page(cookie: str, origin: str | None = "http://hub.example:8000") -> dict[str, str]:
+    headers = {"Host": "hub.example:8000", "Cookie": f"other=1; {COOKIE}={cookie}"}
+    if origin is not None:
+        headers["Origin"] = origin
+    return headers
+
+
+def test_the_login_cookie_from_the_chats_own_page_names_the_user(hub: FakeHub) -> None:
+    user = identify(cookie_gate(hub), page(signed("t-ada")))
+    assert isinstance(user, HubUser) and user.name == "ada"
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        (page(signed("t-ada"), origin="http://evil.example"), "own page"),
+        (page(signed("t-ada"), origin=None), "own page"),
+        (page(signed("t-ada", secret=b"x" * 32)), "not valid"),
+        (page(signed("t-ada", name="another")), "not valid"),
+        (page("garbage"), "not valid"),
+    ],
+)
+def test_a_cookie_from_elsewhere_or_forged_is_refused(
+    hub: FakeHub, headers: dict[str, str], words: str
+) -> None:
+    refusal = identify(cookie_gate(hub), headers)
+    assert isinstance(refusal, Refusal) and refusal.status == 403 and words in refusal.reason
+    assert hub.requests == 0
+
+
+def test_cookies_are_ignored_without_a_cookie_secret(hub: FakeHub) -> None:
+    refusal = identify(gate_for(hub), page(signed("t-ada")))
+    assert isinstance(refusal, Refusal) and "no hub credential" in refusal.reason
+
+
+# ---------------------------------------------------------------------------- join()
+
+
+def test_join_outside_a_hub_says_in_one_line_what_is_missing() -> None:
+    with pytest.raises(ClassroomError) as caught:
+        join(environ={})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN not set" in message
+
+
+def test_join_prefers_the_deployments_url_then_the_public_url() -> None:
+    env = {
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",  # never asked
+        "JUPYTERHUB_API_TOKEN": "secret-token",
+        "JUPYTERHUB_USER": "ada",
+    }
+    given = join(environ={**env, "WSLAB_CLASSROOM_URL": "wss://hub.example/services/wslab/chat"})
+    assert given.url == "wss://hub.example/services/wslab/chat"
+    assert given.headers == {"Authorization": "token secret-token"}
+    assert given.user == "ada" and given.service == "wslab"
+    assert "secret-token" not in repr(given)
+    public = join("chat", environ={**env, "JUPYTERHUB_PUBLIC_URL": "https://hub.example/jupyter/"})
+    assert public.url == "wss://hub.example/jupyter/services/chat/chat"
+
+
+def test_join_says_when_the_hub_cannot_be_reached() -> None:
+    env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
+    with pytest.raises(ClassroomError, match="cannot be reached"):
+        join(environ=env, timeout=2)
