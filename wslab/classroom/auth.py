@@ -143,8 +143,9 @@ class HubGate:
             secret it is signed with; cookies are ignored without them.
         cache: the token cache (:data:`CACHE_SECONDS`, :data:`CACHE_SIZE` by default).
         clock: where the cache's time comes from.
+        close: releases what ``lookup`` holds (its HTTP session), for :meth:`aclose`.
 
-    Call :meth:`identify` from the event loop's thread only.
+    Call :meth:`identify` and :meth:`aclose` from the event loop's thread only.
     """
 
     def __init__(
@@ -157,6 +158,7 @@ class HubGate:
         cookie_secret: bytes | None = None,
         cache: TokenCache | None = None,
         clock: Clock | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
         self.access_scopes = frozenset({"access:services", f"access:services!service={service}"})
@@ -168,6 +170,7 @@ class HubGate:
         #: How many requests this gate made to the hub.
         self.hub_requests = 0
         self._lookup = lookup
+        self._close = close
         self._pending: dict[str, asyncio.Future[Mapping[str, Any] | None]] = {}
 
     @classmethod
@@ -205,6 +208,11 @@ class HubGate:
             )
             return model
 
+        async def close() -> None:
+            from jupyterhub.httpclient import JupyterHubHTTPClient
+
+            await JupyterHubHTTPClient.loop_instance().close()
+
         return cls(
             service,
             lookup,
@@ -213,7 +221,13 @@ class HubGate:
             cookie_secret=cookie_secret,
             cache=cache,
             clock=clock,
+            close=close,
         )
+
+    async def aclose(self) -> None:
+        """Release the hub client's HTTP session (on the loop that used it). Idempotent."""
+        if self._close is not None:
+            await self._close()
 
     # ------------------------------------------------------------------ deciding
 

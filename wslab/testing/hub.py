@@ -47,7 +47,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import MissingProgramError, ProcessStartError
 from .processes import _end, _free_port, _read_lines, _spawn, _tell_watchdog
@@ -106,8 +106,10 @@ class HubService:
 
     Args:
         name: its name; the proxy routes ``/services/<name>/`` to it.
-        command: the program the hub starts and stops (a *managed* service); ``None``
-            for a service that runs beside the hub (*unmanaged*).
+        command: the program the hub starts and stops (a *managed* service: the hub
+            waits until it answers HTTP without an error, and exits if it does not);
+            ``None`` for a service that runs beside the hub (*unmanaged*: start it
+            before the hub, or the hub waits about 30 s for it and goes on without).
         url: where it listens (``http://127.0.0.1:PORT``); a free loopback port is
             picked when omitted. ``""``: a service without a URL (an API client only).
         environment: variables the hub sets for a managed service.
@@ -386,22 +388,27 @@ class JupyterHubProcess:
             return self
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait until the hub answers on its own port, then through the public proxy."""
         deadline = time.monotonic() + timeout
         last = "no answer"
-        while True:
-            if process.poll() is not None:
-                why = f"exited with code {process.returncode}"
-                break
-            try:
-                self.api("GET", "/user", url=f"{self.public_url}hub/api", timeout=2.0)
-                return
-            except (OSError, HubAPIError) as error:
-                last = str(error)
-            if time.monotonic() >= deadline:
-                why = f"did not answer within {timeout:g} s (last: {last})"
-                break
-            time.sleep(_POLL)
-        tail = self.log_tail(20) or "(its log is empty)"
+        for base in (self.api_url, f"{self.public_url}hub/api"):
+            while True:
+                if process.poll() is not None:
+                    self._fail(f"exited with code {process.returncode}")
+                try:
+                    self.api("GET", "/user", url=base, timeout=2.0)
+                    break
+                except (OSError, HubAPIError) as error:
+                    last = str(error)
+                if time.monotonic() >= deadline:
+                    self._fail(f"did not answer within {timeout:g} s (last: {last})")
+                time.sleep(_POLL)
+
+    def _fail(self, why: str) -> NoReturn:
+        """Raise :class:`ProcessStartError` with the hub's last lines (not the proxy's)."""
+        lines = _read_lines(self.log_path, 0, 2000).splitlines()
+        ours = [line for line in lines if line.startswith("[")][-15:]
+        tail = "\n".join(ours) or "(its log is empty)"
         raise ProcessStartError(f"jupyterhub {why}; last lines of {self.log_path}:\n{tail}")
 
     def adopt_children(self) -> None:
