@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -20,13 +21,14 @@ import urllib.request
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
 
 from wslab.classroom import HubGate, HubUser, Refusal
 from wslab.clock import FakeClock
 from wslab.errors import MissingProgramError
-from wslab.testing.hub import HubService, JupyterHubProcess, missing_hub_programs
+from wslab.testing.hub import HubAPIError, HubService, JupyterHubProcess, missing_hub_programs
 
 from ..conftest import unit
 
@@ -109,7 +111,9 @@ def hub() -> Iterator[JupyterHubProcess]:
 class CountedGate:
     """The gate the service builds from the hub's variables, its hub requests counted."""
 
-    def __init__(self, hub: JupyterHubProcess, clock: FakeClock) -> None:
+    def __init__(
+        self, hub: JupyterHubProcess, clock: FakeClock, cookie_secret: bytes | None = None
+    ) -> None:
         service = hub.service(SERVICE)
         env = {
             "JUPYTERHUB_SERVICE_NAME": SERVICE,
@@ -118,7 +122,9 @@ class CountedGate:
             "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}",
         }
         with mock.patch.dict(os.environ, env):
-            self.gate = HubGate.from_environment(teacher_groups=["teachers"], clock=clock)
+            self.gate = HubGate.from_environment(
+                teacher_groups=["teachers"], clock=clock, cookie_secret=cookie_secret
+            )
         self.seconds: list[float] = []
         real = self.gate._lookup
 
@@ -233,6 +239,38 @@ def test_a_class_joining_at_once_asks_the_hub_once_per_token_per_period(
         f"\ntoken look-up: {1000 * max(uncached):.1f} ms from the hub (slowest of 3),"
         f" {1e6 * cached:.0f} us from the cache"
     )
+
+
+def test_a_browsers_hub_login_in_the_pages_cookie_names_the_user(
+    hub: JupyterHubProcess, clock: FakeClock, loop: asyncio.AbstractEventLoop
+) -> None:
+    """The hub's own login and OAuth authorisation, the code exchanged as the page's
+    callback will, the token in the signed cookie the page will set."""
+    from jupyterhub.services.auth import HubOAuth
+    from tornado.web import create_signed_value
+
+    code = hub.oauth_code("ada", SERVICE)
+    oauth = HubOAuth(
+        api_url=hub.api_url,
+        api_token=hub.service(SERVICE).api_token,
+        oauth_client_id=f"service-{SERVICE}",
+        oauth_redirect_uri=f"/services/{SERVICE}/oauth_callback",
+    )
+    token = run(loop, oauth.token_for_code(code, sync=False))
+    secret = secrets.token_bytes(32)
+    gate = CountedGate(hub, clock, cookie_secret=secret).gate
+    assert gate.cookie_name == f"service-{SERVICE}"
+    cookie = create_signed_value(secret, gate.cookie_name, token).decode()
+    host = urlsplit(hub.public_url).netloc
+    headers = {"Host": host, "Cookie": f"{gate.cookie_name}={cookie}"}
+    ada = run(loop, gate.identify({**headers, "Origin": f"http://{host}"}))
+    assert isinstance(ada, HubUser) and (ada.name, ada.role) == ("ada", "student")
+    elsewhere = run(loop, gate.identify({**headers, "Origin": "http://elsewhere.example"}))
+    assert isinstance(elsewhere, Refusal) and elsewhere.status == 403
+    # the hub itself refuses to authorise the chat for a user without access
+    with pytest.raises(HubAPIError) as caught:
+        hub.oauth_code("out", SERVICE)
+    assert caught.value.status == 403
 
 
 def test_join_in_a_spawned_servers_environment_finds_the_hub(

@@ -31,6 +31,7 @@ called from any thread; calls on one object are serialised by its lock.
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import json
 import os
 import secrets
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import Mapping, Sequence
@@ -55,9 +57,11 @@ from .processes import _end, _free_port, _read_lines, _spawn, _tell_watchdog
 __all__ = [
     "HUB_INSTALL_HINT",
     "PROXY_INSTALL_HINT",
+    "HubAPIError",
     "HubService",
     "JupyterHubProcess",
     "have_jupyterhub",
+    "missing_hub_programs",
 ]
 
 #: How to install the ``jupyterhub`` program (the hub itself, from PyPI).
@@ -181,6 +185,13 @@ def _kill_process(pid: int, started: str | None) -> None:
         else:
             os.kill(pid, signal.SIGKILL)
     _tell_watchdog("-", pid)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hands a redirect back as an error, so its ``Location`` can be read."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 class HubAPIError(RuntimeError):
@@ -561,6 +572,49 @@ class JupyterHubProcess:
             if time.monotonic() >= deadline:
                 raise ProcessStartError(f"{user}'s server did not stop in {timeout:g} s")
             time.sleep(_POLL * 4)
+
+    def oauth_code(self, user: str, service: str) -> str:
+        """Log ``user`` in at ``/hub/login`` and let the hub authorise ``service`` for them,
+        as a browser does; the OAuth code the hub sends back to the service's callback.
+
+        The service exchanges it for the user's token (``HubOAuth.token_for_code``).
+        Raises :class:`HubAPIError` when the hub refuses (say, a user without access).
+        """
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(jar), _NoRedirect()
+        )
+        with browser.open(f"{self.public_url}hub/login", timeout=30) as page:
+            page.read()
+        xsrf = next(cookie.value for cookie in jar if cookie.name == "_xsrf")
+        form = {"username": user, "password": "any", "_xsrf": xsrf}
+        self._expect_redirect(browser, "hub/login", urllib.parse.urlencode(form).encode())
+        callback = f"/services/{service}/oauth_callback"
+        query = urllib.parse.urlencode(
+            {
+                "client_id": f"service-{service}",
+                "redirect_uri": callback,
+                "response_type": "code",
+                "state": secrets.token_hex(8),
+            }
+        )
+        location = self._expect_redirect(browser, f"hub/api/oauth2/authorize?{query}", None)
+        codes = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).get("code")
+        if not location.startswith(callback) or not codes:
+            raise HubAPIError("GET", "/oauth2/authorize", 302, location)
+        return codes[0]
+
+    def _expect_redirect(
+        self, browser: urllib.request.OpenerDirector, path: str, data: bytes | None
+    ) -> str:
+        """Open ``path`` on the public proxy; the ``Location`` of the redirect it answers."""
+        try:
+            with browser.open(f"{self.public_url}{path}", data=data, timeout=30) as page:
+                raise HubAPIError("GET", path, page.status, page.read().decode()[:300])
+        except urllib.error.HTTPError as reply:
+            if reply.code not in (301, 302, 303):
+                raise HubAPIError("GET", path, reply.code, reply.read().decode()) from None
+            return str(reply.headers["Location"])
 
     def server_environment(self, user: str) -> dict[str, str]:
         """The environment ``user``'s running server was started with (as its kernels
