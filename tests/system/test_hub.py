@@ -321,3 +321,39 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+ORPHAN = """
+import json, sys
+from wslab.testing.hub import HubService, JupyterHubProcess
+stand_in = HubService("wslab", command=[sys.executable, "-c", {stand_in!r}])
+hub = JupyterHubProcess(services=[stand_in])
+hub.start()
+print(json.dumps([hub._process.pid, *hub._children]), flush=True)
+if {killed!r}:
+    sys.stdin.read()  # until it is killed
+"""
+
+
+@pytest.mark.parametrize("killed", [True, False], ids=["killed", "exits"])
+def test_a_python_that_dies_or_exits_leaves_no_hub_behind(killed: bool) -> None:
+    """SIGKILLed (the watchdog ends what it started) or exiting without stopping the
+    hub (the finalizer does): the hub, its proxy and its service are gone."""
+    program = ORPHAN.format(stand_in=STAND_IN, killed=killed)
+    with subprocess.Popen(
+        [sys.executable, "-c", program], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as owner:
+        try:
+            assert owner.stdout is not None
+            pids = json.loads(owner.stdout.readline())
+            assert len(pids) >= 3  # the hub, its proxy, the service
+            if killed:
+                owner.kill()
+            owner.wait(unit(60))
+        finally:
+            if owner.poll() is None:
+                owner.kill()
+    deadline = time.monotonic() + unit(30)
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if _alive(pid)] == []
