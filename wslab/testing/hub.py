@@ -58,6 +58,7 @@ __all__ = [
     "HUB_INSTALL_HINT",
     "PROXY_INSTALL_HINT",
     "HubAPIError",
+    "HubClient",
     "HubService",
     "JupyterHubProcess",
     "have_jupyterhub",
@@ -203,8 +204,135 @@ class HubAPIError(RuntimeError):
         self.body = body
 
 
-class JupyterHubProcess:
+class HubClient:
+    """A hub's REST API, as the harness, a test or a lesson uses it (standard library only).
+
+    Args:
+        public_url: the proxy's public address (``http://HOST:PORT/``).
+        api_url: the hub's API (``http://HOST:PORT/hub/api``).
+        api_token: a token whose scopes allow what is called (a service's, an admin's).
+
+    Any thread.
+    """
+
+    def __init__(self, public_url: str, api_url: str, api_token: str) -> None:
+        self.public_url = public_url
+        self.api_url = api_url
+        self.api_token = api_token
+
+    def service_url(self, name: str) -> str:
+        """The service's address through the public proxy: ``.../services/<name>/``."""
+        return f"{self.public_url}services/{name}/"
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        url: str | None = None,
+        timeout: float = 30.0,
+    ) -> Any:
+        """Call the hub's REST API (``path`` below ``/hub/api``); the decoded JSON reply.
+
+        ``token`` defaults to the harness's own. Raises :class:`HubAPIError` for an
+        error status, :class:`OSError` when nothing answers.
+        """
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{url or self.api_url}{path}",
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"token {token or self.api_token}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            raise HubAPIError(method, path, error.code, error.read().decode()) from None
+        return json.loads(text) if text.strip() else None
+
+    def create_user(self, name: str, *, admin: bool = False) -> dict[str, Any]:
+        """Create hub user ``name`` (a hub admin if ``admin``); its user model."""
+        self.api("POST", f"/users/{name}")
+        if admin:
+            self.api("PATCH", f"/users/{name}", {"admin": True})
+        model: dict[str, Any] = self.api("GET", f"/users/{name}")
+        return model
+
+    def create_group(self, name: str, users: Sequence[str] = ()) -> None:
+        """Create hub group ``name`` (if missing) and add ``users`` to it."""
+        with contextlib.suppress(HubAPIError):  # it exists already
+            self.api("POST", f"/groups/{name}")
+        if users:
+            self.api("POST", f"/groups/{name}/users", {"users": list(users)})
+
+    def mint_token(
+        self, user: str, *, scopes: Sequence[str] | None = None, expires_in: int | None = None
+    ) -> str:
+        """A new API token of ``user`` (limited to ``scopes`` if given); the token itself."""
+        body: dict[str, Any] = {"note": "wslab test"}
+        if scopes is not None:
+            body["scopes"] = list(scopes)
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        reply = self.api("POST", f"/users/{user}/tokens", body)
+        return str(reply["token"])
+
+    def oauth_code(self, user: str, service: str) -> str:
+        """Log ``user`` in at ``/hub/login`` and let the hub authorise ``service`` for them,
+        as a browser does; the OAuth code the hub sends back to the service's callback.
+
+        The service exchanges it for the user's token (``HubOAuth.token_for_code``).
+        Raises :class:`HubAPIError` when the hub refuses (say, a user without access).
+        """
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(jar), _NoRedirect()
+        )
+        with browser.open(f"{self.public_url}hub/login", timeout=30) as page:
+            page.read()
+        xsrf = next(cookie.value for cookie in jar if cookie.name == "_xsrf")
+        form = {"username": user, "password": "any", "_xsrf": xsrf}
+        self._expect_redirect(browser, "hub/login", urllib.parse.urlencode(form).encode())
+        callback = f"/services/{service}/oauth_callback"
+        query = urllib.parse.urlencode(
+            {
+                "client_id": f"service-{service}",
+                "redirect_uri": callback,
+                "response_type": "code",
+                "state": secrets.token_hex(8),
+            }
+        )
+        location = self._expect_redirect(browser, f"hub/api/oauth2/authorize?{query}", None)
+        codes = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).get("code")
+        if not location.startswith(callback) or not codes:
+            raise HubAPIError("GET", "/oauth2/authorize", 302, location)
+        return codes[0]
+
+    def _expect_redirect(
+        self, browser: urllib.request.OpenerDirector, path: str, data: bytes | None
+    ) -> str:
+        """Open ``path`` on the public proxy; the ``Location`` of the redirect it answers."""
+        try:
+            with browser.open(f"{self.public_url}{path}", data=data, timeout=30) as page:
+                raise HubAPIError("GET", path, page.status, page.read().decode()[:300])
+        except urllib.error.HTTPError as reply:
+            if reply.code not in (301, 302, 303):
+                raise HubAPIError("GET", path, reply.code, reply.read().decode()) from None
+            return str(reply.headers["Location"])
+
+
+class JupyterHubProcess(HubClient):
     """A JupyterHub with its proxy on free loopback ports, in a directory of its own.
+
+    :attr:`public_url` is the proxy's public address (what a browser opens),
+    :attr:`api_url` the hub's REST API (``JUPYTERHUB_API_URL``), :attr:`api_token`
+    the harness's own token; the REST methods are :class:`HubClient`'s.
 
     Args:
         services: the hub's services (managed or not); the harness's own is added.
@@ -241,7 +369,13 @@ class JupyterHubProcess:
         if found is None:
             raise MissingProgramError(executable, HUB_INSTALL_HINT)
         self.executable = found
-        self.api_token = secrets.token_hex(32)
+        # Free loopback ports now (taken by the hub when it starts), kept across restarts.
+        self.public_port, self.proxy_api_port, self.hub_port = (_free_port() for _ in "abc")
+        super().__init__(
+            f"http://127.0.0.1:{self.public_port}/",
+            f"http://127.0.0.1:{self.hub_port}/hub/api",
+            secrets.token_hex(32),
+        )
         harness = HubService(HARNESS, url="", scopes=_HARNESS_SCOPES, api_token=self.api_token)
         self.services = {s.name: self._complete(s) for s in (*services, harness)}
         self.roles = list(roles)
@@ -252,7 +386,6 @@ class JupyterHubProcess:
         self.directory = tempfile.mkdtemp(prefix="wslab-hub-")
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.directory, True)
         self.log_path = os.path.join(self.directory, "jupyterhub.log")
-        self.public_port = self.proxy_api_port = self.hub_port = 0
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
         self._children: dict[int, str | None] = {}
@@ -274,23 +407,9 @@ class JupyterHubProcess:
 
     # ------------------------------------------------------------------ state
 
-    @property
-    def public_url(self) -> str:
-        """The proxy's public address, ``http://127.0.0.1:PORT/`` (what a browser opens)."""
-        return f"http://127.0.0.1:{self.public_port}/"
-
-    @property
-    def api_url(self) -> str:
-        """The hub's REST API, ``http://127.0.0.1:PORT/hub/api`` (``JUPYTERHUB_API_URL``)."""
-        return f"http://127.0.0.1:{self.hub_port}/hub/api"
-
     def service(self, name: str) -> HubService:
         """The service called ``name``, with its URL and API token filled in."""
         return self.services[name]
-
-    def service_url(self, name: str) -> str:
-        """The service's address through the public proxy: ``.../services/<name>/``."""
-        return f"{self.public_url}services/{name}/"
 
     @property
     def running(self) -> bool:
@@ -370,12 +489,6 @@ class JupyterHubProcess:
         with self._lock:
             if self.running:
                 return self
-            if not self.public_port:
-                self.public_port, self.proxy_api_port, self.hub_port = (
-                    _free_port(),
-                    _free_port(),
-                    _free_port(),
-                )
             config_path = os.path.join(self.directory, "jupyterhub_config.py")
             with open(config_path, "w", encoding="utf-8") as file:
                 file.write(self.config_text())
@@ -486,67 +599,6 @@ class JupyterHubProcess:
         state = "running" if self.running else "stopped"
         return f"<JupyterHubProcess {self.public_url} {state}>"
 
-    # ------------------------------------------------------------------ the REST API
-
-    def api(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        token: str | None = None,
-        url: str | None = None,
-        timeout: float = 30.0,
-    ) -> Any:
-        """Call the hub's REST API (``path`` below ``/hub/api``); the decoded JSON reply.
-
-        ``token`` defaults to the harness's own. Raises :class:`HubAPIError` for an
-        error status, :class:`OSError` when nothing answers.
-        """
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{url or self.api_url}{path}",
-            data=data,
-            method=method,
-            headers={
-                "Authorization": f"token {token or self.api_token}",
-                "Content-Type": "application/json",
-            },
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                text = response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise HubAPIError(method, path, error.code, error.read().decode()) from None
-        return json.loads(text) if text.strip() else None
-
-    def create_user(self, name: str, *, admin: bool = False) -> dict[str, Any]:
-        """Create hub user ``name`` (a hub admin if ``admin``); its user model."""
-        self.api("POST", f"/users/{name}")
-        if admin:
-            self.api("PATCH", f"/users/{name}", {"admin": True})
-        model: dict[str, Any] = self.api("GET", f"/users/{name}")
-        return model
-
-    def create_group(self, name: str, users: Sequence[str] = ()) -> None:
-        """Create hub group ``name`` (if missing) and add ``users`` to it."""
-        with contextlib.suppress(HubAPIError):  # it exists already
-            self.api("POST", f"/groups/{name}")
-        if users:
-            self.api("POST", f"/groups/{name}/users", {"users": list(users)})
-
-    def mint_token(
-        self, user: str, *, scopes: Sequence[str] | None = None, expires_in: int | None = None
-    ) -> str:
-        """A new API token of ``user`` (limited to ``scopes`` if given); the token itself."""
-        body: dict[str, Any] = {"note": "wslab test"}
-        if scopes is not None:
-            body["scopes"] = list(scopes)
-        if expires_in is not None:
-            body["expires_in"] = expires_in
-        reply = self.api("POST", f"/users/{user}/tokens", body)
-        return str(reply["token"])
-
     def start_server(self, user: str, timeout: float = 60.0) -> dict[str, Any]:
         """Start ``user``'s default single-user server; its server model once it is ready."""
         with contextlib.suppress(HubAPIError):  # 400: it is already running
@@ -572,49 +624,6 @@ class JupyterHubProcess:
             if time.monotonic() >= deadline:
                 raise ProcessStartError(f"{user}'s server did not stop in {timeout:g} s")
             time.sleep(_POLL * 4)
-
-    def oauth_code(self, user: str, service: str) -> str:
-        """Log ``user`` in at ``/hub/login`` and let the hub authorise ``service`` for them,
-        as a browser does; the OAuth code the hub sends back to the service's callback.
-
-        The service exchanges it for the user's token (``HubOAuth.token_for_code``).
-        Raises :class:`HubAPIError` when the hub refuses (say, a user without access).
-        """
-        jar = http.cookiejar.CookieJar()
-        browser = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(jar), _NoRedirect()
-        )
-        with browser.open(f"{self.public_url}hub/login", timeout=30) as page:
-            page.read()
-        xsrf = next(cookie.value for cookie in jar if cookie.name == "_xsrf")
-        form = {"username": user, "password": "any", "_xsrf": xsrf}
-        self._expect_redirect(browser, "hub/login", urllib.parse.urlencode(form).encode())
-        callback = f"/services/{service}/oauth_callback"
-        query = urllib.parse.urlencode(
-            {
-                "client_id": f"service-{service}",
-                "redirect_uri": callback,
-                "response_type": "code",
-                "state": secrets.token_hex(8),
-            }
-        )
-        location = self._expect_redirect(browser, f"hub/api/oauth2/authorize?{query}", None)
-        codes = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).get("code")
-        if not location.startswith(callback) or not codes:
-            raise HubAPIError("GET", "/oauth2/authorize", 302, location)
-        return codes[0]
-
-    def _expect_redirect(
-        self, browser: urllib.request.OpenerDirector, path: str, data: bytes | None
-    ) -> str:
-        """Open ``path`` on the public proxy; the ``Location`` of the redirect it answers."""
-        try:
-            with browser.open(f"{self.public_url}{path}", data=data, timeout=30) as page:
-                raise HubAPIError("GET", path, page.status, page.read().decode()[:300])
-        except urllib.error.HTTPError as reply:
-            if reply.code not in (301, 302, 303):
-                raise HubAPIError("GET", path, reply.code, reply.read().decode()) from None
-            return str(reply.headers["Location"])
 
     def server_environment(self, user: str) -> dict[str, str]:
         """The environment ``user``'s running server was started with (as its kernels
