@@ -111,6 +111,16 @@ def test_refusals_are_403_with_one_line(
     assert words in refusal.reason and "\n" not in refusal.reason
 
 
+def test_a_header_sent_twice_is_refused_not_raised(hub: FakeHub) -> None:
+    from websockets.datastructures import Headers
+
+    twice = Headers([("Authorization", "token t-ada"), ("Authorization", "token t-tom")])
+    refusal = identify(gate_for(hub), twice)
+    assert isinstance(refusal, Refusal) and refusal.status == 403
+    assert hub.requests == 0
+    assert identify(gate_for(hub), Headers([("Authorization", "token t-ada")])).name == "ada"  # type: ignore[union-attr]
+
+
 def test_a_class_joining_at_once_makes_one_hub_request_per_token_per_period(
     hub: FakeHub,
 ) -> None:

@@ -237,7 +237,10 @@ class HubGate:
         ``headers`` maps names to values case-insensitively (websockets' ``Headers``,
         or a plain dict with the usual capitalisation). Never raises for bad input.
         """
-        token = self._credential(headers)
+        try:
+            token = self._credential(headers)
+        except (LookupError, ValueError):  # a header sent twice (websockets' Headers)
+            token = Refusal(403, "send one Authorization header and one Cookie header at most")
         if isinstance(token, Refusal):
             return token
         key = token_key(token)
@@ -332,7 +335,10 @@ class HubGate:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, looked up as given and in lower case."""
+    """A header's value, looked up as given and in lower case.
+
+    Raises :class:`LookupError` when ``headers`` holds it twice (websockets' ``Headers``).
+    """
     value = headers.get(name)
     if value is None:
         value = headers.get(name.lower())
