@@ -273,3 +273,15 @@ def test_join_says_when_the_hub_cannot_be_reached() -> None:
     env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
     with pytest.raises(ClassroomError, match="cannot be reached"):
         join(environ=env, timeout=2)
+
+
+def test_a_missing_hub_program_is_named_with_its_install_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from wslab.testing.hub import missing_hub_programs
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    missing = missing_hub_programs()
+    assert missing is not None and "\n" not in missing
+    assert missing.startswith("configurable-http-proxy is not installed")
+    assert "npm install -g configurable-http-proxy@5" in missing
