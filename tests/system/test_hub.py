@@ -223,10 +223,11 @@ def test_a_class_joining_at_once_asks_the_hub_once_per_token_per_period(
         joins = [gate.who(token) for token in tokens for _ in range(times)]
         return list(await asyncio.gather(*joins))
 
-    before = gate.gate.hub_requests
+    before, asked = gate.gate.hub_requests, len(gate.seconds)
     answers = run(loop, everyone_joins(20))
     assert all(isinstance(answer, HubUser) for answer in answers)
     assert gate.gate.hub_requests - before == 3
+    assert len(gate.seconds) - asked == 3  # counted around the hub call itself
     uncached = gate.seconds[-3:]
     started = time.perf_counter()
     run(loop, everyone_joins(20))  # reconnects within the period
@@ -235,6 +236,7 @@ def test_a_class_joining_at_once_asks_the_hub_once_per_token_per_period(
     clock.advance(60)
     run(loop, everyone_joins(5))
     assert gate.gate.hub_requests - before == 6
+    assert len(gate.seconds) - asked == 6
     print(
         f"\ntoken look-up: {1000 * max(uncached):.1f} ms from the hub (slowest of 3),"
         f" {1e6 * cached:.0f} us from the cache"
@@ -305,14 +307,23 @@ def test_join_in_a_spawned_servers_environment_finds_the_hub(
     assert isinstance(ada, HubUser) and ada.name == "ada" and ada.role == "student"
 
 
-def test_stopping_leaves_no_process_behind(hub: JupyterHubProcess) -> None:
-    """Runs last: it stops the module's hub (its proxy, service and ada's server with it)."""
+def test_stopping_leaves_no_process_behind_and_starting_again_works(
+    hub: JupyterHubProcess,
+) -> None:
+    """Runs last of the module's hub: it stops it (its proxy, service and ada's server with
+    it), starts it again and stops it for good."""
     hub.adopt_children()
     pids = {hub._process.pid, *hub._children}  # type: ignore[union-attr]
     assert len(pids) >= 3  # the hub, its proxy, the service (and ada's server)
     hub.stop()
     alive = [pid for pid in pids if _alive(pid)]
     assert alive == []
+    # started again on the same ports, with the same database; stopping twice is harmless
+    hub.start()
+    assert hub.api("GET", "/users/ada")["name"] == "ada"
+    hub.stop()
+    hub.stop()
+    assert not hub.running
 
 
 def _alive(pid: int) -> bool:
