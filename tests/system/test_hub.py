@@ -368,3 +368,38 @@ def test_a_python_that_dies_or_exits_leaves_no_hub_behind(killed: bool) -> None:
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in pids if _alive(pid)] == []
+
+
+def test_a_socket_through_the_proxy_outlives_a_hub_restart() -> None:
+    """With the proxy beside the hub (as Zero to JupyterHub runs it), restarting the hub
+    leaves the proxy and an open WebSocket to an unmanaged service through it alone."""
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import ServerConnection, serve
+
+    service = HubService(SERVICE)  # unmanaged: it runs here, in the test
+    hub = JupyterHubProcess(services=[service], proxy_outside=True)
+    url = urlsplit(str(hub.service(SERVICE).url))
+
+    async def echo(socket: ServerConnection) -> None:
+        async for message in socket:
+            await socket.send(f"echo {message}")
+
+    async def scenario() -> None:
+        async with serve(echo, url.hostname, url.port):
+            await asyncio.to_thread(hub.start)
+            proxy = hub.proxy_pid
+            public = hub.service_url(SERVICE).replace("http://", "ws://")
+            async with connect(f"{public}echo") as socket:
+                await socket.send("before")
+                assert await socket.recv() == "echo before"
+                await asyncio.to_thread(hub.restart_hub)
+                await socket.send("after")
+                assert await socket.recv() == "echo after"
+            assert hub.proxy_pid == proxy is not None
+            assert hub.api("GET", "/user")["name"] == "wslab-harness"
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), unit(180)))
+    finally:
+        hub.close()
+    assert not hub.running and hub.proxy_pid is None

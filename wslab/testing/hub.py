@@ -37,6 +37,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -342,6 +343,9 @@ class JupyterHubProcess(HubClient):
         admin_users: users made hub admins.
         groups: hub groups and their members (``c.JupyterHub.load_groups``); the
             users are created with them.
+        proxy_outside: run the proxy beside the hub rather than from it (as Zero to
+            JupyterHub does): it, its routes, the users' servers and the sockets
+            through it then outlive :meth:`restart_hub`.
         spawn: let users start single-user servers (``SimpleLocalProcessSpawner``,
             ``jupyterhub-singleuser`` of this Python, ``--allow-root`` when run as root).
         config: more ``jupyterhub_config.py`` lines, appended as they are.
@@ -358,6 +362,7 @@ class JupyterHubProcess(HubClient):
         admin_users: Sequence[str] = (),
         groups: Mapping[str, Sequence[str]] | None = None,
         spawn: bool = False,
+        proxy_outside: bool = False,
         config: str = "",
         executable: str = "jupyterhub",
         proxy: str = "configurable-http-proxy",
@@ -382,6 +387,9 @@ class JupyterHubProcess(HubClient):
         self.admin_users = tuple(admin_users)
         self.groups = {name: list(users) for name, users in (groups or {}).items()}
         self.spawn = spawn
+        self.proxy_outside = proxy_outside
+        self._proxy_token = secrets.token_hex(32)
+        self._outside_proxy: subprocess.Popen[bytes] | None = None
         self.extra_config = config
         self.directory = tempfile.mkdtemp(prefix="wslab-hub-")
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.directory, True)
@@ -425,56 +433,7 @@ class JupyterHubProcess(HubClient):
 
     def config_text(self) -> str:
         """The ``jupyterhub_config.py`` this hub runs with."""
-        services: list[dict[str, Any]] = []
-        roles = list(self.roles)
-        for service in self.services.values():
-            entry: dict[str, Any] = {"name": service.name, "api_token": service.api_token}
-            if service.url:
-                entry["url"] = service.url
-                entry["oauth_no_confirm"] = True
-            if service.command is not None:
-                entry["command"] = list(service.command)
-                entry["environment"] = dict(service.environment)
-            services.append(entry)
-            if service.scopes:
-                roles.append(
-                    {
-                        "name": f"{service.name}-service",
-                        "scopes": list(service.scopes),
-                        "services": [service.name],
-                    }
-                )
-        directory = self.directory
-        lines = [
-            f"c.JupyterHub.bind_url = {f'http://127.0.0.1:{self.public_port}'!r}",
-            "c.JupyterHub.hub_ip = '127.0.0.1'",
-            f"c.JupyterHub.hub_port = {self.hub_port}",
-            f"c.JupyterHub.db_url = {'sqlite:///' + os.path.join(directory, 'hub.sqlite')!r}",
-            f"c.JupyterHub.cookie_secret_file = {os.path.join(directory, 'cookie_secret')!r}",
-            "c.JupyterHub.authenticator_class = 'dummy'",
-            "c.Authenticator.allow_all = True",
-            f"c.Authenticator.admin_users = {set(self.admin_users)!r}",
-            f"c.ConfigurableHTTPProxy.command = [{self.proxy!r}]",
-            f"c.ConfigurableHTTPProxy.api_url = {f'http://127.0.0.1:{self.proxy_api_port}'!r}",
-            f"c.ConfigurableHTTPProxy.pid_file = {os.path.join(directory, 'proxy.pid')!r}",
-            f"c.JupyterHub.services = {services!r}",
-            f"c.JupyterHub.load_roles = {roles!r}",
-            f"c.JupyterHub.load_groups = { {g: {'users': u} for g, u in self.groups.items()}!r}",
-            "c.JupyterHub.cleanup_servers = True",
-        ]
-        if self.spawn:
-            singleuser = os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
-            home = os.path.join(directory, "home", "{username}")
-            root = hasattr(os, "geteuid") and os.geteuid() == 0
-            lines += [
-                "c.JupyterHub.spawner_class = 'simple'",
-                f"c.Spawner.cmd = [{singleuser!r}]",
-                f"c.Spawner.args = {['--allow-root'] if root else []!r}",
-                f"c.SimpleLocalProcessSpawner.home_dir_template = {home!r}",
-                "c.Spawner.start_timeout = 60",
-                "c.Spawner.http_timeout = 60",
-            ]
-        return "\n".join(lines) + "\n" + self.extra_config + "\n"
+        return _config_text(self)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -489,10 +448,12 @@ class JupyterHubProcess(HubClient):
         with self._lock:
             if self.running:
                 return self
+            if self.proxy_outside:
+                self._start_outside_proxy(timeout)
             config_path = os.path.join(self.directory, "jupyterhub_config.py")
             with open(config_path, "w", encoding="utf-8") as file:
                 file.write(self.config_text())
-            env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32)}
+            env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": self._proxy_token}
             with open(self.log_path, "ab") as log:
                 process = _spawn(
                     [self.executable, "-f", config_path],
@@ -510,6 +471,52 @@ class JupyterHubProcess(HubClient):
                 raise
             self.adopt_children()
             return self
+
+    def _start_outside_proxy(self, timeout: float) -> None:
+        """Start the proxy beside the hub unless it runs; return once its API listens."""
+        running = self._outside_proxy
+        if running is not None and running.poll() is None:
+            return
+        command = [
+            str(self.proxy),
+            "--ip", "127.0.0.1",
+            "--port", str(self.public_port),
+            "--api-ip", "127.0.0.1",
+            "--api-port", str(self.proxy_api_port),
+            "--error-target", f"http://127.0.0.1:{self.hub_port}/hub/error",
+        ]  # fmt: skip
+        env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": self._proxy_token}
+        with open(self.log_path, "ab") as log:
+            process = _spawn(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._outside_proxy = process
+        self._children[process.pid] = _started(process.pid)
+        deadline = time.monotonic() + timeout
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.proxy_api_port), timeout=1.0),
+            ):
+                return
+            if process.poll() is not None or time.monotonic() >= deadline:
+                self.stop()
+                self._fail("could not start: configurable-http-proxy did not listen")
+            time.sleep(_POLL)
+
+    def restart_hub(self, timeout: float = 60.0) -> JupyterHubProcess:
+        """Stop the hub process alone (SIGTERM) and start it again on the same ports and
+        database. With ``proxy_outside=True`` the proxy, its routes, the users' servers
+        and the sockets through the proxy stay up meanwhile; the hub restarts its
+        managed services itself.
+        """
+        with self._lock:
+            process = self._process
+            if process is not None:
+                self.adopt_children()
+                if self._reaper is not None:
+                    self._reaper.detach()
+                    self._reaper = None
+                _end(process, _STOP_TIMEOUT)
+            return self.start(timeout)
 
     def _wait_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
         """Wait until the hub answers on its own port, then through the public proxy."""
@@ -559,18 +566,29 @@ class JupyterHubProcess(HubClient):
         """
         with self._lock:
             process = self._process
-            if process is None:
-                return None
-            self.adopt_children()
-            if self._reaper is not None:
-                self._reaper.detach()
-                self._reaper = None
-            code = _end(process, timeout)
-            proxy = self._proxy_pid()
-            if proxy is not None and proxy not in self._children:
-                self._children[proxy] = _started(proxy)
+            code = None
+            if process is not None:
+                self.adopt_children()
+                if self._reaper is not None:
+                    self._reaper.detach()
+                    self._reaper = None
+                code = _end(process, timeout)
+                proxy = self._proxy_pid()
+                if proxy is not None and proxy not in self._children:
+                    self._children[proxy] = _started(proxy)
             _reap_children(self._children)
+            if self._outside_proxy is not None:
+                self._outside_proxy.wait()
+                self._outside_proxy = None
             return code
+
+    @property
+    def proxy_pid(self) -> int | None:
+        """The proxy's process id (beside the hub, or started by it); ``None`` if unknown."""
+        outside = self._outside_proxy
+        if outside is not None:
+            return outside.pid
+        return None if self.proxy_outside else self._proxy_pid()
 
     def _proxy_pid(self) -> int | None:
         path = os.path.join(self.directory, "proxy.pid")
@@ -637,6 +655,65 @@ class JupyterHubProcess(HubClient):
                 if env.get("JUPYTERHUB_USER") == user and "JUPYTERHUB_SERVER_NAME" in env:
                     return env
         raise LookupError(f"no running server of {user!r} under this hub")
+
+
+def _config_text(hub: JupyterHubProcess) -> str:
+    """The ``jupyterhub_config.py`` of ``hub``: its ports, services, roles, spawner."""
+    services: list[dict[str, Any]] = []
+    roles = list(hub.roles)
+    for service in hub.services.values():
+        entry: dict[str, Any] = {"name": service.name, "api_token": service.api_token}
+        if service.url:
+            entry["url"] = service.url
+            entry["oauth_no_confirm"] = True
+        if service.command is not None:
+            entry["command"] = list(service.command)
+            entry["environment"] = dict(service.environment)
+        services.append(entry)
+        if service.scopes:
+            roles.append(
+                {
+                    "name": f"{service.name}-service",
+                    "scopes": list(service.scopes),
+                    "services": [service.name],
+                }
+            )
+    directory = hub.directory
+    lines = [
+        f"c.JupyterHub.bind_url = {f'http://127.0.0.1:{hub.public_port}'!r}",
+        "c.JupyterHub.hub_ip = '127.0.0.1'",
+        f"c.JupyterHub.hub_port = {hub.hub_port}",
+        f"c.JupyterHub.db_url = {'sqlite:///' + os.path.join(directory, 'hub.sqlite')!r}",
+        f"c.JupyterHub.cookie_secret_file = {os.path.join(directory, 'cookie_secret')!r}",
+        "c.JupyterHub.authenticator_class = 'dummy'",
+        "c.Authenticator.allow_all = True",
+        f"c.Authenticator.admin_users = {set(hub.admin_users)!r}",
+        f"c.ConfigurableHTTPProxy.command = [{hub.proxy!r}]",
+        f"c.ConfigurableHTTPProxy.api_url = {f'http://127.0.0.1:{hub.proxy_api_port}'!r}",
+        f"c.ConfigurableHTTPProxy.pid_file = {os.path.join(directory, 'proxy.pid')!r}",
+        f"c.JupyterHub.services = {services!r}",
+        f"c.JupyterHub.load_roles = {roles!r}",
+        f"c.JupyterHub.load_groups = { {g: {'users': u} for g, u in hub.groups.items()}!r}",
+    ]
+    if hub.proxy_outside:
+        lines += [
+            "c.ConfigurableHTTPProxy.should_start = False",
+            "c.JupyterHub.cleanup_proxy = False",
+            "c.JupyterHub.cleanup_servers = False",
+        ]
+    if hub.spawn:
+        singleuser = os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
+        home = os.path.join(directory, "home", "{username}")
+        root = hasattr(os, "geteuid") and os.geteuid() == 0
+        lines += [
+            "c.JupyterHub.spawner_class = 'simple'",
+            f"c.Spawner.cmd = [{singleuser!r}]",
+            f"c.Spawner.args = {['--allow-root'] if root else []!r}",
+            f"c.SimpleLocalProcessSpawner.home_dir_template = {home!r}",
+            "c.Spawner.start_timeout = 60",
+            "c.Spawner.http_timeout = 60",
+        ]
+    return "\n".join(lines) + "\n" + hub.extra_config + "\n"
 
 
 def _reap_children(children: dict[int, str | None]) -> None:
