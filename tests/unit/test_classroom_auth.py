@@ -192,6 +192,31 @@ def test_overlapping_lookups_share_the_failure_too(hub: FakeHub) -> None:
     assert hub.requests == 1
 
 
+def test_a_handshake_that_gives_up_does_not_cancel_the_others_lookup(hub: FakeHub) -> None:
+    answer = asyncio.Event()
+    slow = FakeHub(hub.users)
+
+    async def lookup(token: str) -> Mapping[str, Any] | None:
+        await answer.wait()
+        return await slow.lookup(token)
+
+    gate = HubGate("wslab", lookup)
+
+    async def scenario() -> HubUser | Refusal:
+        first = asyncio.ensure_future(gate.identify({"Authorization": "token t-ada"}))
+        second = asyncio.ensure_future(gate.identify({"Authorization": "token t-ada"}))
+        await asyncio.sleep(0)
+        first.cancel()  # that client left during its handshake
+        answer.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await second
+
+    user = asyncio.run(scenario())
+    assert isinstance(user, HubUser) and user.name == "ada"
+    assert slow.requests == 1 == gate.hub_requests
+
+
 # ---------------------------------------------------------------------------- the cookie
 
 SECRET = b"s" * 32

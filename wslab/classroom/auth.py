@@ -291,30 +291,31 @@ class HubGate:
         return value.decode("ascii", "replace")
 
     async def _model(self, token: str, key: str) -> Mapping[str, Any] | None:
-        """The hub's user model for ``token``: cached, shared with a look-up in flight,
-        or asked for."""
+        """The hub's user model for ``token``: cached, or from the one look-up in flight
+        for it (started if there is none). A handshake that gives up waiting (its client
+        left) does not cancel the look-up the others wait for."""
         hit, model = self.cache.get(key, self.clock.monotonic())
         if hit:
             return model
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Mapping[str, Any] | None] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._pending[key] = future
-        try:
-            self.hub_requests += 1
-            model = await self._lookup(token)
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # the waiters, if any, get it; nobody else must
-            raise
-        finally:
-            del self._pending[key]
+        asking = self._pending.get(key)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask_hub(token, key))
+            self._pending[key] = asking
+            asking.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(asking)
+
+    async def _ask_hub(self, token: str, key: str) -> Mapping[str, Any] | None:
+        """One hub request about ``token``; its answer is cached."""
+        self.hub_requests += 1
+        model = await self._lookup(token)
         self.cache.put(key, model, self.clock.monotonic())
-        future.set_result(model)
         return model
+
+    def _settled(self, key: str, done: asyncio.Future[Mapping[str, Any] | None]) -> None:
+        """A look-up ended: forget it (its failure was given to whoever waited)."""
+        self._pending.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # read, so an unawaited failure is not reported as lost
 
     def _decide(self, model: Mapping[str, Any]) -> HubUser | Refusal:
         """Let a hub user with the access scope in, with their role."""
