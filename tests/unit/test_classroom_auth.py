@@ -310,3 +310,18 @@ def test_a_missing_hub_program_is_named_with_its_install_line(
     assert missing is not None and "\n" not in missing
     assert missing.startswith("configurable-http-proxy is not installed")
     assert "npm install -g configurable-http-proxy@5" in missing
+
+
+def test_the_classroom_imports_neither_jupyterhub_nor_tornado() -> None:
+    """A student's kernel needs only wslab: the hub's library is the service's extra."""
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, wslab.classroom;"
+        " print(sorted(m for m in ('jupyterhub', 'tornado', 'aiohttp') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]"
