@@ -3,21 +3,25 @@
 ::
 
     hub = JupyterHubProcess(
-        services=[HubService("wslab", scopes=["admin:users", "tokens"])],
+        services=[HubService("wslab", command=[...])],  # started and stopped by the hub
         roles=[{"name": "class", "scopes": ["access:services!service=wslab"],
                 "groups": ["class"]}],
+        groups={"class": ["ada", "bob"]},
+        spawn=True,                                     # users may start servers
     )
     with hub:
-        hub.create_user("ada")
-        hub.create_group("class", ["ada"])
         token = hub.mint_token("ada", scopes=["access:services!service=wslab"])
+        hub.start_server("bob")
+        environment = hub.server_environment("bob")    # what bob's kernels get
 
 The hub runs ``DummyAuthenticator`` (any password logs in) with its own
 ``configurable-http-proxy`` (``c.ConfigurableHTTPProxy.command``: the npm program)
 and an SQLite database in a temporary directory. Three loopback ports are picked
 free: the public proxy (:attr:`public_url`), the proxy's API and the hub itself
 (:attr:`api_url`). The harness talks to the hub's REST API as a service of its own
-(``wslab-harness``) whose role may manage users, groups, tokens and servers.
+(``wslab-harness``) whose role may manage users, groups, tokens and servers
+(:class:`HubClient`). With ``proxy_outside=True`` the harness runs the proxy beside
+the hub, so that :meth:`JupyterHubProcess.restart_hub` leaves it and its sockets up.
 
 Nothing is left behind: the hub runs in a session of its own, watched like
 :class:`~wslab.testing.RedisServer`; the proxy, the managed services and the users'
