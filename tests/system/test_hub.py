@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -340,7 +341,7 @@ from wslab.testing.hub import HubService, JupyterHubProcess
 stand_in = HubService("wslab", command=[sys.executable, "-c", {stand_in!r}])
 hub = JupyterHubProcess(services=[stand_in])
 hub.start()
-print(json.dumps([hub._process.pid, *hub._children]), flush=True)
+print(json.dumps([hub.directory, hub._process.pid, *hub._children]), flush=True)
 if {killed!r}:
     sys.stdin.read()  # until it is killed
 """
@@ -356,7 +357,7 @@ def test_a_python_that_dies_or_exits_leaves_no_hub_behind(killed: bool) -> None:
     ) as owner:
         try:
             assert owner.stdout is not None
-            pids = json.loads(owner.stdout.readline())
+            directory, *pids = json.loads(owner.stdout.readline())
             assert len(pids) >= 3  # the hub, its proxy, the service
             if killed:
                 owner.kill()
@@ -368,6 +369,7 @@ def test_a_python_that_dies_or_exits_leaves_no_hub_behind(killed: bool) -> None:
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in pids if _alive(pid)] == []
+    shutil.rmtree(directory, ignore_errors=True)  # a killed Python could not remove it
 
 
 def test_a_socket_through_the_proxy_outlives_a_hub_restart() -> None:
