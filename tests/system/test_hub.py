@@ -276,6 +276,46 @@ def test_a_browsers_hub_login_in_the_pages_cookie_names_the_user(
     assert caught.value.status == 403
 
 
+def test_the_pages_login_through_the_hub_ends_in_a_cookie_the_gate_accepts(
+    hub: JupyterHubProcess, clock: FakeClock, loop: asyncio.AbstractEventLoop
+) -> None:
+    """HubLogin's two steps with the real hub in between (login, authorisation, PKCE)."""
+    from jupyterhub.services.auth import HubOAuth
+
+    from wslab.classroom.login import HubLogin
+
+    prefix = f"/services/{SERVICE}/"
+    oauth = HubOAuth(
+        api_url=hub.api_url,
+        api_token=hub.service(SERVICE).api_token,
+        oauth_client_id=f"service-{SERVICE}",
+        oauth_redirect_uri=f"{prefix}oauth_callback",
+        base_url=prefix,
+    )
+    secret = secrets.token_bytes(32)
+    login = HubLogin.from_hub_auth(oauth, secret)
+    location, state_cookie = login.begin(f"{prefix}?tab=2")
+    callback = hub.follow(hub.browser_login("bob"), location)
+    path, _, query = callback.partition("?")
+    assert path == f"{prefix}oauth_callback"
+    state = state_cookie.split(";")[0]
+    answer = run(loop, login.finish(query, state))
+    assert not isinstance(answer, Refusal), answer
+    next_path, login_cookie = answer
+    assert next_path == f"{prefix}?tab=2"
+    assert f"Path={prefix}" in login_cookie and "HttpOnly" in login_cookie
+    gate = CountedGate(hub, clock, cookie_secret=secret).gate
+    host = urlsplit(hub.public_url).netloc
+    cookie = login_cookie.split(";")[0]
+    bob = run(loop, gate.identify({"Host": host, "Origin": f"http://{host}", "Cookie": cookie}))
+    assert isinstance(bob, HubUser) and (bob.name, bob.role) == ("bob", "student")
+    # another state than the one that left, or the same code twice, do not log in
+    forged = run(loop, login.finish(query.replace("state=", "state=x"), state))
+    assert isinstance(forged, Refusal) and forged.status == 403
+    reused = run(loop, login.finish(query, state))
+    assert isinstance(reused, Refusal) and reused.status == 503
+
+
 def test_join_in_a_spawned_servers_environment_finds_the_hub(
     hub: JupyterHubProcess, gate: CountedGate, loop: asyncio.AbstractEventLoop
 ) -> None:

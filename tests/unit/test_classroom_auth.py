@@ -325,3 +325,95 @@ def test_the_classroom_imports_neither_jupyterhub_nor_tornado() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
     )
     assert found.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- the page's login
+
+
+def make_login(exchange_fails: bool = False) -> Any:
+    from wslab.classroom.login import HubLogin
+
+    seen: list[tuple[str, str]] = []
+
+    async def exchange(code: str, verifier: str) -> str:
+        seen.append((code, verifier))
+        if exchange_fails:
+            raise ConnectionRefusedError("the hub is down")
+        return "t-ada"
+
+    login = HubLogin(
+        authorize_url="/hub/api/oauth2/authorize",
+        client_id="service-wslab",
+        redirect_uri="/services/wslab/oauth_callback",
+        cookie_name=COOKIE,
+        cookie_secret=SECRET,
+        cookie_path="/services/wslab/",
+        exchange=exchange,
+        secure=True,
+    )
+    return login, seen
+
+
+def test_the_pages_login_round_trip_sets_the_cookie_the_gate_reads(hub: FakeHub) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    login, seen = make_login()
+    location, state_cookie = login.begin("/services/wslab/?tab=2")
+    sent = parse_qs(urlsplit(location).query)
+    assert location.startswith("/hub/api/oauth2/authorize?")
+    assert sent["client_id"] == ["service-wslab"] and sent["code_challenge_method"] == ["S256"]
+    assert "Secure" in state_cookie and "Path=/services/wslab/" in state_cookie
+    query = f"code=c0de&state={sent['state'][0]}"
+    next_path, cookie = asyncio.run(login.finish(query, state_cookie.split(";")[0]))
+    assert next_path == "/services/wslab/?tab=2"
+    assert seen[0][0] == "c0de" and len(seen[0][1]) >= 43  # the PKCE verifier went along
+    assert "t-ada" not in cookie and "HttpOnly" in cookie
+    headers = {"Host": "hub.example:8000", "Origin": "http://hub.example:8000"}
+    user = identify(cookie_gate(hub), {**headers, "Cookie": cookie.split(";")[0]})
+    assert isinstance(user, HubUser) and user.name == "ada"
+
+
+@pytest.mark.parametrize("case", ["no state cookie", "another state", "tampered cookie", "no code"])
+def test_a_login_that_did_not_start_here_is_refused(case: str) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    login, seen = make_login()
+    location, state_cookie = login.begin("/services/wslab/")
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    cookie: str | None = state_cookie.split(";")[0]
+    query = f"code=c0de&state={state}"
+    if case == "no state cookie":
+        cookie = None
+    elif case == "another state":
+        query = "code=c0de&state=someone-elses"
+    elif case == "tampered cookie":
+        cookie = str(cookie)[:-2] + "00"
+    else:
+        query = f"state={state}"
+    refusal = asyncio.run(login.finish(query, cookie))
+    assert isinstance(refusal, Refusal) and refusal.status == 403
+    assert seen == []  # the hub is not asked
+
+
+def finish_from(login: Any, next_path: str) -> Any:
+    from urllib.parse import parse_qs, urlsplit
+
+    location, state_cookie = login.begin(next_path)
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    return asyncio.run(login.finish(f"code=c&state={state}", state_cookie.split(";")[0]))
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["https://evil.example/", "//evil.example/", "/services/other/", "/services/wslab//x"],
+)
+def test_the_login_returns_only_below_the_prefix(elsewhere: str) -> None:
+    login, _ = make_login()
+    next_path, _ = finish_from(login, elsewhere)
+    assert next_path == "/services/wslab/"
+
+
+def test_a_hub_that_does_not_finish_the_login_gives_503() -> None:
+    login, seen = make_login(exchange_fails=True)
+    refusal = finish_from(login, "/services/wslab/")
+    assert isinstance(refusal, Refusal) and refusal.status == 503 and len(seen) == 1

@@ -288,13 +288,9 @@ class HubClient:
         reply = self.api("POST", f"/users/{user}/tokens", body)
         return str(reply["token"])
 
-    def oauth_code(self, user: str, service: str) -> str:
-        """Log ``user`` in at ``/hub/login`` and let the hub authorise ``service`` for them,
-        as a browser does; the OAuth code the hub sends back to the service's callback.
-
-        The service exchanges it for the user's token (``HubOAuth.token_for_code``).
-        Raises :class:`HubAPIError` when the hub refuses (say, a user without access).
-        """
+    def browser_login(self, user: str) -> urllib.request.OpenerDirector:
+        """Log ``user`` in at ``/hub/login`` as a browser does; that browser (its cookies),
+        which hands redirects back for :meth:`follow` to read."""
         jar = http.cookiejar.CookieJar()
         browser = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(jar), _NoRedirect()
@@ -303,7 +299,30 @@ class HubClient:
             page.read()
         xsrf = next(cookie.value for cookie in jar if cookie.name == "_xsrf")
         form = {"username": user, "password": "any", "_xsrf": xsrf}
-        self._expect_redirect(browser, "hub/login", urllib.parse.urlencode(form).encode())
+        self.follow(browser, "/hub/login", urllib.parse.urlencode(form).encode())
+        return browser
+
+    def follow(
+        self, browser: urllib.request.OpenerDirector, path: str, data: bytes | None = None
+    ) -> str:
+        """Open ``path`` (from the root) on the public proxy with ``browser``; the
+        ``Location`` of the redirect it answers. :class:`HubAPIError` for another answer."""
+        try:
+            with browser.open(f"{self.public_url}{path.lstrip('/')}", data=data, timeout=30) as r:
+                raise HubAPIError("GET", path, r.status, r.read().decode()[:300])
+        except urllib.error.HTTPError as reply:
+            if reply.code not in (301, 302, 303):
+                raise HubAPIError("GET", path, reply.code, reply.read().decode()) from None
+            return str(reply.headers["Location"])
+
+    def oauth_code(self, user: str, service: str) -> str:
+        """Log ``user`` in and let the hub authorise ``service`` for them, as a browser
+        does; the OAuth code the hub sends back to the service's callback.
+
+        The service exchanges it for the user's token (``HubOAuth.token_for_code``).
+        Raises :class:`HubAPIError` when the hub refuses (say, a user without access).
+        """
+        browser = self.browser_login(user)
         callback = f"/services/{service}/oauth_callback"
         query = urllib.parse.urlencode(
             {
@@ -313,23 +332,11 @@ class HubClient:
                 "state": secrets.token_hex(8),
             }
         )
-        location = self._expect_redirect(browser, f"hub/api/oauth2/authorize?{query}", None)
+        location = self.follow(browser, f"/hub/api/oauth2/authorize?{query}")
         codes = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).get("code")
         if not location.startswith(callback) or not codes:
             raise HubAPIError("GET", "/oauth2/authorize", 302, location)
         return codes[0]
-
-    def _expect_redirect(
-        self, browser: urllib.request.OpenerDirector, path: str, data: bytes | None
-    ) -> str:
-        """Open ``path`` on the public proxy; the ``Location`` of the redirect it answers."""
-        try:
-            with browser.open(f"{self.public_url}{path}", data=data, timeout=30) as page:
-                raise HubAPIError("GET", path, page.status, page.read().decode()[:300])
-        except urllib.error.HTTPError as reply:
-            if reply.code not in (301, 302, 303):
-                raise HubAPIError("GET", path, reply.code, reply.read().decode()) from None
-            return str(reply.headers["Location"])
 
 
 class JupyterHubProcess(HubClient):
