@@ -126,6 +126,7 @@ class CountedGate:
             self.gate = HubGate.from_environment(
                 teacher_groups=["teachers"], clock=clock, cookie_secret=cookie_secret
             )
+        assert self.gate.hub_auth.oauth_client_id == f"service-{SERVICE}"
         self.seconds: list[float] = []
         real = self.gate._lookup
 

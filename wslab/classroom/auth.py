@@ -169,6 +169,9 @@ class HubGate:
         self.clock: Clock = clock or SystemClock()
         #: How many requests this gate made to the hub.
         self.hub_requests = 0
+        #: The ``HubOAuth`` behind :meth:`from_environment`'s gate (``None`` otherwise),
+        #: for :meth:`HubLogin.from_hub_auth <wslab.classroom.HubLogin.from_hub_auth>`.
+        self.hub_auth: Any = None
         self._lookup = lookup
         self._close = close
         self._pending: dict[str, asyncio.Future[Mapping[str, Any] | None]] = {}
@@ -213,7 +216,7 @@ class HubGate:
 
             await JupyterHubHTTPClient.loop_instance().close()
 
-        return cls(
+        gate = cls(
             service,
             lookup,
             teacher_groups=teacher_groups,
@@ -223,6 +226,8 @@ class HubGate:
             clock=clock,
             close=close,
         )
+        gate.hub_auth = hub
+        return gate
 
     async def aclose(self) -> None:
         """Release the hub client's HTTP session (on the loop that used it). Idempotent."""
