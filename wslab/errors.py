@@ -18,6 +18,8 @@
     │                                says how to install it (also a FileNotFoundError)
     ├── ProcessStartError            a program wslab started exited or never got ready
     │                                (also a RuntimeError)
+    ├── ClassroomError               the classroom cannot be joined: not on a hub, no such
+    │                                service; one line says what is missing (a RuntimeError)
     ├── CheckFailed                  an exercise check's verdict (raised by wslab.lab.checks;
     │                                also an AssertionError)
     └── MarkerError                  a lesson's solution markers are not in BEGIN / END pairs
@@ -46,6 +48,7 @@ __all__ = [
     "BackplaneError",
     "ChatConnectionError",
     "CheckFailed",
+    "ClassroomError",
     "ClientProtocolError",
     "MarkerError",
     "MissingExtraError",
@@ -115,6 +118,10 @@ class MissingProgramError(WslabError, FileNotFoundError):
 
 class ProcessStartError(WslabError, RuntimeError):
     """A program wslab started exited or did not get ready; the message ends with its output."""
+
+
+class ClassroomError(WslabError, RuntimeError):
+    """The classroom on JupyterHub cannot be joined; one line says what is missing."""
 
 
 class CheckFailed(WslabError, AssertionError):
