@@ -15,6 +15,13 @@ Whether and when to reconnect is decided by a pure
 :class:`~wslab.retry.Reconnector` (:attr:`ChatClient.reconnector`); the client
 only opens sockets and sleeps as it answers.
 
+The client in parts: :class:`ChatClient` here holds the public API, the reconnect
+loop and the raw event log; each connection is a
+:class:`~wslab.clientsocket.ClientSocket` (handshake, join timeout, receive loop,
+the outbox's frames, close); what each server event does (state, acknowledgements,
+handlers, :meth:`~ChatClient.wait_for`) is :class:`~wslab.clientevents.ClientEvents`,
+over the pure rules of :class:`~wslab.chatstate.ChatState`.
+
 Given several URLs (servers that share one chat), the client fails over: each
 retry goes to the next URL in turn, after the same backoff wait. A handshake
 refused for good (a 4xx answer, a certificate that does not verify) only moves it
