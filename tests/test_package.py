@@ -24,6 +24,7 @@ PURE_MODULES = [
     "frontend",
     "outbox",
     "chatstate",
+    "rawlog",
 ]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 

@@ -15,6 +15,13 @@ Whether and when to reconnect is decided by a pure
 :class:`~wslab.retry.Reconnector` (:attr:`ChatClient.reconnector`); the client
 only opens sockets and sleeps as it answers.
 
+The client in parts: :class:`ChatClient` here holds the public API, the reconnect
+loop and the raw event log; each connection is a
+:class:`~wslab.clientsocket.ClientSocket` (handshake, join timeout, receive loop,
+the outbox's frames, close); what each server event does (state, acknowledgements,
+handlers, :meth:`~ChatClient.wait_for`) is :class:`~wslab.clientevents.ClientEvents`,
+over the pure rules of :class:`~wslab.chatstate.ChatState`.
+
 Given several URLs (servers that share one chat), the client fails over: each
 retry goes to the next URL in turn, after the same backoff wait. A handshake
 refused for good (a 4xx answer, a certificate that does not verify) only moves it
@@ -46,13 +53,13 @@ import secrets
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.asyncio.client import ClientConnection
 
-from .chatstate import ChatState, PresenceEvent
+from .chatstate import PresenceEvent
+from .clientevents import ClientEvents, Status
+from .clientsocket import ClientSocket, SocketOptions
 from .clock import Clock, SystemClock
 from .errors import ChatConnectionError, ServerProtocolError
 from .loopthread import LoopThread
@@ -61,19 +68,11 @@ from .protocol import (
     CloseCode,
     Connected,
     Connecting,
-    Disconnected,
-    ErrorCode,
-    ErrorEvent,
-    Joined,
     MessageEntry,
-    MessageWritten,
-    Presence,
-    ServerEvent,
-    WriteMessage,
     describe_close,
-    encode,
     parse_server_event,
 )
+from .rawlog import RawEvent, append_bounded, log_bytes
 from .retry import Reconnector, RetryPolicy
 
 __all__ = [
@@ -101,47 +100,16 @@ DEFAULT_JOIN_TIMEOUT = 5.0
 DEFAULT_LOG_BYTES = 32 * 2**20
 
 T = TypeVar("T")
-Status = Literal["idle", "connecting", "online", "reconnecting", "offline"]
 
 
-@dataclass(frozen=True)
-class RawEvent:
-    """One event as a browser's ``WebSocket`` object would fire it.
-
-    ``type`` is ``open``, ``message``, ``error`` or ``close``; ``data`` is the
-    frame of a ``message`` (``str`` for text, ``bytes`` for binary); ``code``,
-    ``reason`` and ``was_clean`` describe a ``close``; ``detail`` an ``error``
-    (a browser gives none). As in Chromium, ``error`` fires only when the
-    connection fails (a refused handshake, nothing listening, a certificate
-    that does not verify), then ``close`` 1006; a close frame from the server,
-    whatever its code, fires ``close`` alone. One ``error`` has no browser
-    counterpart: a server that does not answer ``connecting`` within the join
-    timeout (``detail`` says so), before the client closes the socket. The chat protocol's ``error``
-    events are ordinary ``message`` events (see ``ChatClient.errors``).
-    """
-
-    type: Literal["open", "message", "error", "close"]
-    data: str | bytes | None = None
-    code: int | None = None
-    reason: str = ""
-    was_clean: bool | None = None
-    detail: str = ""
-
-    def __str__(self) -> str:
-        if self.type == "message":
-            return f"message {self.data!r}"
-        if self.type == "close":
-            return f"close code={self.code} reason={self.reason!r} wasClean={self.was_clean}"
-        if self.type == "error":
-            return f"error {self.detail}"
-        return "open"
-
-
-class ChatClient(ChatState):
+class ChatClient(ClientEvents):
     """A chat client that reconnects by itself. See the module docstring.
 
     What it knows of the chat (:attr:`users`, :attr:`messages`, :attr:`presence`,
-    ...) follows the rules of :class:`~wslab.chatstate.ChatState`.
+    ...) follows the rules of :class:`~wslab.chatstate.ChatState`; what it does
+    with each server event (its handlers, :meth:`wait_for`) is
+    :class:`~wslab.clientevents.ClientEvents`; each connection is a
+    :class:`~wslab.clientsocket.ClientSocket`.
 
     Args:
         url: the server's socket URL (``ws://.../chat`` or ``wss://...``), or a
@@ -210,8 +178,9 @@ class ChatClient(ChatState):
         self._url_index = 0
         #: Handshakes refused for good in a row, on any URL.
         self._refusals = 0
-        super().__init__(id or "u-" + secrets.token_hex(6), username, token, max_log)
         self.policy = policy or RetryPolicy()
+        outbox = Outbox(window, pause=self.policy.rate_limit_pause)
+        super().__init__(id or "u-" + secrets.token_hex(6), username, token, max_log, outbox)
         self.reconnect = reconnect
         self.ssl = ssl
         self.origin = origin
@@ -222,37 +191,19 @@ class ChatClient(ChatState):
         self._rng = rng
         self._clock = clock or SystemClock()
 
-        self.status: Status = "idle"
-        #: What is typed and not yet acknowledged, and when each part goes out.
-        self.outbox = Outbox(window, pause=self.policy.rate_limit_pause)
-        self.errors: list[ErrorEvent] = []  # error events the server sent
-        #: Frames from a server that broke the protocol (each one ignored), newest last.
-        self.protocol_errors: deque[ServerProtocolError] = deque(maxlen=max_log)
         self.events: deque[RawEvent] = deque(maxlen=max_log)
         #: The most bytes of frames :attr:`events` keeps (the oldest events go first).
         self.max_log_bytes = DEFAULT_LOG_BYTES
         self._logged: tuple[deque[RawEvent], int] = (self.events, 0)  # the log, its bytes
         self.last_close: tuple[int, str] | None = None
-        self.next_retry_in: float | None = None
         #: The reconnect decisions (pure): this client only does what it answers.
         self.reconnector = Reconnector(self.policy, rng)
 
-        # Handlers: set any of these to a callable; they run on the client's loop.
-        self.on_connected: Callable[[Connected], Any] | None = None
-        self.on_joined: Callable[[Joined], Any] | None = None
-        self.on_disconnected: Callable[[Disconnected], Any] | None = None
-        self.on_message: Callable[[MessageEntry], Any] | None = None
-        self.on_close: Callable[[int, str], Any] | None = None
-        self.on_error: Callable[[ErrorEvent], Any] | None = None
-        self.on_change: Callable[[ChatClient], Any] | None = None  # any state change
-
-        self._socket: ClientConnection | None = None
+        #: The socket of the current connection, or of the last one.
+        self._connection: ClientSocket | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake: asyncio.Event | None = None
-        self._waiters: list[tuple[Callable[[ChatClient], bool], asyncio.Future[None]]] = []
-        self._send_lock: asyncio.Lock | None = None
-        self._pause_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -283,9 +234,9 @@ class ChatClient(ChatState):
         self.outbox.pause = seconds
 
     @property
-    def online(self) -> bool:
-        """Whether the client is connected and has received ``connected``."""
-        return self.status == "online"
+    def _socket(self) -> ClientConnection | None:
+        """The open websockets connection, or ``None``: for tests that need the socket."""
+        return None if self._connection is None else self._connection.socket
 
     @property
     def attempts(self) -> int:
@@ -365,39 +316,14 @@ class ChatClient(ChatState):
             self._wake.set()
         if self._pause_task is not None:
             self._pause_task.cancel()
-        socket = self._socket
-        if socket is not None:
-            await socket.close(code, reason)  # type: ignore[arg-type]  # None: no code
+        if self._connection is not None:
+            await self._connection.close(code, reason)
         task = self._task
         if task is not None and not task.done():
             await task
         if self.status != "offline":
             self.status = "offline"
             self._changed()
-
-    async def wait_for(
-        self, predicate: Callable[[ChatClient], bool], timeout: float | None = 10.0
-    ) -> None:
-        """Wait until ``predicate(client)`` is true; it is checked after every change.
-
-        Raises:
-            TimeoutError: still false after ``timeout`` seconds.
-        """
-        if predicate(self):
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (predicate, future)
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(future, timeout)
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-
-    async def wait_for_message(self, text: str, timeout: float | None = 10.0) -> MessageEntry:
-        """Wait until a message with this exact text is in :attr:`messages`; return it."""
-        await self.wait_for(lambda c: any(m["message"] == text for m in c.messages), timeout)
-        return next(m for m in self.messages if m["message"] == text)
 
     def describe_last_close(self) -> str:
         """The last close code with its meaning, for a person."""
@@ -419,9 +345,8 @@ class ChatClient(ChatState):
             except Exception as error:  # a bug or a bad option: report it, do not spin
                 logger.exception("ChatClient stopped by an unexpected error")
                 self._record(RawEvent("error", detail=f"{type(error).__name__}: {error}"))
-                if self._socket is not None:
-                    self._socket.transport.abort()
-                    self._socket = None
+                if self._connection is not None:
+                    self._connection.abort()
                 break
             # A refusal is final only once every URL refused in a row; before that it
             # moves on to the next URL, after the usual wait.
@@ -442,51 +367,30 @@ class ChatClient(ChatState):
         self._changed()
 
     async def _connect_once(self) -> tuple[int, bool]:
-        """One connection from handshake to close.
+        """One connection from handshake to close, on a new :class:`ClientSocket`.
 
         Returns its close code and whether the handshake was refused for good.
         """
         self.status = "connecting"
         self.reconnector.begin_attempt()
         self._changed()
-        try:
-            options: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
-            socket = await connect(
-                self.url,
-                origin=self.origin,  # type: ignore[arg-type]
-                max_size=self.max_size,
-                compression=self.compression,
-                open_timeout=10,
-                close_timeout=2,
-                **options,
-            )
-        except (OSError, TimeoutError, WebSocketException) as error:
+        options = SocketOptions(
+            self.join_timeout, self.max_size, self.ssl, self.origin, self.compression
+        )
+        connection = ClientSocket(self.url, options, self.outbox, self._record, self._on_frame)
+        self._connection = connection
+        if not await connection.open():
             # As in a browser: a failed handshake fires error, then close 1006.
-            self._record(RawEvent("error", detail=_describe_failure(error)))
             self._closed(CloseCode.ABNORMAL_CLOSURE, "", was_clean=False)
-            # A refused handshake (403, 404, a bad certificate) would fail again.
-            return CloseCode.ABNORMAL_CLOSURE, _refused_for_good(error)
+            return CloseCode.ABNORMAL_CLOSURE, connection.refused
         if self._closing:  # close() was called during the handshake
-            await socket.close()
+            await connection.close()
             self._closed(CloseCode.NORMAL_CLOSURE, "", was_clean=True)
             return CloseCode.NORMAL_CLOSURE, False
-        self._socket = socket
         self.reconnector.after_open()
         self._record(RawEvent("open"))
-        try:
-            await socket.send(encode(self._hello()))
-            await self._receive(socket)
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            socket.transport.abort()  # our task was cancelled: leave no socket behind
-            self._socket = None
-            self.outbox.closed()
-            raise
-        self._socket = None
-        self.outbox.closed()
-        code = _close_code(socket)
-        self._closed(code, socket.close_reason or "", was_clean=code != 1006)
+        code, reason = await connection.run(self._hello())
+        self._closed(code, reason, was_clean=code != CloseCode.ABNORMAL_CLOSURE)
         return code, False
 
     def _hello(self) -> Connecting:
@@ -499,27 +403,7 @@ class ChatClient(ChatState):
             features=self.features,
         )
 
-    async def _receive(self, socket: ClientConnection) -> None:
-        """Apply the server's frames until the socket closes.
-
-        A server that sends no ``connected`` within :attr:`join_timeout` is closed:
-        the attempt failed, and the next one goes to the next URL.
-        """
-        try:
-            async with asyncio.timeout(self.join_timeout) as joining:
-                async for data in socket:
-                    self._record(RawEvent("message", data=data))
-                    if await self._apply(data):
-                        joining.reschedule(None)
-                        self.reconnector.after_connected(self._clock.monotonic())
-                        await self._send_due()  # what is pending, from the oldest
-        except TimeoutError:
-            detail = f"no connected within {self.join_timeout:g} s"
-            logger.warning("%s: %s; closing", self.url, detail)
-            self._record(RawEvent("error", detail=detail))
-            await socket.close(CloseCode.NORMAL_CLOSURE, "join timeout")
-
-    async def _apply(self, data: str | bytes) -> bool:
+    async def _on_frame(self, data: str | bytes) -> bool:
         """Apply one server frame; return True if it was ``connected``.
 
         A frame that breaks the protocol is kept in :attr:`protocol_errors` and
@@ -533,10 +417,13 @@ class ChatClient(ChatState):
             self._changed()
             return False
         try:
-            return await self._handle(event)
+            connected = await self._handle(event)
         except Exception:  # a bug of ours: the next frame may be fine
             logger.exception("ChatClient could not apply %s; it goes on", type(event).__name__)
-            return isinstance(event, Connected)
+            connected = isinstance(event, Connected)
+        if connected:
+            self.reconnector.after_connected(self._clock.monotonic())
+        return connected
 
     def _closed(self, code: int, reason: str, *, was_clean: bool) -> None:
         self._record(RawEvent("close", code=code, reason=reason, was_clean=was_clean))
@@ -544,75 +431,10 @@ class ChatClient(ChatState):
         self._call(self.on_close, code, reason)
         self._changed()
 
-    async def _handle(self, event: ServerEvent) -> bool:
-        """Apply one server event; return True if it was ``connected``."""
-        if isinstance(event, Connected):
-            self.apply_connected(event)
-            for entry in event.messages_list:
-                self._acknowledge(entry)
-            self.status, self.next_retry_in = "online", None
-            self._changed()
-            self._call(self.on_connected, event)
-            self.outbox.opened()
-            return True
-        if isinstance(event, MessageWritten):
-            acknowledged = self._acknowledge(event.message)
-            if self.add_message(event.message):
-                self._call(self.on_message, event.message)
-            if acknowledged:
-                await self._send_due()  # the next message may go out
-        elif isinstance(event, Joined):
-            self.join({"id": event.id, "username": event.username})
-            self._call(self.on_joined, event)
-        elif isinstance(event, Disconnected):
-            if self.leave({"id": event.id, "username": event.username}):
-                self._call(self.on_disconnected, event)
-        elif isinstance(event, Presence):
-            for kind, user in self.apply_presence(event):
-                if kind == "joined":
-                    self._call(self.on_joined, Joined(user["id"], user["username"]))
-                else:
-                    self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
-        elif isinstance(event, ErrorEvent):
-            self.errors.append(event)
-            if event.code is ErrorCode.RATE_LIMITED:
-                self._pause_sending()
-            self._call(self.on_error, event)
-        self._changed()
-        return False
-
-    def _acknowledge(self, entry: MessageEntry) -> bool:
-        """Whether this entry acknowledges a message of ours (it leaves the outbox)."""
-        cmid = entry.get("clientMessageId")
-        return entry["id"] == self.id and cmid is not None and self.outbox.acknowledged(cmid)
-
     async def _send_due(self) -> None:
-        """Send what the outbox says is due, oldest first, one sender at a time."""
-        if self._send_lock is None:
-            self._send_lock = asyncio.Lock()
-        async with self._send_lock:  # two senders could interleave their frames
-            for pending in self.outbox.due(asyncio.get_running_loop().time()):
-                socket = self._socket
-                if socket is None:
-                    return  # the outbox sends it again after the next connected
-                frame = encode(WriteMessage(pending.message, pending.client_message_id))
-                with contextlib.suppress(ConnectionClosed):
-                    await socket.send(frame)
-
-    def _pause_sending(self) -> None:
-        """The server dropped a message: send nothing for a while, then from the oldest."""
-        loop = asyncio.get_running_loop()
-        self.outbox.rate_limited(loop.time())
-        if self._pause_task is not None and not self._pause_task.done():
-            return  # the running pause reads the new end when it wakes
-
-        async def resume() -> None:
-            while (until := self.outbox.paused_until) is not None:
-                await asyncio.sleep(max(0.0, until - loop.time()))
-                if self.outbox.paused_until == until:
-                    await self._send_due()
-
-        self._pause_task = loop.create_task(resume())
+        """Send what the outbox says is due on the current socket, oldest first."""
+        if self._connection is not None:
+            await self._connection.send_due()
 
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None
@@ -620,32 +442,11 @@ class ChatClient(ChatState):
             await asyncio.wait_for(self._wake.wait(), delay)
 
     def _record(self, event: RawEvent) -> None:
+        """Log one raw event, within :attr:`max_log_bytes`."""
         events, held = self._logged
         if events is not self.events:  # a caller gave the client a new log
-            events, held = self.events, sum(_size(e) for e in self.events)
-        if len(events) == events.maxlen:
-            held -= _size(events[0])  # appending drops it
-        events.append(event)
-        held += _size(event)
-        while held > self.max_log_bytes and len(events) > 1:
-            held -= _size(events.popleft())
-        self._logged = (events, held)
-
-    def _changed(self) -> None:
-        for predicate, future in list(self._waiters):
-            if not future.done() and predicate(self):
-                future.set_result(None)
-        self._call(self.on_change, self)
-
-    @staticmethod
-    def _call(handler: Callable[..., Any] | None, *args: Any) -> None:
-        """Run a user's handler; its bug is logged and must not stop the client."""
-        if handler is None:
-            return
-        try:
-            handler(*args)
-        except Exception:
-            logger.exception("a ChatClient handler raised; the client goes on")
+            events, held = self.events, log_bytes(self.events)
+        self._logged = (events, append_bounded(events, held, event, self.max_log_bytes))
 
 
 def _as_urls(url: str | Sequence[str]) -> tuple[str, ...]:
@@ -657,42 +458,6 @@ def _as_urls(url: str | Sequence[str]) -> tuple[str, ...]:
         if not isinstance(each, str):
             raise TypeError(f"a URL must be a str, not {type(each).__name__}")
     return urls
-
-
-def _refused_for_good(error: BaseException) -> bool:
-    """Whether a failed handshake would fail the same way again (so: no retry).
-
-    A 4xx answer (403 foreign origin, 404 wrong path), a bad URL or a certificate
-    that does not verify are final; a 5xx answer (503 while the server shuts
-    down), 429, or a network error is worth another try.
-    """
-    if isinstance(error, InvalidStatus):
-        status = error.response.status_code
-        return 400 <= status < 500 and status != 429
-    return isinstance(error, (InvalidURI, ssl_module.SSLError))
-
-
-def _size(event: RawEvent) -> int:
-    """About how many bytes a raw event holds: its frame's length (a ``str`` in characters)."""
-    return len(event.data) if event.data is not None else 0
-
-
-def _close_code(socket: ClientConnection) -> int:
-    """The close code a connection ended with, as the client reports it.
-
-    A frame over ``max_size`` makes the client close with 1009; that close is
-    reported as 1009 (final) even when the server never answered the close frame.
-    """
-    sent = socket.protocol.close_sent
-    if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
-        return CloseCode.MESSAGE_TOO_BIG
-    return socket.close_code if socket.close_code is not None else CloseCode.ABNORMAL_CLOSURE
-
-
-def _describe_failure(error: BaseException) -> str:
-    if isinstance(error, InvalidStatus):
-        return f"handshake refused: HTTP {error.response.status_code}"
-    return f"{type(error).__name__}: {error}"
 
 
 class BlockingChatClient:
