@@ -1,5 +1,5 @@
 """What every test folder shares: the time unit, real servers on port 0, a Redis server,
-frame builders.
+frame builders, and the reliability figures in the terminal summary.
 
 Every wait in the suite is a condition with a timeout counted in *units*
 (:func:`unit`), scaled by the environment variable ``WSLAB_TIME_SCALE``: a slow
@@ -89,3 +89,27 @@ def redis_server() -> Iterator[RedisServer]:
         yield server.start(timeout=2 * WAIT)
     finally:
         server.close()
+
+
+@pytest.fixture
+def chat_server(make_server: Callable[..., ChatServer]) -> Callable[..., ChatServer]:
+    """A factory: ``chat_server(**options)`` -> a started ChatServer on port 0.
+
+    The suite's ``make_server``, under the name the reliability tests use.
+    """
+    return make_server
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures of the soak, the live fuzz and the attacks (and where they are)."""
+    from tests.helpers.reliability import FIGURES, results_dir
+
+    if not FIGURES:
+        return
+    terminalreporter.section("wslab reliability figures")
+    for name, figures in FIGURES.items():
+        terminalreporter.write_line(f"{name}: {json.dumps(figures, sort_keys=True)}")
+    terminalreporter.write_line(f"(written to {results_dir()})")

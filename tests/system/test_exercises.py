@@ -1,0 +1,159 @@
+"""The exercise tool: student notebooks generated from the solutions, and checked.
+
+The last test runs ``python -m wslab exercises --check`` on the real notebooks, as
+a learner's repository would: every solution passes, and every student notebook
+fails only in its check cells, with CheckFailed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from wslab.lab.exercises import STUB, MarkerError, make_student, student_source
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def run_tool(
+    *args: str, cwd: Path = ROOT, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wslab", "exercises", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# ------------------------------------------------------------------ the generator (pure)
+
+
+def test_a_region_becomes_the_stub_at_the_markers_indentation() -> None:
+    source = "def f(x):\n    # BEGIN SOLUTION\n    y = x + 1\n    return y\n    # END SOLUTION\n"
+    assert student_source(source) == (f"def f(x):\n    {STUB}\n", 1)
+
+
+def test_code_outside_the_regions_is_kept_and_several_regions_count() -> None:
+    source = (
+        "a = 1\n# BEGIN SOLUTION\nb = 2\n# END SOLUTION\n"
+        "c = 3\n# BEGIN SOLUTION\nd = 4\n# END SOLUTION"
+    )
+    assert student_source(source) == (f"a = 1\n{STUB}\nc = 3\n{STUB}", 2)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "# BEGIN SOLUTION\nx = 1\n",
+        "x = 1\n# END SOLUTION\n",
+        "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n",
+    ],
+)
+def test_unpaired_markers_are_an_error(source: str) -> None:
+    with pytest.raises(MarkerError):
+        student_source(source)
+
+
+def _pair(solution_body: str, check_body: str) -> nbformat.NotebookNode:
+    return new_notebook(
+        cells=[
+            new_markdown_cell("# A lesson"),
+            new_code_cell(solution_body),
+            new_code_cell(check_body, metadata={"tags": ["check"]}),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
+
+
+SOLVED = "def answer():\n    # BEGIN SOLUTION\n    return 42\n    # END SOLUTION"
+CHECK = (
+    "from wslab.lab.checks._common import fail, passed, run_learner\n"
+    "if run_learner('check_answer', answer) != 42:\n"
+    "    raise fail('check_answer', 'wrong', 'try 42')\n"
+    "passed('check_answer', 'the answer')"
+)
+
+
+def test_the_student_version_tags_check_cells_and_drops_outputs() -> None:
+    solution = _pair(SOLVED, CHECK)
+    solution.cells[1].outputs = [nbformat.v4.new_output("stream", text="old\n")]
+    student, regions, checks = make_student(solution)
+    assert (regions, checks) == (1, 1)
+    assert student.cells[1].source == f"def answer():\n    {STUB}"
+    assert student.cells[1].outputs == []
+    assert student.cells[2].metadata["tags"] == ["check", "raises-exception"]
+    assert solution.cells[2].metadata["tags"] == ["check"]  # the solution is untouched
+
+
+# ------------------------------------------------------------------ the command, on a tiny tree
+
+
+def _tree(tmp_path: Path, solution: nbformat.NotebookNode) -> Path:
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(solution, tmp_path / "solutions" / "01_tiny.ipynb")
+    return tmp_path
+
+
+def test_generate_then_check_passes_and_generate_again_changes_nothing(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _pair(SOLVED, CHECK))
+    assert run_tool("--generate", "--root", str(root)).returncode == 0
+    first = (root / "01_tiny.ipynb").read_text()
+    again = run_tool("--generate", "--root", str(root))
+    assert "unchanged 01_tiny" in again.stdout
+    assert (root / "01_tiny.ipynb").read_text() == first
+    result = run_tool("--check", "--root", str(root), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^ok   01_tiny: 1 solution regions, 1 check cells;", result.stdout, re.M)
+
+
+def test_check_reports_a_stale_student_notebook(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _pair(SOLVED, CHECK))
+    run_tool("--generate", "--root", str(root))
+    changed = _pair(SOLVED, CHECK + "\nprint('a check cell changed after --generate')")
+    nbformat.write(changed, root / "solutions" / "01_tiny.ipynb")
+    result = run_tool("--check", "--no-execute", "--root", str(root))
+    assert result.returncode == 1
+    assert "FAIL 01_tiny: the student notebook is not the one generated" in result.stdout
+
+
+def test_check_reports_a_solution_that_fails_its_own_check(tmp_path: Path) -> None:
+    wrong = SOLVED.replace("return 42", "return 41")
+    root = _tree(tmp_path, _pair(wrong, CHECK))
+    run_tool("--generate", "--root", str(root))
+    result = run_tool("--check", "--root", str(root), timeout=120)
+    assert result.returncode == 1
+    assert "FAIL 01_tiny: solution cell 2 raised CheckFailed" in result.stdout
+
+
+def test_check_reports_a_notebook_without_exercise(tmp_path: Path) -> None:
+    root = _tree(tmp_path, _pair("x = 1", "print(x)"))
+    run_tool("--generate", "--root", str(root))
+    result = run_tool("--check", "--no-execute", "--root", str(root))
+    assert result.returncode == 1
+    assert "has no '# BEGIN SOLUTION' region" in result.stdout
+
+
+# ------------------------------------------------------------------ the real lessons
+
+
+def test_every_lesson_passes_the_exercise_check() -> None:
+    """Each solution runs clean; each student notebook fails only in its checks."""
+    solutions = sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))
+    assert solutions, "no solution notebooks"
+    result = run_tool("--check", "--jobs", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for solution in solutions:
+        line = rf"^ok   {re.escape(solution.stem)}: \d+ solution regions, \d+ check cells; "
+        assert re.search(line, result.stdout, re.M), f"no ok line for {solution.stem}"
+    assert result.stdout.rstrip().endswith(f"checked {len(solutions)} notebooks: all ok")
