@@ -1,11 +1,12 @@
-"""The package's shape: public names, pure modules, and the lint and type checks."""
+"""The package's shape: public names, its version, pure modules, what it ships.
+
+The lint and type checks run the tools in tests/system/test_code_checks.py.
+"""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
-import subprocess
-import sys
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,11 @@ def test_every_public_name_is_exported_and_exists() -> None:
         assert getattr(wslab, name) is not None
 
 
+def test_the_version_is_the_installed_distributions() -> None:
+    assert wslab.__version__ == importlib.metadata.version("wslab")
+    assert wslab.__version__ not in ("", "0+unknown")
+
+
 def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
     from wslab.lab.checks._common import CheckFailed
 
@@ -121,27 +127,6 @@ def test_the_package_ships_its_type_marker_and_page() -> None:
     assert (ROOT / "wslab" / "py.typed").exists()
     for name in ["index.html", "chat.js", "chat.css"]:
         assert (ROOT / "wslab" / "static" / name).exists()
-
-
-def run_module(module: str, *arguments: str) -> None:
-    """Run a tool of this interpreter's environment (no PATH lookup: a venv need not be active)."""
-    if importlib.util.find_spec(module) is None:
-        pytest.fail(f"{module} is not installed: pip install -e '.[dev]'")
-    command = [sys.executable, "-m", module, *arguments]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_ruff_lint_is_clean() -> None:
-    run_module("ruff", "check", "wslab", "tests", "benchmarks")
-
-
-def test_ruff_format_is_clean() -> None:
-    run_module("ruff", "format", "--check", "wslab", "tests", "benchmarks")
-
-
-def test_mypy_strict_is_clean() -> None:
-    run_module("mypy")
 
 
 def test_the_readme_layout_lists_every_module() -> None:
