@@ -1,7 +1,7 @@
 """How chat text is shown to a person: pure helpers shared by the widget and the page.
 
 ``static/chat.js`` has the same rules in JavaScript (``wslabChat.display``), and
-``tests/browser`` checks that both give the same answer on one table of cases
+``tests/e2e/browser`` checks that both give the same answer on one table of cases
 (:data:`tests.test_display.CASES`).
 
 - :func:`neutralize` replaces each bidirectional control character (which could

@@ -197,7 +197,7 @@ class Reconnector:
 def page_policy() -> dict[str, object]:
     """The default policy and the close codes' meanings as JSON-ready data.
 
-    The browser page follows these numbers and words: ``tests/browser`` checks
+    The browser page follows these numbers and words: ``tests/e2e/browser`` checks
     that its copy (``DEFAULT_POLICY`` in ``static/chat.js``) equals this.
     """
     policy = RetryPolicy()

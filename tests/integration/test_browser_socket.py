@@ -2,7 +2,7 @@
 
 The front end's messages are fed to `handle_front_end_message` (what the widget's
 message handler calls), so these tests check what the kernel keeps and answers;
-`tests/browser/test_browser_socket_lab.py` runs the same object in JupyterLab
+`tests/e2e/browser/test_browser_socket_lab.py` runs the same object in JupyterLab
 in a real chromium.
 """
 

@@ -1,6 +1,6 @@
 """The original design's client is served at /seed, and renders data as text only.
 
-Its behaviour in a real browser is tested in tests/browser/test_seed_page.py.
+Its behaviour in a real browser is tested in tests/e2e/browser/test_seed_page.py.
 """
 
 from __future__ import annotations

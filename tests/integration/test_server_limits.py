@@ -4,7 +4,7 @@ Unread output over ``max_buffer`` (1013), keepalive on a peer that reads nothing
 the join timeout (1008), the per-address cap, handshakes counted against
 ``max_clients``, duplicate headers (400), public-host URLs and origins, and the
 static files found wherever Python was started from. The figures under attack
-are in ``tests/reliability/test_attacks.py``.
+are in ``tests/system/test_attacks.py``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.conftest import WAIT
 from tests.helpers.attackers import is_closed_by_server, masked_frame, raw_peer
-from tests.helpers.reliability import hello
+from tests.helpers.reliability import hello, say
 from wslab import ChatClient, ChatServer, RetryPolicy
 
 MakeServer = Callable[..., ChatServer]
@@ -201,13 +202,18 @@ def test_a_socket_that_never_sends_connecting_is_closed_with_1008(make_server: M
     # The close frame's reason, after the 2-byte code.
     assert server.join_timeouts == 1
     assert 0.2 < elapsed < 0.3 + WAIT / 5
-    # The one that joined in time stays.
+    # The one that joined in time stays: once a socket opened after it is closed by
+    # the join timeout, its own deadline is past too. A close would have come before
+    # the answer to the message it sends then.
     assert joined.recv_frame().json()["event"] == "connected"
-    joined.sock.settimeout(0.5)
-    with pytest.raises((TimeoutError, socket.timeout)):
-        joined.recv_frame()
-    silent.close()
-    joined.close()
+    later = raw_peer(server.port, rcvbuf=None)
+    later.sock.settimeout(WAIT)
+    assert later.recv_until_close()[1] == 1008
+    joined.send_text(say("still here"))
+    joined.sock.settimeout(WAIT)
+    assert joined.recv_frame().json()["event"] == "messageWritten"
+    for peer in (silent, later, joined):
+        peer.close()
 
 
 def test_the_join_timeout_reason_says_why(make_server: MakeServer) -> None:
@@ -383,15 +389,20 @@ def test_options_are_checked() -> None:
 
 
 def test_a_chat_still_works_with_the_limits_on(make_server: MakeServer) -> None:
-    server = make_server(max_buffer=64 * 1024, join_timeout=0.5, max_per_address=2)
+    server = make_server(max_buffer=64 * 1024, join_timeout=0.5, max_per_address=3)
 
     async def scenario() -> list[str]:
         ann = await ChatClient(server.url, "ann").connect(WAIT)
         bob = await ChatClient(server.url, "bob").connect(WAIT)
-        await asyncio.sleep(0.6)  # past the join timeout: joined sockets stay
+        # Past the join timeout, joined sockets stay: a socket opened after them that
+        # never joins is closed by it, so their own deadline has passed as well.
+        async with connect(server.url) as silent:
+            await asyncio.wait_for(silent.wait_closed(), WAIT)
+        assert silent.close_code == 1008
         await ann.send_message("hello")
         await bob.wait_for_message("hello", WAIT)
         texts = [m["message"] for m in bob.messages]
+        assert ann.attempts == bob.attempts == 1  # neither was closed and came back
         await ann.close()
         await bob.close()
         return texts

@@ -1,6 +1,6 @@
 """The display rules (wslab.display), on one table that the page must agree with too.
 
-``tests/browser/test_chat_page.py`` runs the page's JavaScript copy on the same
+``tests/e2e/browser/test_chat_page.py`` runs the page's JavaScript copy on the same
 :data:`CASES` and asserts the same answers.
 """
 

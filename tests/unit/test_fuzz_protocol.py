@@ -8,13 +8,12 @@ stands between a (possibly broken) server and the Python client.
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.json_values import json_pieces, json_scalars, to_json
 from tests.helpers.reliability import expected_kind
 from wslab.protocol import (
     CLIENT_EVENTS,
@@ -45,21 +44,8 @@ FUZZ = settings(
 
 # --------------------------------------------------------------------------- strategies
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.integers(min_value=2**53 - 2, max_value=2**64)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+# Any JSON value (tests/helpers/json_values.py): huge integers and number literals,
+# -0.0 and 1e308, NaN and the infinities Python's encoder writes, deep nesting.
 
 FIELD_NAMES = [
     "id",
@@ -80,7 +66,7 @@ EVENT_NAMES = [*CLIENT_EVENTS, "connected", "joined", "messageWritten", "error",
 
 # Values that are sometimes valid for some field and often not.
 field_values = (
-    json_values
+    json_pieces
     | st.from_regex(r"[A-Za-z0-9_-]{1,70}", fullmatch=True)
     | st.text(min_size=0, max_size=MAX_MESSAGE_LENGTH + 2).map(
         lambda s: s[: MAX_MESSAGE_LENGTH + 1]
@@ -94,10 +80,6 @@ event_objects = st.builds(
     st.sampled_from(EVENT_NAMES) | st.text(max_size=10) | json_scalars,
     st.dictionaries(st.sampled_from(FIELD_NAMES), field_values, max_size=6),
 )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=True)
 
 
 special_texts = st.sampled_from(
@@ -125,10 +107,10 @@ any_frame = (
     st.text()
     | st.binary()
     | special_texts
-    | json_values.map(_dumps)
-    | event_objects.map(_dumps)
+    | json_pieces.map(to_json)
+    | event_objects.map(to_json)
     # Valid JSON, then mangled: truncated or with a character inserted.
-    | st.tuples(event_objects.map(_dumps), st.integers(0, 200), st.characters()).map(
+    | st.tuples(event_objects.map(to_json), st.integers(0, 200), st.characters()).map(
         lambda t: t[0][: t[1]] + t[2] + t[0][t[1] :]
     )
 )
@@ -225,11 +207,37 @@ server_event_objects = st.builds(
     st.sampled_from(["connected", "joined", "disconnected", "messageWritten", "error"]),
     st.dictionaries(st.sampled_from(FIELD_NAMES), field_values, max_size=8),
 )
-server_frames = any_frame | server_event_objects.map(_dumps)
+ENTRY_FIELDS = ["messageId", "id", "username", "message", "ts", "clientMessageId"]
+# Message entries that are right but for a field or two, whose values are any JSON.
+message_entries = st.builds(
+    lambda fields, changes: {**fields, **changes},
+    st.fixed_dictionaries(
+        {"messageId": st.integers(0, 2**53 - 1), "id": st.just("u1"), "username": st.just("ann")},
+        optional={"message": st.just("hi"), "ts": st.just("2025-01-01T00:00:00Z")},
+    ),
+    st.dictionaries(st.sampled_from(ENTRY_FIELDS), field_values, max_size=2),
+)
+server_entry_events = st.builds(
+    lambda event, entries: (
+        {"event": event, "message": entries[0], "messagesList": entries[1:]}
+        if event == "messageWritten"
+        else {"event": event, "id": "u1", "username": "ann", "roomId": "r", "messagesList": entries}
+    ),
+    st.sampled_from(["messageWritten", "connected"]),
+    st.lists(message_entries, min_size=1, max_size=3),
+)
+server_frames = any_frame | server_event_objects.map(to_json) | server_entry_events.map(to_json)
+
+#: A frame that once stopped the Python client: a 400-digit ``messageId``.
+HUGE_MESSAGE_ID = (
+    '{"event":"messageWritten","message":{"messageId":' + "1" * 400 + ',"id":"u1",'
+    '"username":"ann","message":"hi","ts":"2025-01-01T00:00:00Z"}}'
+)
 
 
 @FUZZ
 @given(server_frames)
+@example(HUGE_MESSAGE_ID)
 def test_parse_server_event_raises_only_protocol_error(data: str | bytes) -> None:
     """A broken server cannot make the client's parser raise anything but ProtocolError."""
     try:

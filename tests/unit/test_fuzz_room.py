@@ -31,6 +31,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from tests.helpers.json_values import deep_values, floats, integers, number_literals, to_json
 from wslab.clock import FakeClock
 from wslab.protocol import (
     CloseCode,
@@ -54,11 +55,9 @@ NO_SURROGATES = st.characters(exclude_categories=("Cs",))
 texts = st.text(NO_SURROGATES, max_size=12)
 
 
-def _frame(obj: Any) -> str:
-    return json.dumps(obj)
-
-
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | texts
+# Any JSON value (tests/helpers/json_values.py): huge integers and number literals,
+# -0.0 and 1e308, NaN and the infinities, values nested too deep to parse.
+json_scalars = st.none() | st.booleans() | integers | floats | texts | number_literals | deep_values
 junk_frames = (
     st.text(NO_SURROGATES, max_size=30)
     | st.binary(max_size=20)
@@ -66,9 +65,9 @@ junk_frames = (
         json_scalars,
         lambda c: st.lists(c, max_size=3) | st.dictionaries(texts, c, max_size=3),
         max_leaves=8,
-    ).map(_frame)
+    ).map(to_json)
     | st.builds(
-        lambda ev, fields: _frame({"event": ev, **fields}),
+        lambda ev, fields: to_json({"event": ev, **fields}),
         st.sampled_from(["connecting", "writeMessage", "joined", "nope"]),
         st.dictionaries(
             st.sampled_from(

@@ -18,7 +18,7 @@
 (() => {
   // ---------------------------------------------------------------------------
   // Policies: plain values. DEFAULT_POLICY is wslab.retry.page_policy() of the
-  // Python package, word for word: tests/browser checks that they are equal.
+  // Python package, word for word: tests/e2e/browser checks that they are equal.
   // A lesson may override numbers by setting window.wslabPolicy before this
   // script runs (e.g. a longer minUptimeS on a slow machine).
   // ---------------------------------------------------------------------------
