@@ -341,6 +341,7 @@ def test_a_ping_flood_that_never_reads(server_process: Any, record_property: Rec
 SILENT = 1000
 
 
+@pytest.mark.timeout(unit(180))
 def test_a_thousand_sockets_that_never_join(server_process: Any, record_property: Record) -> None:
     """1000 sockets complete the handshake and never send ``connecting``."""
     join_timeout = 3.0
@@ -427,6 +428,7 @@ def _close_code(peer: RawWebSocket) -> int | None:
 HALF_OPEN = 1000
 
 
+@pytest.mark.timeout(unit(120))
 def test_a_thousand_half_open_handshakes(server_process: Any, record_property: Record) -> None:
     """1000 TCP connections that send half a handshake request and then nothing."""
     open_timeout = 4.0

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import unit
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(unit(300))
 @pytest.mark.slow
 def test_quick_benchmarks_run_and_report_every_target() -> None:
     result = subprocess.run(

@@ -357,6 +357,7 @@ def _threads() -> set[int]:
     return {t.ident for t in threading.enumerate() if t.ident is not None}
 
 
+@pytest.mark.timeout(SOAK_SECONDS + unit(180))
 @pytest.mark.slow
 @pytest.mark.parametrize("durable", [False, True], ids=["in-memory", "store"])
 def test_chaos_soak_loses_and_duplicates_nothing(durable: bool, tmp_path: Path) -> None:

@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from tests.conftest import unit
 
+
+@pytest.mark.timeout(unit(180))
 def test_a_failed_check_shows_its_verdict_and_a_learners_bug_its_traceback(
     tmp_path: Path,
 ) -> None:

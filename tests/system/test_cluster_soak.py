@@ -251,7 +251,7 @@ def _threads() -> set[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(SOAK_SECONDS + unit(120))
 def test_cluster_soak_loses_and_duplicates_nothing(redis_server: RedisServer) -> None:
     """60 clients on three server processes and one Redis, through client faults, a
     server SIGKILLed and started again, and a Redis restart. See the module docstring."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import unit
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -29,5 +31,6 @@ def test_ruff_format_is_clean() -> None:
     run_module("ruff", "format", "--check", "wslab", "tests", "benchmarks")
 
 
+@pytest.mark.timeout(unit(180))
 def test_mypy_strict_is_clean() -> None:
     run_module("mypy")

@@ -16,6 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from tests.conftest import unit
 from wslab.lab.exercises import STUB, MarkerError, make_student, student_source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,7 @@ def _tree(tmp_path: Path, solution: nbformat.NotebookNode) -> Path:
     return tmp_path
 
 
+@pytest.mark.timeout(unit(240))
 def test_generate_then_check_passes_and_generate_again_changes_nothing(tmp_path: Path) -> None:
     root = _tree(tmp_path, _pair(SOLVED, CHECK))
     assert run_tool("--generate", "--root", str(root)).returncode == 0
@@ -117,6 +119,7 @@ def test_generate_then_check_passes_and_generate_again_changes_nothing(tmp_path:
     assert re.search(r"^ok   01_tiny: 1 solution regions, 1 check cells;", result.stdout, re.M)
 
 
+@pytest.mark.timeout(unit(240))
 def test_check_reports_a_stale_student_notebook(tmp_path: Path) -> None:
     root = _tree(tmp_path, _pair(SOLVED, CHECK))
     run_tool("--generate", "--root", str(root))
@@ -127,6 +130,7 @@ def test_check_reports_a_stale_student_notebook(tmp_path: Path) -> None:
     assert "FAIL 01_tiny: the student notebook is not the one generated" in result.stdout
 
 
+@pytest.mark.timeout(unit(240))
 def test_check_reports_a_solution_that_fails_its_own_check(tmp_path: Path) -> None:
     wrong = SOLVED.replace("return 42", "return 41")
     root = _tree(tmp_path, _pair(wrong, CHECK))
@@ -136,6 +140,7 @@ def test_check_reports_a_solution_that_fails_its_own_check(tmp_path: Path) -> No
     assert "FAIL 01_tiny: solution cell 2 raised CheckFailed" in result.stdout
 
 
+@pytest.mark.timeout(unit(240))
 def test_check_reports_a_notebook_without_exercise(tmp_path: Path) -> None:
     root = _tree(tmp_path, _pair("x = 1", "print(x)"))
     run_tool("--generate", "--root", str(root))
@@ -147,6 +152,7 @@ def test_check_reports_a_notebook_without_exercise(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ the real lessons
 
 
+@pytest.mark.timeout(unit(600))
 def test_every_lesson_passes_the_exercise_check() -> None:
     """Each solution runs clean; each student notebook fails only in its checks."""
     solutions = sorted((NOTEBOOKS / "solutions").glob("*.ipynb"))

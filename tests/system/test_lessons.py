@@ -15,6 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.conftest import unit
+
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 FLAG = "STOP_THE_CHAT = False"
@@ -62,6 +64,7 @@ def run_notebook(source: Path, tmp_path: Path, *, stop: bool) -> str:
         ),
     ],
 )
+@pytest.mark.timeout(unit(300))
 def test_the_shared_chat_runs_on_and_stops_only_when_asked(
     lesson: str, running: str, stopped: str, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from tests.conftest import WAIT
+from tests.conftest import WAIT, unit
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = "sudo apt-get install redis-server"
@@ -64,6 +64,9 @@ def run_pytest(folder: Path, path: str, *args: str) -> subprocess.CompletedProce
 
 
 REQUIRES_REDIS = {"wslab": {"requires": ["redis-server"]}}
+
+# Each test runs a pytest (and a kernel) in a subprocess.
+pytestmark = pytest.mark.timeout(unit(240))
 
 
 def test_a_lesson_that_needs_redis_server_is_skipped_with_the_install_command(
