@@ -161,7 +161,13 @@ async def memory_after(server: ServerProcess, quiet: Quiet, peak: int) -> dict[s
     stay); ``live_blocks_added`` counts Python objects still alive that were not
     there when quiet (the canaries' own messages among them): a leak shows there.
     """
-    await asyncio.sleep(0.3)  # lets the last closes finish before the sample
+    # Sampled once the attack's connections are gone: only the two canaries' remain.
+    await asyncio.to_thread(
+        server.wait_stats,
+        lambda stats: stats["connections"] <= 2,
+        unit(10),
+        "the attackers' connections to close",
+    )
     after = server.rss()
     blocks = server.stats()["live_blocks"]
     return {
