@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from .helpers import UNIT_MS, wait_until
+from .helpers import UNIT_MS, UNIT_S, wait_until
 from .test_jupyterlab import Lab, free_port, lab, lab_context, open_and_run_all
 
 __all__ = ["lab", "lab_context"]  # fixtures, shared with test_jupyterlab
 
-pytestmark = pytest.mark.browser
+# JupyterLab starts, runs kernels and drives chromium: longer than the default 60 s.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240 * UNIT_S)]
 
 NOTEBOOK = "browser_socket.ipynb"
 CELL_TIMEOUT_S = 60  # a wait inside the kernel, while Lab is busy opening

@@ -34,7 +34,8 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from .helpers import UNIT_MS, UNIT_S, delivered, send_message
 
-pytestmark = pytest.mark.browser
+# JupyterLab starts, runs kernels and drives chromium: longer than the default 60 s.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240 * UNIT_S)]
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 NOTEBOOK = "chat_widget.ipynb"

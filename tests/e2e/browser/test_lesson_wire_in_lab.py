@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from playwright.sync_api import BrowserContext, expect
 
 # The Lab fixtures and helpers of the widget test: one real Lab per module.
-from .helpers import UNIT_MS
+from .helpers import UNIT_MS, UNIT_S
 from .test_jupyterlab import REPO, Lab, lab, lab_context, open_and_run_all  # noqa: F401
+
+# JupyterLab starts, runs kernels and drives chromium: longer than the default 60 s.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240 * UNIT_S)]
 
 NOTEBOOK = "02_wire.ipynb"
 

@@ -32,7 +32,8 @@ from .test_jupyterlab import REPO, Lab, lab, lab_context, open_and_run_all
 
 __all__ = ["lab", "lab_context"]  # fixtures, shared with test_jupyterlab
 
-pytestmark = pytest.mark.browser
+# JupyterLab starts, runs kernels and drives chromium: longer than the default 60 s.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240 * UNIT_S)]
 
 LESSONS = ["01_events", "03_close_codes"]
 BROWSER_TAG = "browser"
