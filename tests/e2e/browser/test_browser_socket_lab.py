@@ -22,8 +22,9 @@ from .test_jupyterlab import Lab, free_port, lab, lab_context, open_and_run_all
 
 __all__ = ["lab", "lab_context"]  # fixtures, shared with test_jupyterlab
 
-# JupyterLab starts, runs kernels and drives chromium: longer than the default 60 s.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240 * UNIT_S)]
+# Lab, its kernels and chromium: each step has its own wait (up to 300 s for a Run All);
+# the whole test gets a limit above their sum instead of the default 60 s.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600 * UNIT_S)]
 
 NOTEBOOK = "browser_socket.ipynb"
 CELL_TIMEOUT_S = 60  # a wait inside the kernel, while Lab is busy opening
