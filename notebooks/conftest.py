@@ -1,9 +1,12 @@
 """pytest configuration for the lessons: ``pytest --nbval`` works from anywhere.
 
 It needs only the kit, pytest and nbval. Whether it runs inside the repository
-(``pytest --nbval notebooks/``) or on a copy of this folder elsewhere
-(``cd my-course && pytest --nbval``), it:
+(``pytest notebooks/``, or ``pytest`` at the root, whose test paths include this
+folder) or on a copy of this folder elsewhere (``cd my-course && pytest --nbval``), it:
 
+- turns nbval on, as ``--nbval`` does, when nbval is installed and enabled
+  (``-p no:nbval`` leaves the lessons out), unless ``--nbval-lax`` was given;
+- marks every cell ``lessons``, so ``-m "not lessons"`` leaves them out;
 - sanitizes outputs with ``nbval-sanitize.cfg`` next to this file (ports, tokens,
   room ids and times differ from run to run), unless ``--nbval-sanitize-with``
   names another file;
@@ -42,9 +45,12 @@ def pytest_addoption(parser: Any, pluginmanager: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "lessons: a cell of a notebook, run by nbval")
     option = config.option
     if not hasattr(option, "nbval_sanitize_with"):
-        return  # nbval is not installed: nothing to configure
+        return  # nbval is not installed (or -p no:nbval): nothing to configure
+    if not option.nbval_lax:
+        option.nbval = True
     if option.nbval_sanitize_with is None and not getattr(option, "sanitize_with", None):
         option.nbval_sanitize_with = str(SANITIZE)
     if not option.nbval_kernel_name and not getattr(option, "current_env", False):
@@ -66,6 +72,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         path = Path(str(item.path))
         if path.suffix != ".ipynb":
             continue
+        item.add_marker("lessons")
         if path not in reasons:
             reasons[path] = _missing_program(path)
         if reasons[path] is not None:

@@ -1,5 +1,9 @@
-"""What every test folder shares: the time unit, real servers on port 0, a Redis server,
-frame builders.
+"""What every test folder shares: the tiers, the time unit, real servers on port 0, a
+Redis server, frame builders, and the reliability figures in the terminal summary.
+
+Each test is marked by the tier its folder names (``tests/unit`` is ``unit``, and so on
+for ``integration``, ``system`` and ``e2e``), so ``-m`` can pick tiers from anywhere;
+everything under ``tests/e2e/browser`` is marked ``browser`` too.
 
 Every wait in the suite is a condition with a timeout counted in *units*
 (:func:`unit`), scaled by the environment variable ``WSLAB_TIME_SCALE``: a slow
@@ -9,9 +13,11 @@ machine raises one number (``WSLAB_TIME_SCALE=3``) instead of tests sleeping.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import os
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -19,6 +25,10 @@ import pytest
 from wslab import ChatServer, MissingProgramError, RedisServer
 
 T = TypeVar("T")
+
+#: The tiers, fastest first: each is a folder of tests/ and a marker.
+TIERS = ("unit", "integration", "system", "e2e")
+TESTS = Path(__file__).resolve().parent
 
 #: The factor every timeout and stability window of the suite is multiplied by.
 TIME_SCALE = float(os.environ.get("WSLAB_TIME_SCALE", "1"))
@@ -34,6 +44,46 @@ def unit(seconds: float = 1.0) -> float:
 def run_bounded(scenario: Coroutine[Any, Any, T], timeout: float = 6 * WAIT) -> T:
     """Run one async scenario on a fresh loop, so that a hang fails instead of blocking."""
     return asyncio.run(asyncio.wait_for(scenario, timeout))
+
+
+# ---------------------------------------------------------------------------- tiers
+
+
+def tier_of(path: Path) -> str | None:
+    """The tier of a test file: the first folder under tests/ (None outside the tiers)."""
+    try:
+        parts = path.resolve().relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(Path(item.path))
+        if tier is None:
+            continue
+        item.add_marker(tier)
+        if Path(item.path).resolve().is_relative_to(TESTS / "e2e" / "browser"):
+            item.add_marker("browser")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Move the stack dump of ``faulthandler_timeout`` to a test's own timeout mark.
+
+    pytest arms the dump for every test; a test allowed more time would otherwise
+    print every thread's stack while it is still within its limit.
+    """
+    mark = item.get_closest_marker("timeout")
+    limit = mark.kwargs.get("timeout", mark.args[0] if mark.args else None) if mark else None
+    if limit is None or not float(item.config.getini("faulthandler_timeout") or 0):
+        return
+    from _pytest.faulthandler import fault_handler_stderr_fd_key  # where pytest dumps
+
+    if fault_handler_stderr_fd_key in item.config.stash:
+        stderr = item.config.stash[fault_handler_stderr_fd_key]
+        faulthandler.dump_traceback_later(float(limit), file=stderr)
 
 
 # ---------------------------------------------------------------------------- frames
@@ -89,3 +139,27 @@ def redis_server() -> Iterator[RedisServer]:
         yield server.start(timeout=2 * WAIT)
     finally:
         server.close()
+
+
+@pytest.fixture
+def chat_server(make_server: Callable[..., ChatServer]) -> Callable[..., ChatServer]:
+    """A factory: ``chat_server(**options)`` -> a started ChatServer on port 0.
+
+    The suite's ``make_server``, under the name the reliability tests use.
+    """
+    return make_server
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures of the soak, the live fuzz and the attacks (and where they are)."""
+    from tests.helpers.reliability import FIGURES, results_dir
+
+    if not FIGURES:
+        return
+    terminalreporter.section("wslab reliability figures")
+    for name, figures in FIGURES.items():
+        terminalreporter.write_line(f"{name}: {json.dumps(figures, sort_keys=True)}")
+    terminalreporter.write_line(f"(written to {results_dir()})")

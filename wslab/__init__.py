@@ -9,6 +9,7 @@ the frames they exchange (:class:`WireTap`). :class:`Limits`, :class:`Timeouts` 
 processes of their own.
 """
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from .client import BlockingChatClient, ChatClient, PendingMessage, RawEvent
@@ -32,6 +33,12 @@ from .room import Room
 from .server import ChatServer
 from .testing.processes import RedisServer, ServerProcess, have_redis_server
 from .wiretap import WireRecord, WireTap
+
+try:
+    #: The installed distribution's version (``pip show wslab``).
+    __version__ = _metadata.version("wslab")
+except _metadata.PackageNotFoundError:  # imported from a source tree that pip never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .lab.browser import BrowserSocket

@@ -17,9 +17,8 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.conftest import WAIT, run_bounded, unit
 from wslab import ChatClient, ChatServer, RetryPolicy
-
-from ..conftest import WAIT, run_bounded, unit
 
 FAST = RetryPolicy(initial=0.01, factor=1.0, cap=0.01, min_uptime=60)
 TYPING = 0.1  # seconds between two messages a person types quickly

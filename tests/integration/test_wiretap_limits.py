@@ -10,10 +10,9 @@ from collections.abc import Callable
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.conftest import WAIT, run_bounded
 from wslab import ChatServer, WireTap
 from wslab.wiretap import MAX_BYTES, MAX_PAYLOAD, WireRecord
-
-from ..conftest import WAIT, run_bounded
 
 MiB = 2**20
 

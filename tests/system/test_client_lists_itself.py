@@ -16,10 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import WAIT, run_bounded
+from tests.helpers.cluster import Cluster
 from wslab import ChatClient, RedisServer, RetryPolicy
-
-from ..cluster_helpers import Cluster
-from ..conftest import WAIT, run_bounded
 
 FAST = RetryPolicy(initial=0.05, factor=2.0, cap=0.5, min_uptime=60)
 HEARTBEAT = 0.1

@@ -26,12 +26,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import unit
 from wslab.classroom import HubGate, HubUser, Refusal
 from wslab.clock import FakeClock
 from wslab.errors import MissingProgramError
 from wslab.testing.hub import HubAPIError, HubService, JupyterHubProcess, missing_hub_programs
-
-from ..conftest import unit
 
 T = TypeVar("T")
 MISSING = missing_hub_programs()

@@ -11,7 +11,7 @@ import textwrap
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from ..conftest import WAIT, run_bounded
+from tests.conftest import WAIT, run_bounded
 
 MiB = 2**20
 #: The tap's own process: prints its port, then its resident and peak MiB per line read.
