@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,34 +200,6 @@ def test_the_widget_module_is_built_from_the_files_on_disk() -> None:
     widget = (frontend.STATIC_DIR / "chatwidget.js").read_text(encoding="utf-8")
     assert esm == view + "\n" + widget
     assert "export default" in widget and "export" not in view
-
-
-@pytest.mark.browser
-def test_the_one_implementation_answers_the_table_in_chromium() -> None:
-    """chatview.js alone in a blank page, configured with page_config(), on :data:`CASES`."""
-    from playwright.sync_api import sync_playwright
-
-    from .browser.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install -y chromium)", pytrace=False)
-    config = frontend.page_config()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = browser.new_page()
-            page.set_content("<!doctype html><body></body>")
-            page.add_script_tag(content=(frontend.STATIC_DIR / "chatview.js").read_text())
-            answers = page.evaluate(
-                f"""([display, meanings, cases]) =>
-                    ({RUN_CASES})([wslabView.rules(display, meanings), cases])""",
-                [config["display"], config["policy"]["closeMeanings"], CASES],  # type: ignore[index]
-            )
-        finally:
-            browser.close()
-    assert answers == [case["out"] for case in CASES]
 
 
 @pytest.mark.parametrize(
