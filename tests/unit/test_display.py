@@ -1,10 +1,11 @@
 """The display rules: one table of cases, and what Python gives the front ends.
 
 The rules are written once, in ``wslab/static/chatview.js``. The table
-:data:`CASES` is run on that one implementation in chromium: here on the file
-itself, and in ``tests/e2e/browser/test_page_rules.py`` through the page (whose
-widget-view tests also check that the widget shows the page's lines). Here too:
-the configuration Python hands to both views.
+:data:`CASES` is run on that one implementation in chromium: on the file itself
+in ``tests/e2e/browser/test_display_rules.py``, and through the page in
+``tests/e2e/browser/test_page_rules.py`` (whose widget-view tests also check that
+the widget shows the page's lines). Here: the table, and the configuration Python
+hands to both views.
 """
 
 from __future__ import annotations
