@@ -13,7 +13,7 @@ import pytest
 import wslab
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE_MODULES = ["protocol", "room", "retry", "clock", "errors", "display"]
+PURE_MODULES = ["protocol", "room", "engine", "presence", "retry", "clock", "errors", "display"]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
 
@@ -38,6 +38,7 @@ PUBLIC = [
     "ChatWidget",
     "ClientProtocolError",
     "CloseCode",
+    "ConfigurationError",
     "ErrorCode",
     "FakeClock",
     "MissingExtraError",
@@ -84,10 +85,12 @@ def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
         wslab.MissingProgramError,
         wslab.ProcessStartError,
         wslab.BackplaneError,
+        wslab.ConfigurationError,
         CheckFailed,
     ):
         assert issubclass(error, wslab.WslabError), error
     assert issubclass(wslab.ChatConnectionError, ConnectionError)
+    assert not issubclass(wslab.ConfigurationError, ConnectionError)  # a fix, not a retry
     assert issubclass(CheckFailed, AssertionError)
     assert wslab.protocol.ProtocolError is wslab.ProtocolError
 

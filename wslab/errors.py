@@ -14,6 +14,8 @@
     │                                another server, corrupt (also a RuntimeError)
     ├── BackplaneError               the Redis that several servers share cannot be reached
     │                                or used (also a ConnectionError)
+    ├── ConfigurationError           an option cannot work as given, e.g. a malformed Redis
+    │                                URL (also a ValueError)
     ├── MissingProgramError          a program wslab runs (redis-server) is not installed;
     │                                says how to install it (also a FileNotFoundError)
     ├── ProcessStartError            a program wslab started exited or never got ready
@@ -41,6 +43,7 @@ __all__ = [
     "BackplaneError",
     "ChatConnectionError",
     "ClientProtocolError",
+    "ConfigurationError",
     "MissingExtraError",
     "MissingProgramError",
     "ProcessStartError",
@@ -92,6 +95,10 @@ class StoreError(WslabError, RuntimeError):
 
 class BackplaneError(WslabError, ConnectionError):
     """The Redis shared by several servers cannot be used; one line says which and why."""
+
+
+class ConfigurationError(WslabError, ValueError):
+    """An option cannot work as given (a malformed Redis URL...); the message says which."""
 
 
 class MissingProgramError(WslabError, FileNotFoundError):

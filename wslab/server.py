@@ -26,9 +26,10 @@ Limits that keep one peer from hurting the others (each one an option):
   handshakes in progress included (those last at most ``open_timeout``).
 - ``max_per_address``: connections from one IP address; more are closed at once.
 
-Several servers, one chat: given ``redis="redis://HOST:PORT/DB"``, the room is a
-:class:`~wslab.cluster.SharedRoom` and :mod:`wslab.backplane` shares presence,
-ids, messages and their order through Redis with every other server on it.
+Several servers, one chat: given ``redis="redis://HOST:PORT/DB"``, the room's
+engine is Redis (:class:`~wslab.engine.RedisEngine`) and :mod:`wslab.backplane`
+shares presence, ids, messages and their order through Redis with every other
+server on it. Otherwise the room's engine is in memory, over ``store`` if given.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from .clock import Clock, SystemClock
-from .cluster import SharedRoom
+from .engine import RedisEngine
 from .protocol import CloseCode, MessageEntry, UserEntry, encode
 from .room import HistoryStore, MessageFilter, Outcome, Room
 
@@ -83,6 +84,8 @@ _STATIC_FILES = {
     "/seed": ("seed.html", "text/html; charset=utf-8"),
     "/seed.js": ("seed.js", "text/javascript; charset=utf-8"),
 }
+#: How every client is closed while the shared engine (Redis) is unreachable.
+_OUTAGE_CLOSE = (CloseCode.TRY_AGAIN_LATER, "chat backplane unavailable; try again later")
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 # This machine's own programs (notebooks, tests, benchmarks, a JupyterHub proxy) open
@@ -226,19 +229,19 @@ class ChatServer:
         self.redis = redis
         self.redis_heartbeat = redis_heartbeat
         self.redis_keep = redis_keep
-        room_type = SharedRoom if redis is not None else Room
-        self.room = room_type(
+        self.max_clients = max_clients
+        self.room = Room(
             grace=grace,
             history=history,
             rate_limit=rate_limit,
             rate_burst=rate_burst,
-            max_clients=max_clients,
             seed_compatible=seed_compatible,
             clock=clock or SystemClock(),
             message_filter=message_filter,
             store=store,
             max_bindings=max_bindings,
             presence_tick=presence_tick,
+            engine=RedisEngine() if redis is not None else None,
         )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -546,7 +549,6 @@ class ChatServer:
     async def _open_link(self, url: str) -> None:
         from .backplane import BackplaneLink, RedisBackplane
 
-        assert isinstance(self.room, SharedRoom)
         backplane = RedisBackplane(
             url,
             history=self.room.history_cap,
@@ -557,10 +559,9 @@ class ChatServer:
         self.link = BackplaneLink(
             self.room,
             backplane,
-            apply=self._apply_now,
+            apply=self._apply,
             reschedule=self._schedule_expiry,
-            close_all=self._close_all,
-            new_token=self.room._new_token,
+            on_lost=self._close_all,
         )
         try:
             await self.link.open()
@@ -569,11 +570,15 @@ class ChatServer:
             self.link = None
             raise
 
-    def _close_all(self, code: int, reason: str) -> int:
-        """Close every open WebSocket now (the closing handshake runs on its own)."""
+    def _close_all(self) -> int:
+        """The engine is lost: close every open WebSocket with 1013; return how many.
+
+        The closing handshakes run on their own. Until the engine is back, new
+        sockets get the same close (:meth:`_handle`).
+        """
         closing = [c for c in self._connections if c.protocol.state is State.OPEN]
         for connection in closing:
-            connection.close_soon(CloseCode(code), reason)
+            connection.close_soon(*_OUTAGE_CLOSE)
         return len(closing)
 
     @property
@@ -608,7 +613,7 @@ class ChatServer:
             return
         # The verdict on a full server comes at accept time; the WebSocket, once open,
         # is closed with 1013 so that clients read why and retry later.
-        connection.admitted = len(self._connections) < self.room.max_clients
+        connection.admitted = len(self._connections) < self.max_clients
         self._connections.add(connection)
         self._per_address[address] += 1
 
@@ -658,23 +663,22 @@ class ChatServer:
     async def _handle(self, socket: ServerConnection) -> None:
         assert isinstance(socket, _ChatConnection)
         if not socket.admitted:
-            reason = f"server full ({self.room.max_clients} clients); try again later"
+            reason = f"server full ({self.max_clients} clients); try again later"
             await socket.close(CloseCode.TRY_AGAIN_LATER, reason)
             return
         if not self.backplane_up:
-            await socket.close(
-                CloseCode.TRY_AGAIN_LATER, "chat backplane unavailable; try again later"
-            )
+            await socket.close(*_OUTAGE_CLOSE)
             return
         room = self.room
-        if await self._apply(room.open(socket), socket):
-            return
+        self._apply(room.open(socket))
         loop = asyncio.get_running_loop()
         join_timer = loop.call_later(self.join_timeout, self._check_joined, socket)
         try:
             async for data in socket:
                 try:
-                    closed = await self._apply(room.receive(socket, data), socket)
+                    answered = self._apply(room.receive(socket, data))
+                    if answered is not None:
+                        await answered  # the engine answers before this socket's next frame
                     if room.presence_due is not None and self._timer_later(room.presence_due):
                         self._schedule_expiry()  # a join started a presence tick
                 except ConnectionClosed:
@@ -684,13 +688,13 @@ class ChatServer:
                     logger.exception("handler error; closing this socket with 1011")
                     await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
                     return
-                if closed:
-                    return
+                if socket.protocol.state is not State.OPEN:
+                    return  # the room closed it (id taken, too many protocol errors)
         except ConnectionClosed:
             pass  # the peer's close code is on the socket; the room only needs to know
         finally:
             join_timer.cancel()
-            self._apply_now(room.close(socket))
+            self._apply(room.close(socket))
             self._schedule_expiry()
 
     def _check_joined(self, socket: _ChatConnection) -> None:
@@ -699,29 +703,32 @@ class ChatServer:
             self.join_timeouts += 1
             socket.close_soon(CloseCode.POLICY_VIOLATION, "join timeout")
 
-    async def _apply(self, outcome: Outcome, socket: ServerConnection) -> bool:
-        """Deliver an outcome, and a shared room's tasks; return True if it closed ``socket``."""
-        for send in outcome.sends:
-            broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
-        closed = False
-        close = outcome.close
-        if close is not None:
-            assert isinstance(close.socket, ServerConnection)
-            await close.socket.close(close.code, close.reason)
-            closed = close.socket is socket
-        if self.link is not None:
-            for task in outcome.tasks:
-                # A claim or an append: the room's answer may send, close, or ask again.
-                closed = await self._apply(await self.link.run(task), socket) or closed
-        return closed
+    def _apply(self, outcome: Outcome) -> asyncio.Future[None] | None:
+        """Carry out an outcome: its sends, then its close, then its engine requests.
 
-    def _apply_now(self, outcome: Outcome) -> None:
+        The one way any outcome is carried out (a frame, a close, a timer, the
+        engine's log). Returns a future that is done once a remote engine answered
+        the outcome's requests and those answers were carried out in turn, or
+        ``None`` when there is nothing to wait for. Server thread only.
+        """
         for send in outcome.sends:
             # One serialization per event, however many receivers: no per-socket work.
             broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
-        if self.link is not None:
-            for task in outcome.tasks:
-                self.link.submit(task)  # grace marks and releases, queued in order
+        close = outcome.close
+        if close is not None:
+            assert isinstance(close.socket, _ChatConnection)
+            close.socket.close_soon(close.code, close.reason)
+        if not outcome.tasks or self.link is None:
+            return None
+        # Each request is queued now, in order; claims and appends are answered later.
+        answers = [a for task in outcome.tasks if (a := self.link.request(task)) is not None]
+        return asyncio.ensure_future(self._apply_answers(answers)) if answers else None
+
+    async def _apply_answers(self, answers: list[asyncio.Future[Outcome]]) -> None:
+        for answer in answers:
+            more = self._apply(await answer)
+            if more is not None:
+                await more
 
     def _schedule_expiry(self) -> None:
         # Only a close starts a grace, so this runs after closes and timers, not per frame.
@@ -744,7 +751,7 @@ class ChatServer:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._apply_now(self.room.expire())
+        self._apply(self.room.expire())
         self._schedule_expiry()
 
 
