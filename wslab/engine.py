@@ -350,8 +350,10 @@ class MemoryEngine:
         if isinstance(request, Claim):
             return self.claim(request)
         if isinstance(request, MarkGrace):
-            return self.mark_grace(request.user_id)
-        return self.release(request.user_id)
+            self.mark_grace(request.user_id)
+        else:
+            self.release(request.user_id)
+        return None
 
     def take_log(self) -> list[LogEvent]:
         logged, self._log = self._log, []

@@ -59,7 +59,6 @@ from .engine import (
     HistoryStore,
     LogEvent,
     LoggedJoin,
-    LoggedLeave,
     LoggedMessage,
     MarkGrace,
     MemoryEngine,
@@ -137,6 +136,45 @@ class Outcome:
         self.tasks.extend(other.tasks)
 
 
+class RateLimits:
+    """Token buckets by id: the rate limit belongs to the id, all its sockets together.
+
+    The buckets of ids that are away are kept for the ``max_ids`` most recently
+    used; those of present ids always. ``rate`` 0 turns the limit off.
+    """
+
+    def __init__(self, rate: float, burst: float, max_ids: int) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.max_ids = max_ids
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def new_bucket(self, now: float) -> TokenBucket | None:
+        """A bucket of its own (for a socket before ``connecting``), or ``None``: no limit."""
+        return TokenBucket(self.rate, self.burst, now) if self.rate else None
+
+    def of(self, user_id: str, now: float, present: Collection[str]) -> TokenBucket | None:
+        """The id's bucket (made full the first time), or ``None``: no limit."""
+        bucket = self._buckets.get(user_id)
+        if bucket is None:
+            bucket = self.new_bucket(now)
+            if bucket is None:
+                return None
+            self._buckets[user_id] = bucket
+            self.touch(user_id, present)
+        return bucket
+
+    def touch(self, user_id: str, present: Collection[str]) -> None:
+        """Mark an id's bucket as just used; forget the least recently used away ones."""
+        if user_id in self._buckets:
+            self._buckets.move_to_end(user_id)
+        excess = len(self._buckets) - self.max_ids - len(present)
+        if excess > 0:
+            away = (key for key in self._buckets if key not in present)
+            for key in list(islice(away, excess)):
+                del self._buckets[key]
+
+
 class TokenBucket:
     """A token bucket: ``rate`` tokens per second, holding at most ``burst``."""
 
@@ -172,10 +210,155 @@ class _User:
 
 @dataclass
 class _SocketState:
-    bucket: TokenBucket | None  # for frames before "connecting"; then the id's bucket
+    bucket: TokenBucket | None  # its own before "connecting"; then the id's (see RateLimits)
     user_id: str | None = None  # set by a successful "connecting"
     strikes: int = 0
     limited: bool = False  # inside a run of rate-limited frames
+
+
+class History:
+    """The messages a room keeps (the newest ``cap``), and what a returning client missed."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.entries: deque[MessageEntry] = deque(maxlen=cap)
+        #: The newest ``messageId`` read from the engine's log.
+        self.last_id = 0
+
+    def load(self, entries: list[MessageEntry], last_id: int) -> None:
+        self.entries = deque(entries[-self.cap :], maxlen=self.cap)
+        self.last_id = last_id
+
+    def add(self, entry: MessageEntry) -> bool:
+        """Keep a message from the log; ``False`` if it was read already."""
+        if entry["messageId"] <= self.last_id:
+            return False  # a snapshot may overlap the log
+        self.last_id = entry["messageId"]
+        self.entries.append(entry)
+        return True
+
+    def kept(self, message_id: int) -> MessageEntry | None:
+        """The entry numbered ``message_id``, if it is still kept."""
+        for entry in reversed(self.entries):
+            if entry["messageId"] == message_id:
+                return entry
+            if entry["messageId"] < message_id:
+                break
+        return None
+
+    def recover_after(self, event: Connecting, room_id: str) -> int | None:
+        """The ``lastMessageId`` to fetch from the engine, or None if enough is kept."""
+        last = event.last_message_id
+        if last is None or (event.room_id is not None and event.room_id != room_id):
+            return None
+        oldest_kept = self.entries[0]["messageId"] if self.entries else self.last_id + 1
+        return last if oldest_kept > last + 1 else None
+
+    def recovery(
+        self, event: Connecting, claim: ClaimResult, room_id: str
+    ) -> tuple[list[MessageEntry], list[MessageEntry], bool]:
+        """What a connecting client gets: the first page, the entries after it, truncated.
+
+        A first visit (no ``lastMessageId``, or one counted in another room) gets the
+        kept history. A return gets what it missed: what the engine fetched, then
+        what is kept (the first ``cap`` in ``connected``, the rest as
+        ``messageWritten``), marked truncated when some of it is gone. The fetched
+        messages go no further than the log was read: newer ones come through it.
+        """
+        last = event.last_message_id
+        if last is None or (event.room_id is not None and event.room_id != room_id):
+            return list(self.entries), [], False
+        fetched = [e for e in claim.older if last < e["messageId"] <= self.last_id]
+        after = fetched[-1]["messageId"] if fetched else last
+        newer = [e for e in self.entries if e["messageId"] > after]
+        complete = claim.complete and (not newer or newer[0]["messageId"] == after + 1)
+        found = fetched + newer
+        return found[: self.cap], found[self.cap :], not complete
+
+
+class _Holds(dict[str, _User]):
+    """The ids a room holds (a socket here, or a grace running here), in arrival order."""
+
+    def sockets_of(self, user_id: str) -> list[Socket]:
+        user = self.get(user_id)
+        return list(user.sockets) if user else []
+
+    def next_deadline(self) -> float | None:
+        return min((u.grace_deadline for u in self.values() if u.grace_deadline), default=None)
+
+    def adopt(self, entries: Iterable[UserEntry], deadline: float) -> None:
+        """Hold these users in grace until ``deadline``, unless held here already."""
+        for entry in entries:
+            if entry["id"] not in self:
+                self[entry["id"]] = _User(entry["id"], entry["username"], None, set(), deadline)
+
+    def due(self, now: float) -> list[_User]:
+        """The users whose grace ran out, the earliest first."""
+        due = [u for u in self.values() if u.grace_deadline and u.grace_deadline <= now]
+        return sorted(due, key=lambda u: u.grace_deadline or 0.0)
+
+
+class _Audience:
+    """A room's sockets, and how news reaches them: one event per user, or batched.
+
+    Sockets that announced the ``presence`` feature get the :class:`PresenceView`'s
+    diff once per tick; the others one ``joined`` or ``disconnected`` per user.
+    """
+
+    def __init__(self, presence: PresenceView) -> None:
+        self.presence = presence
+        self.states: dict[Socket, _SocketState] = {}
+        self.members: dict[Socket, None] = {}  # sockets past "connecting", in order
+        self.plain: dict[Socket, None] = {}  # members that get one event per user
+        self.batched: dict[Socket, None] = {}  # members that get "presence" per tick
+
+    def seat(self, socket: Socket, *, batched: bool) -> None:
+        """A socket joined: a member from now on, batched if it asked for it."""
+        self.members[socket] = None
+        if batched:
+            self.batched[socket] = None
+            self.presence.batched_joins += 1
+        else:
+            self.plain[socket] = None
+
+    def forget(self, socket: Socket) -> _SocketState | None:
+        """Take a socket out of every set; return its state, if it was open."""
+        self.members.pop(socket, None)
+        self.plain.pop(socket, None)
+        self.batched.pop(socket, None)
+        return self.states.pop(socket, None)
+
+    def joined(self, entry: UserEntry, own: Collection[Socket]) -> Outcome:
+        """A user joined; ``own`` are its sockets (their ``connected`` listed it)."""
+        if not self.presence.add(entry):
+            return Outcome()
+        self.presence.note_joined(entry, own, self.batched)
+        to = tuple(s for s in self.plain if s not in own)
+        return Outcome([Send(to, Joined(entry["id"], entry["username"]))] if to else [])
+
+    def left(self, entry: UserEntry) -> Outcome:
+        """A user left (its grace ran out everywhere)."""
+        if not self.presence.remove(entry["id"]):
+            return Outcome()
+        self.presence.note_left(entry, self.batched)
+        if not self.plain:
+            return Outcome()
+        return Outcome([Send(tuple(self.plain), Disconnected(entry["id"], entry["username"]))])
+
+    def message(self, author: str, event: MessageWritten) -> Outcome:
+        """A message for every member, after its author's join if that is still pending."""
+        # Nobody reads a message from a user they were not told about yet.
+        outcome = self.flush() if author in self.presence.pending_joins else Outcome()
+        if self.members:
+            outcome.sends.append(Send(tuple(self.members), event))
+        return outcome
+
+    def flush(self) -> Outcome:
+        """The pending presence diff, to the batched sockets, if there is one."""
+        joined, left = self.presence.take_diff()
+        if not (joined or left) or not self.batched:
+            return Outcome()
+        return Outcome([Send(tuple(self.batched), Presence(joined=joined, left=left))])
 
 
 class Room:
@@ -194,9 +377,8 @@ class Room:
         token_factory: makes identity tokens (default: 128 random bits, url-safe).
         message_filter: ``f(username, text) -> text`` applied to each new message;
             if it raises, the exception propagates (the server closes with 1011).
-        store: optional durable history and tokens.
-        dedupe_per_id: how many ``clientMessageId`` values are remembered per id
-            (the newest ones).
+        store: durable history and tokens (a :class:`~wslab.engine.HistoryStore`).
+        dedupe_per_id: ``clientMessageId`` values remembered per id (the newest).
         max_bindings: how many ids the room remembers while they are away (their
             token without a store, their rate bucket and ``clientMessageId`` values),
             the most recently used first. Present users are always remembered.
@@ -226,24 +408,19 @@ class Room:
         presence_tick: float = 0.05,
         engine: Engine | None = None,
     ) -> None:
-        if grace < 0:
-            raise ValueError("grace must be >= 0")
-        if history < 1:
-            raise ValueError("history must be >= 1")
-        if dedupe_per_id < 1 or max_bindings < 1:
-            raise ValueError("dedupe_per_id and max_bindings must be >= 1")
+        if grace < 0 or history < 1:
+            raise ValueError("grace must be >= 0 and history >= 1")
         if engine is not None and (store is not None or seed_compatible):
             raise ValueError("store and seed_compatible belong to the memory engine")
         self.grace = grace
         self.history_cap = history
         self.rate_limit = rate_limit
-        self.rate_burst = max(rate_burst, 1.0)
+        self.rates = RateLimits(rate_limit, rate_burst, max_bindings)
         self.max_strikes = max_strikes
         self.seed_compatible = seed_compatible
         self.clock: Clock = clock or SystemClock()
         self._filter = message_filter
         self.dedupe_per_id = dedupe_per_id
-        self.max_bindings = max_bindings
         self.engine: Engine = engine or MemoryEngine(
             store=store,
             trust_ids=seed_compatible,
@@ -252,36 +429,23 @@ class Room:
             dedupe_per_id=dedupe_per_id,
         )
         self._presence = PresenceView(presence_tick, self.clock)
-        self._sockets: dict[Socket, _SocketState] = {}
-        self._members: dict[Socket, None] = {}  # sockets past "connecting", in order
-        self._plain: dict[Socket, None] = {}  # members that get one event per user
-        self._batched: dict[Socket, None] = {}  # members that get "presence" per tick
-        self._users: dict[str, _User] = {}  # the ids this room holds
-        # Rate buckets by id, least recently used first, bounded like the engine's memory.
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._history: deque[MessageEntry] = deque(maxlen=history)
-        self._last_message_id = 0
+        self._audience = _Audience(self._presence)
+        self._users = _Holds()
+        self._history = History(history)
         self.room_id = ""
         snapshot = self.engine.snapshot(history)
         if snapshot is not None:
             self.load(snapshot)
 
     def load(self, snapshot: Snapshot) -> None:
-        """Start from a snapshot of the engine: every socket and hold here is forgotten.
+        """Start from the engine's snapshot, forgetting every socket and hold here.
 
-        A remote engine's link calls it at start and after an outage (the server
-        closed all its sockets when the engine went away).
-        """
-        self._sockets.clear()
-        self._members.clear()
-        self._plain.clear()
-        self._batched.clear()
-        self._users.clear()
+        A remote engine's link calls it at start and after an outage."""
         self._presence.reset(snapshot.users)
+        self._audience = _Audience(self._presence)
+        self._users = _Holds()
         self.room_id = snapshot.room_id
-        self._history.clear()
-        self._history.extend(snapshot.history[-self.history_cap :])
-        self._last_message_id = snapshot.last_message_id
+        self._history.load(snapshot.history, snapshot.last_message_id)
 
     # ------------------------------------------------------------------ queries
 
@@ -293,17 +457,17 @@ class Room:
     @property
     def history(self) -> list[MessageEntry]:
         """The kept history, oldest first."""
-        return list(self._history)
+        return list(self._history.entries)
 
     @property
     def last_message_id(self) -> int:
         """The newest ``messageId`` this room has read from the engine's log."""
-        return self._last_message_id
+        return self._history.last_id
 
     @property
     def socket_count(self) -> int:
         """Open sockets, whether or not they have sent ``connecting``."""
-        return len(self._sockets)
+        return len(self._audience.states)
 
     @property
     def presence_due(self) -> float | None:
@@ -312,12 +476,11 @@ class Room:
 
     def sockets_of(self, user_id: str) -> list[Socket]:
         """The open sockets of an id (several for several tabs)."""
-        user = self._users.get(user_id)
-        return list(user.sockets) if user else []
+        return self._users.sockets_of(user_id)
 
     def user_of(self, socket: Socket) -> str | None:
         """The id a socket connected as, or ``None`` before ``connecting``."""
-        state = self._sockets.get(socket)
+        state = self._audience.states.get(socket)
         return state.user_id if state else None
 
     def holdings(self) -> list[tuple[str, str, str | None, bool]]:
@@ -326,25 +489,28 @@ class Room:
 
     def next_deadline(self) -> float | None:
         """The earliest grace deadline or presence flush (clock seconds), or ``None``."""
-        deadlines = [u.grace_deadline for u in self._users.values() if u.grace_deadline]
-        if self._presence.due is not None:
-            deadlines.append(self._presence.due)
-        return min(deadlines) if deadlines else None
+        deadlines = [d for d in (self._users.next_deadline(), self._presence.due) if d]
+        return min(deadlines, default=None)
 
     # ------------------------------------------------------------------ sockets in
 
     def open(self, socket: Socket) -> Outcome:
         """A socket opened (the server decided it may: see ``max_clients`` there)."""
-        self._sockets[socket] = _SocketState(bucket=self._new_bucket())
+        self._audience.states[socket] = _SocketState(self.rates.new_bucket(self.clock.monotonic()))
         return Outcome()
 
     def receive(self, socket: Socket, data: str | bytes) -> Outcome:
         """A socket sent a frame (text or binary). Bad input becomes an ``error``."""
-        state = self._sockets.get(socket)
+        state = self._audience.states.get(socket)
         if state is None:
             return Outcome()  # closed or refused already: nothing to answer
-        bucket = state.bucket if state.user_id is None else self._bucket_of(state.user_id)
-        if bucket is not None and not bucket.take(self.clock.monotonic()):
+        now = self.clock.monotonic()
+        bucket = (
+            state.bucket
+            if state.user_id is None
+            else self.rates.of(state.user_id, now, self._users)
+        )
+        if bucket is not None and not bucket.take(now):
             if state.limited:
                 return Outcome()  # one error per run of dropped frames, not one each
             state.limited = True
@@ -361,7 +527,7 @@ class Room:
 
     def close(self, socket: Socket) -> Outcome:
         """A socket closed (cleanly or not). Starts the grace of its id if it was the last."""
-        state = self._forget(socket)
+        state = self._audience.forget(socket)
         if state is None or state.user_id is None:
             return Outcome()
         user = self._users.get(state.user_id)
@@ -376,8 +542,7 @@ class Room:
         """End every grace that ran out (a release); send a due presence diff."""
         now = self.clock.monotonic()
         outcome = Outcome()
-        due = [u for u in self._users.values() if u.grace_deadline and u.grace_deadline <= now]
-        for user in sorted(due, key=lambda u: u.grace_deadline or 0.0):
+        for user in self._users.due(now):
             outcome.extend(self._depart(user))
         if self._presence.due is not None and self._presence.due <= now:
             outcome.extend(self.flush_presence())
@@ -385,10 +550,7 @@ class Room:
 
     def flush_presence(self) -> Outcome:
         """Send the pending presence diff to the batched sockets now, if there is one."""
-        joined, left = self._presence.take_diff()
-        if not (joined or left) or not self._batched:
-            return Outcome()
-        return Outcome([Send(tuple(self._batched), Presence(joined=joined, left=left))])
+        return self._audience.flush()
 
     # ------------------------------------------------------------------ the engine
 
@@ -422,16 +584,9 @@ class Room:
         return outcome
 
     def adopt(self, entries: Iterable[UserEntry]) -> Outcome:
-        """Run the grace of users whose server died: the engine handed their hold here.
-
-        They are present until the grace runs out (then a :class:`Release` each),
-        unless they reconnect, here or on any server.
-        """
-        deadline = self.clock.monotonic() + self.grace
-        for entry in entries:
-            if entry["id"] not in self._users:
-                user = _User(entry["id"], entry["username"], None, grace_deadline=deadline)
-                self._users[entry["id"]] = user
+        """Run the grace of users whose server died (the engine handed their hold
+        here): they are present until it runs out, unless they reconnect anywhere."""
+        self._users.adopt(entries, self.clock.monotonic() + self.grace)
         return Outcome()
 
     # ------------------------------------------------------------------ the rules
@@ -439,11 +594,11 @@ class Room:
     def _connect(self, state: _SocketState, socket: Socket, event: Connecting) -> Outcome:
         if state.user_id is not None:
             raise ProtocolError(ErrorCode.ALREADY_CONNECTED, "this socket already sent connecting")
-        return self._ask(Claim(socket, event, self._recover_after(event)))
+        return self._ask(Claim(socket, event, self._history.recover_after(event, self.room_id)))
 
     def _claimed(self, claim: Claim, result: ClaimResult) -> Outcome:
         socket, event = claim.socket, claim.event
-        state = self._sockets.get(socket)
+        state = self._audience.states.get(socket)
         if result.status == "taken":
             return self._refuse(socket, state, _id_taken(event.id)) if state else Outcome()
         user = self._users.get(event.id)
@@ -457,8 +612,12 @@ class Room:
         # A reload: the id was only in grace (here or on another server) and no tab is open.
         reload = result.status == "reload" and not user.sockets
         user.grace_deadline = None
-        self._seat(socket, state, user, event)
-        first_page, rest, truncated = self._recovery(event, result)
+        user.sockets.add(socket)
+        state.user_id = user.id
+        state.bucket = None  # from now on the id's bucket counts this socket's frames
+        self.rates.touch(user.id, self._users)
+        self._audience.seat(socket, batched=FEATURE_PRESENCE in event.features)
+        first_page, rest, truncated = self._history.recovery(event, result, self.room_id)
         entries, users_json = self._presence.listing(user.entry())
         connected = Connected(
             id=user.id,
@@ -494,18 +653,17 @@ class Room:
         return self._ask(Append(socket, draft, digest(event.message), event.message))
 
     def _appended(self, append: Append, result: AppendResult) -> Outcome:
-        """A stored message reaches every socket through the log. A resend of an
-        accepted message is acknowledged again, to its socket only; a reused
-        ``clientMessageId`` with another text is refused (``duplicate_id``)."""
+        # A stored message reaches every socket through the log. A resend of an accepted
+        # message is acknowledged again, to its socket only; a reused id is refused.
         if result.stored:
             return Outcome()
         socket = append.socket
-        state = self._sockets.get(socket)
+        state = self._audience.states.get(socket)
         if state is None:
             return Outcome()
         if result.digest != append.digest:
             return self._refuse(socket, state, _reused_id(append.draft.get("clientMessageId")))
-        entry = self._kept(result.message_id) or result.entry
+        entry = self._history.kept(result.message_id) or result.entry
         if entry is None:  # gone everywhere: the same text under its stored id and time
             entry = {**append.draft, "messageId": result.message_id, "message": append.sent}
             entry["ts"] = result.ts
@@ -522,7 +680,7 @@ class Room:
     def _depart(self, user: _User) -> Outcome:
         # Nobody is told here: the engine logs the leave if nobody else holds the id.
         del self._users[user.id]
-        self._touch_bucket(user.id)
+        self.rates.touch(user.id, self._users)
         return self._ask(Release(user.id))
 
     def _refuse(self, socket: Socket, state: _SocketState, error: ProtocolError) -> Outcome:
@@ -536,130 +694,23 @@ class Room:
                 outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, reason)
         return outcome
 
-    # ------------------------------------------------------------------ the log in
-
     def deliver(self, entry: MessageEntry) -> Outcome:
         """A message from the log: every member gets it, in ``messageId`` order."""
-        if entry["messageId"] <= self._last_message_id:
-            return Outcome()  # read already (a snapshot may overlap the log)
-        self._last_message_id = entry["messageId"]
-        self._history.append(entry)
-        outcome = Outcome()
-        if entry["id"] in self._presence.pending_joins:
-            # Nobody reads a message from a user they were not told about yet.
-            outcome = self.flush_presence()
-        if self._members:
-            outcome.sends.append(Send(tuple(self._members), self._message_event(entry)))
-        return outcome
+        if not self._history.add(entry):
+            return Outcome()
+        return self._audience.message(entry["id"], self._message_event(entry))
 
     def log_joined(self, entry: UserEntry) -> Outcome:
         """The log says a user joined (on any server): tell this room's sockets."""
-        if not self._presence.add(entry):
-            return Outcome()
         user = self._users.get(entry["id"])
-        own: Collection[Socket] = user.sockets if user is not None else ()
-        self._presence.note_joined(entry, own, self._batched)
-        to = tuple(s for s in self._plain if s not in own)  # its own sockets listed it already
-        if not to:
-            return Outcome()
-        return Outcome([Send(to, Joined(entry["id"], entry["username"]))])
+        return self._audience.joined(entry, user.sockets if user is not None else ())
 
     def log_left(self, entry: UserEntry) -> Outcome:
         """The log says a user left (their grace ran out everywhere): tell this room's sockets."""
-        if not self._presence.remove(entry["id"]):
-            return Outcome()
-        self._presence.note_left(entry, self._batched)
-        if not self._plain:
-            return Outcome()
-        return Outcome([Send(tuple(self._plain), Disconnected(entry["id"], entry["username"]))])
+        return self._audience.left(entry)
 
-    # ------------------------------------------------------------------ helpers
-
-    def _seat(self, socket: Socket, state: _SocketState, user: _User, event: Connecting) -> None:
-        """A socket joined as ``user``: a member from now on, batched if it asked for it."""
-        user.sockets.add(socket)
-        state.user_id = user.id
-        state.bucket = None  # from now on the id's bucket counts this socket's frames
-        self._touch_bucket(user.id)
-        self._members[socket] = None
-        if FEATURE_PRESENCE in event.features:
-            self._batched[socket] = None
-            self._presence.batched_joins += 1
-        else:
-            self._plain[socket] = None
-
-    def _forget(self, socket: Socket) -> _SocketState | None:
-        """Take a socket out of every set; return what the room knew of it."""
-        self._members.pop(socket, None)
-        self._plain.pop(socket, None)
-        self._batched.pop(socket, None)
-        return self._sockets.pop(socket, None)
-
-    def _recover_after(self, event: Connecting) -> int | None:
-        """The ``lastMessageId`` to fetch from the engine, or None if this room keeps enough."""
-        last = event.last_message_id
-        if last is None or (event.room_id is not None and event.room_id != self.room_id):
-            return None
-        oldest_kept = self._history[0]["messageId"] if self._history else self._last_message_id + 1
-        return last if oldest_kept > last + 1 else None
-
-    def _recovery(
-        self, event: Connecting, claim: ClaimResult
-    ) -> tuple[list[MessageEntry], list[MessageEntry], bool]:
-        """What a connecting client gets: the first page, the entries after it, truncated.
-
-        A first visit (no ``lastMessageId``, or one counted in another room) gets the
-        kept history. A return gets what it missed: what the engine fetched, then
-        what this room keeps (the first page in ``connected``, the rest as
-        ``messageWritten``), marked truncated when some of it is gone. The fetched
-        messages go no further than this room has read: newer ones come by the log.
-        """
-        last = event.last_message_id
-        if last is None or (event.room_id is not None and event.room_id != self.room_id):
-            return self.history, [], False
-        fetched = [e for e in claim.older if last < e["messageId"] <= self._last_message_id]
-        after = fetched[-1]["messageId"] if fetched else last
-        newer = [e for e in self._history if e["messageId"] > after]
-        complete = claim.complete and (not newer or newer[0]["messageId"] == after + 1)
-        found = fetched + newer
-        cap = self.history_cap
-        return found[:cap], found[cap:], not complete
-
-    def _kept(self, message_id: int) -> MessageEntry | None:
-        for entry in reversed(self._history):
-            if entry["messageId"] == message_id:
-                return entry
-            if entry["messageId"] < message_id:
-                break
-        return None
-
-    def _message_event(self, entry: MessageEntry) -> MessageWritten:
+    def _message_event(self, entry: MessageEntry) -> MessageWritten:  # seed: all history too
         return MessageWritten(entry, self.history if self.seed_compatible else None)
-
-    def _new_bucket(self) -> TokenBucket | None:
-        if not self.rate_limit:
-            return None
-        return TokenBucket(self.rate_limit, self.rate_burst, self.clock.monotonic())
-
-    def _bucket_of(self, user_id: str) -> TokenBucket | None:
-        bucket = self._buckets.get(user_id)
-        if bucket is None:
-            bucket = self._new_bucket()
-            if bucket is None:
-                return None
-            self._buckets[user_id] = bucket
-            self._touch_bucket(user_id)
-        return bucket
-
-    def _touch_bucket(self, user_id: str) -> None:
-        """Mark an id's bucket as just used; forget the least recently used away ones."""
-        if user_id in self._buckets:
-            self._buckets.move_to_end(user_id)
-        excess = len(self._buckets) - self.max_bindings - len(self._users)
-        if excess > 0:
-            away = (key for key in self._buckets if key not in self._users)
-            for key in list(islice(away, excess)):
-                del self._buckets[key]
 
 
 def _reused_id(client_message_id: str | None) -> ProtocolError:
