@@ -473,11 +473,12 @@ class RedisBackplane:
         )
         return [_parse_user(user) for user in reply]
 
-    async def read(self) -> list[LogEvent]:
-        """The log's next entries, oldest first (waits up to a second for one)."""
+    async def read(self, *, wait: bool = True) -> list[LogEvent]:
+        """The log's next entries, oldest first (waits up to a second for one, if ``wait``)."""
+        block = self.block_ms if wait else None
         reply = await self._call(
             "read log",
-            self._reader.xread({self.key("log"): self.position}, count=1000, block=self.block_ms),
+            self._reader.xread({self.key("log"): self.position}, count=1000, block=block),
         )
         events: list[LogEvent] = []
         for _, entries in reply or []:

@@ -400,7 +400,7 @@ class Room:
         max_strikes: int = 10,
         seed_compatible: bool = False,
         clock: Clock | None = None,
-        token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+        token_factory: Callable[[], str] | None = None,
         message_filter: MessageFilter | None = None,
         store: HistoryStore | None = None,
         dedupe_per_id: int = 100,
@@ -410,8 +410,8 @@ class Room:
     ) -> None:
         if grace < 0 or history < 1:
             raise ValueError("grace must be >= 0 and history >= 1")
-        if engine is not None and (store is not None or seed_compatible):
-            raise ValueError("store and seed_compatible belong to the memory engine")
+        if engine is not None and (store is not None or seed_compatible or token_factory):
+            raise ValueError("store, seed_compatible and token_factory are the memory engine's")
         self.grace = grace
         self.history_cap = history
         self.rate_limit = rate_limit
@@ -424,7 +424,7 @@ class Room:
         self.engine: Engine = engine or MemoryEngine(
             store=store,
             trust_ids=seed_compatible,
-            token_factory=token_factory,
+            token_factory=token_factory or (lambda: secrets.token_urlsafe(16)),
             max_bindings=max_bindings,
             dedupe_per_id=dedupe_per_id,
         )
