@@ -1,8 +1,12 @@
-"""The Redis backplane: what several chat servers share, and how they stay one chat.
+"""The Redis engine: what several chat servers share, and how they stay one chat.
 
-Each server keeps its own sockets; Redis keeps what must be one for all of them.
-Every change goes through a short Lua script, so it is atomic however many
-servers act at once (keys under ``wslab:``; one Redis, not Redis Cluster):
+This is the I/O of :class:`wslab.engine.RedisEngine`: the room's requests
+(claim, append, mark grace, release) run here as Lua scripts, and the log they
+write is read back here. :class:`wslab.engine.MemoryEngine` is their readable
+reference, one method per script. Each server keeps its own sockets; Redis keeps
+what must be one for all of them. Every change goes through a short Lua script,
+so it is atomic however many servers act at once (keys under ``wslab:``; one
+Redis, not Redis Cluster):
 
 =====================  ==================================================================
 ``room_id``            the chat's name for its history (a Redis that lost its data gets
@@ -25,7 +29,7 @@ Who publishes what: the server whose socket sent ``connecting`` runs *claim*,
 which logs ``joined`` only when no server held the id; the server whose grace
 for an id ran out runs *release*, which logs ``disconnected`` only when it was
 the last holder; the server a message arrived on runs *append*. Every server
-reads the log (``XREAD BLOCK``) and tells its sockets. Servers renew their
+reads the log (``XREAD BLOCK``) and hands it to its room. Servers renew their
 ``alive:`` key every ``heartbeat`` seconds; a server that finds another's key
 expired takes over its holds as graces (the *beat* script, atomic, so exactly one
 survivor does), and those users are announced gone when the grace runs out
@@ -33,9 +37,9 @@ unless they reconnect.
 
 :class:`RedisBackplane` is the Redis I/O of one server; :class:`BackplaneLink`
 runs it on the server's loop (the log reader, the heartbeat, the ordered
-queue of holds and releases) and handles an outage: the server closes every
-client with 1013 and answers handshakes with 503 until Redis is back, instead
-of serving a chat split in two.
+queue of holds and releases) and notices an outage: it tells the server, which
+closes every client (1013) and refuses handshakes until Redis is back, instead
+of serving a chat split in two, and tries again with :func:`wslab.retry.backoff`.
 
 Server thread (its event loop) only.
 """

@@ -421,6 +421,11 @@ class MemoryEngine:
         self._log.append(LoggedMessage(entry))
         return AppendResult(True, self._seq)
 
+    @property
+    def bindings_kept(self) -> int:
+        """How many ids nobody holds keep their token in memory (``max_bindings`` at most)."""
+        return sum(1 for user_id in self._tokens if user_id not in self._holds)
+
     def remembered(self, user_id: str) -> list[str]:
         """The ``clientMessageId`` values remembered for an id, oldest first."""
         return list(self._accepted.get(user_id, ()))

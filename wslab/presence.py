@@ -84,15 +84,15 @@ class PresenceView:
 
     def listing(self, newcomer: UserEntry) -> tuple[list[UserEntry], str]:
         """A ``connectedUserList`` and its JSON, ``newcomer`` last if not listed yet."""
+        entries = list(self._entries.values())
+        if newcomer["id"] not in self._entries:
+            # Its own join is still on its way through the log: list it already. (The
+            # join changes the list right after: no use keeping this text.)
+            entries.append(newcomer)
+            return entries, "[" + ",".join([*self._json.values(), _compact(newcomer)]) + "]"
         if self._all_json is None:
             self._all_json = "[" + ",".join(self._json.values()) + "]"
-        entries, text = list(self._entries.values()), self._all_json
-        if newcomer["id"] not in self._entries:
-            # Its own join is still on its way through the log: list it already.
-            entries.append(newcomer)
-            own = _compact(newcomer)
-            text = f"[{own}]" if not self._json else f"{text[:-1]},{own}]"
-        return entries, text
+        return entries, self._all_json
 
     def note_joined(
         self, entry: UserEntry, own: Collection[Hashable], batched: Collection[Hashable]
