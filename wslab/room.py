@@ -89,8 +89,10 @@ from .protocol import (
 
 __all__ = [
     "CloseSocket",
+    "History",
     "HistoryStore",
     "Outcome",
+    "RateLimits",
     "Room",
     "Send",
     "TokenBucket",
