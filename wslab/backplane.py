@@ -50,7 +50,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -611,13 +611,13 @@ class BackplaneLink:
 
     # ------------------------------------------------------------ requests from the room
 
-    def request(self, task: Request) -> asyncio.Future[Outcome] | None:
-        """Start a request of the room; return a future of the room's answer, if it has one.
+    def request(self, task: Request) -> Coroutine[Any, Any, Outcome] | None:
+        """Start a request of the room; return what awaits the room's answer, if it has one.
 
-        Claims and appends are answered (the future's outcome says what to send);
-        grace marks and releases are only queued. Either is queued at once, in the
-        order of the calls. During an outage nothing is done: the holds are redone
-        when Redis is back.
+        Claims and appends are answered: await the returned coroutine for the
+        outcome the room makes of the answer. Claims, grace marks and releases are
+        queued at once, in the order of the calls; an append runs when awaited.
+        During an outage nothing is done: the holds are redone when Redis is back.
         """
         if not self.up:
             return None
@@ -625,11 +625,11 @@ class BackplaneLink:
         if isinstance(task, Claim):
             reply = self._queued(partial(self.backplane.claim, task, secrets.token_urlsafe(16)))
         elif isinstance(task, Append):
-            reply = asyncio.ensure_future(self.backplane.append(task))
+            reply = self.backplane.append(task)
         else:
             _detach(self._queued(partial(self._change_hold, task)))
             return None
-        return asyncio.ensure_future(self._answer(task, reply))
+        return self._answer(task, reply)
 
     async def _answer(self, task: Request, reply: Awaitable[Answer]) -> Outcome:
         try:

@@ -44,7 +44,7 @@ import socket as socket_module
 import ssl as ssl_module
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -703,13 +703,14 @@ class ChatServer:
             self.join_timeouts += 1
             socket.close_soon(CloseCode.POLICY_VIOLATION, "join timeout")
 
-    def _apply(self, outcome: Outcome) -> asyncio.Future[None] | None:
+    def _apply(self, outcome: Outcome) -> Coroutine[Any, Any, None] | None:
         """Carry out an outcome: its sends, then its close, then its engine requests.
 
         The one way any outcome is carried out (a frame, a close, a timer, the
-        engine's log). Returns a future that is done once a remote engine answered
-        the outcome's requests and those answers were carried out in turn, or
-        ``None`` when there is nothing to wait for. Server thread only.
+        engine's log). When a remote engine is asked something that it answers (a
+        claim, an append: only a frame asks that), returns a coroutine the caller
+        must await: it carries the answers out in turn. Otherwise ``None``.
+        Server thread only.
         """
         for send in outcome.sends:
             # One serialization per event, however many receivers: no per-socket work.
@@ -722,9 +723,9 @@ class ChatServer:
             return None
         # Each request is queued now, in order; claims and appends are answered later.
         answers = [a for task in outcome.tasks if (a := self.link.request(task)) is not None]
-        return asyncio.ensure_future(self._apply_answers(answers)) if answers else None
+        return self._apply_answers(answers) if answers else None
 
-    async def _apply_answers(self, answers: list[asyncio.Future[Outcome]]) -> None:
+    async def _apply_answers(self, answers: list[Coroutine[Any, Any, Outcome]]) -> None:
         for answer in answers:
             more = self._apply(await answer)
             if more is not None:
