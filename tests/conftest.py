@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import pytest
 
 from wslab import ChatServer, MissingProgramError, RedisServer
+from wslab.room import Room
+from wslab.testing.rooms import SettledRoom
 
 T = TypeVar("T")
 
@@ -163,3 +165,69 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for name, figures in FIGURES.items():
         terminalreporter.write_line(f"{name}: {json.dumps(figures, sort_keys=True)}")
     terminalreporter.write_line(f"(written to {results_dir()})")
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> Iterator[RedisServer]:
+    """One ``redis-server`` for a whole run: rooms on it each use a key prefix of their own."""
+    try:
+        server = RedisServer()
+    except MissingProgramError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server.start(timeout=2 * WAIT)
+    finally:
+        server.close()
+
+
+#: Room options only the memory engine has, and why the Redis engine has none.
+MEMORY_ONLY = {
+    "seed_compatible": "seed-compatible mode trusts ids: only the memory engine offers it",
+    "store": "the SQLite store belongs to the memory engine (Redis keeps its own history)",
+    "max_bindings": "Redis keeps every binding; max_bindings bounds the memory engine's",
+}
+
+
+class RoomEngine:
+    """The engine a room test runs on (``memory`` or ``redis``); makes and closes its rooms."""
+
+    def __init__(self, name: str, redis: RedisServer | None = None) -> None:
+        self.name = name
+        self.redis = redis
+        self.rooms: list[SettledRoom] = []
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def room(self, **options: Any) -> SettledRoom:
+        """A room with these options; on Redis, options it cannot have skip the test."""
+        if self.redis is None:
+            room = SettledRoom(Room(**options))
+        else:
+            for option, why in MEMORY_ONLY.items():
+                if options.get(option):
+                    pytest.skip(why)
+            options.pop("token_factory", None)  # Redis makes the tokens
+            room = SettledRoom.on_redis(self.redis.url, **options)
+        self.rooms.append(room)
+        return room
+
+    def memory_only(self, why: str) -> None:
+        """Skip the test on Redis, saying why."""
+        if self.redis is not None:
+            pytest.skip(why)
+
+    def close(self) -> None:
+        for room in self.rooms:
+            room.close_engine()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def engine(request: pytest.FixtureRequest) -> Iterator[RoomEngine]:
+    """Run the test on each engine: in memory, and on a real Redis."""
+    redis = request.getfixturevalue("shared_redis") if request.param == "redis" else None
+    choice = RoomEngine(request.param, redis)
+    try:
+        yield choice
+    finally:
+        choice.close()

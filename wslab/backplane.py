@@ -1,8 +1,12 @@
-"""The Redis backplane: what several chat servers share, and how they stay one chat.
+"""The Redis engine: what several chat servers share, and how they stay one chat.
 
-Each server keeps its own sockets; Redis keeps what must be one for all of them.
-Every change goes through a short Lua script, so it is atomic however many
-servers act at once (keys under ``wslab:``; one Redis, not Redis Cluster):
+This is the I/O of :class:`wslab.engine.RedisEngine`: the room's requests
+(claim, append, mark grace, release) run here as Lua scripts, and the log they
+write is read back here. :class:`wslab.engine.MemoryEngine` is their readable
+reference, one method per script. Each server keeps its own sockets; Redis keeps
+what must be one for all of them. Every change goes through a short Lua script,
+so it is atomic however many servers act at once (keys under ``wslab:``; one
+Redis, not Redis Cluster):
 
 =====================  ==================================================================
 ``room_id``            the chat's name for its history (a Redis that lost its data gets
@@ -25,7 +29,7 @@ Who publishes what: the server whose socket sent ``connecting`` runs *claim*,
 which logs ``joined`` only when no server held the id; the server whose grace
 for an id ran out runs *release*, which logs ``disconnected`` only when it was
 the last holder; the server a message arrived on runs *append*. Every server
-reads the log (``XREAD BLOCK``) and tells its sockets. Servers renew their
+reads the log (``XREAD BLOCK``) and hands it to its room. Servers renew their
 ``alive:`` key every ``heartbeat`` seconds; a server that finds another's key
 expired takes over its holds as graces (the *beat* script, atomic, so exactly one
 survivor does), and those users are announced gone when the grace runs out
@@ -33,9 +37,9 @@ unless they reconnect.
 
 :class:`RedisBackplane` is the Redis I/O of one server; :class:`BackplaneLink`
 runs it on the server's loop (the log reader, the heartbeat, the ordered
-queue of holds and releases) and handles an outage: the server closes every
-client with 1013 and answers handshakes with 503 until Redis is back, instead
-of serving a chat split in two.
+queue of holds and releases) and notices an outage: it tells the server, which
+closes every client (1013) and refuses handshakes until Redis is back, instead
+of serving a chat split in two, and tries again with :func:`wslab.retry.backoff`.
 
 Server thread (its event loop) only.
 """
@@ -46,26 +50,32 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from .cluster import (
+from .engine import (
+    Answer,
     Append,
     AppendResult,
     Claim,
     ClaimResult,
+    LogEvent,
+    LoggedJoin,
+    LoggedLeave,
+    LoggedMessage,
     MarkGrace,
     Release,
-    SharedRoom,
+    Request,
     Snapshot,
 )
-from .errors import BackplaneError, MissingExtraError
-from .protocol import CloseCode, MessageEntry, UserEntry
-from .room import Outcome
+from .errors import BackplaneError, ConfigurationError, MissingExtraError
+from .protocol import Connecting, MessageEntry, UserEntry
+from .retry import backoff
+from .room import Outcome, Room
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -283,7 +293,7 @@ class RedisBackplane:
                 health_check_interval=0,
             )
         except ValueError as error:
-            raise BackplaneError(f"bad Redis URL {safe_url(url)}: {error}") from None
+            raise ConfigurationError(f"bad Redis URL {safe_url(url)}: {error}") from None
         # The log reader blocks on its own connection, so that it never holds up a claim.
         self._reader: Redis = Redis(connection_pool=self._redis.connection_pool)
         self._scripts = {
@@ -467,17 +477,18 @@ class RedisBackplane:
         )
         return [_parse_user(user) for user in reply]
 
-    async def read(self) -> list[tuple[str, Any]]:
-        """The log's next entries (waits up to a second): ``("m", entry)``, ``("j"|"d", user)``."""
+    async def read(self, *, wait: bool = True) -> list[LogEvent]:
+        """The log's next entries, oldest first (waits up to a second for one, if ``wait``)."""
+        block = self.block_ms if wait else None
         reply = await self._call(
             "read log",
-            self._reader.xread({self.key("log"): self.position}, count=1000, block=self.block_ms),
+            self._reader.xread({self.key("log"): self.position}, count=1000, block=block),
         )
-        events: list[tuple[str, Any]] = []
+        events: list[LogEvent] = []
         for _, entries in reply or []:
             for entry_id, fields in entries:
                 self.position = entry_id
-                events.append((fields["t"], json.loads(fields["e"])))
+                events.append(_LOGGED[fields["t"]](json.loads(fields["e"])))
         return events
 
     async def reconnect(self) -> None:
@@ -492,6 +503,14 @@ class RedisBackplane:
     async def aclose(self) -> None:
         with suppress(Exception):
             await self._redis.aclose()
+
+
+#: The log's entry kinds (the stream field ``t``) as the room reads them.
+_LOGGED: dict[str, Callable[[Any], LogEvent]] = {
+    "m": LoggedMessage,
+    "j": LoggedJoin,
+    "d": LoggedLeave,
+}
 
 
 def _is(fields: list[str], kind: str) -> bool:
@@ -510,33 +529,33 @@ def _parse_users(flat: list[str]) -> list[UserEntry]:
 
 
 class BackplaneLink:
-    """Runs a :class:`RedisBackplane` for a server, on the server's loop.
+    """Runs the Redis engine for a server's room, on the server's loop.
 
-    The server hands it the tasks its :class:`~wslab.cluster.SharedRoom` returns:
-    claims and appends are awaited (the socket's next frame waits for them), grace
-    marks and releases are queued. Claims, marks and releases go through one queue,
-    in order, so that Redis sees an id's holds change in the order they happened here.
+    The room's requests (:attr:`Outcome.tasks <wslab.room.Outcome.tasks>`) come
+    here through :meth:`request`. Claims, grace marks and releases go through one
+    queue, in order, so that Redis sees an id's holds change in the order they
+    happened here; appends run at once. The log reader hands what it reads to the
+    room, and the heartbeat takes over the graces of servers that died.
 
-    ``apply(outcome)`` delivers an outcome to sockets; ``reschedule()`` re-arms the
-    server's timer; ``close_all(code, reason)`` closes every client. Server thread only.
+    ``apply(outcome)`` carries an outcome out (the server's one way to do it);
+    ``reschedule()`` re-arms the server's timer; ``on_lost()`` closes every client,
+    as an outage must, and returns how many. Server thread only.
     """
 
     def __init__(
         self,
-        room: SharedRoom,
+        room: Room,
         backplane: RedisBackplane,
         *,
-        apply: Callable[[Outcome], None],
+        apply: Callable[[Outcome], object],
         reschedule: Callable[[], None],
-        close_all: Callable[[int, str], int],
-        new_token: Callable[[], str],
+        on_lost: Callable[[], int],
     ) -> None:
         self.room = room
         self.backplane = backplane
         self._apply = apply
         self._reschedule = reschedule
-        self._close_all = close_all
-        self._new_token = new_token
+        self._on_lost = on_lost
         self.up = False
         #: Outages seen so far (each one closed every client with 1013).
         self.outages = 0
@@ -575,55 +594,67 @@ class BackplaneLink:
         if self._recovery is not None:
             self._recovery.cancel()
         if self.up:
-            done = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait((_nothing, done))
             with suppress(Exception):
-                await asyncio.wait_for(done, 2.0)
+                await asyncio.wait_for(self._queued(_nothing), 2.0)
             with suppress(Exception):
                 await asyncio.wait_for(self.backplane.leave(), 2.0)
         self._closing = True
         self.up = False
         for task in self._tasks:
             task.cancel()
+        self._fail_queued(BackplaneError("the server is stopping"))
         # The loops also stop at their next turn by themselves (``_closing``): a cancel
         # that lands inside a Redis command may be absorbed by the client library.
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2 * self.backplane.block_ms / 1000)
         await self.backplane.aclose()
 
-    # ------------------------------------------------------------ tasks from the room
+    # ------------------------------------------------------------ requests from the room
 
-    async def run(self, task: object) -> Outcome:
-        """Carry out one task; return what the room answers (claims and appends)."""
+    def request(self, task: Request) -> Coroutine[Any, Any, Outcome] | None:
+        """Start a request of the room; return what awaits the room's answer, if it has one.
+
+        Claims and appends are answered: await the returned coroutine for the
+        outcome the room makes of the answer. Claims, grace marks and releases are
+        queued at once, in the order of the calls; an append runs when awaited.
+        During an outage nothing is done: the holds are redone when Redis is back.
+        """
         if not self.up:
-            return Outcome()
+            return None
+        reply: Awaitable[Answer]
+        if isinstance(task, Claim):
+            reply = self._queued(partial(self.backplane.claim, task, secrets.token_urlsafe(16)))
+        elif isinstance(task, Append):
+            reply = self.backplane.append(task)
+        else:
+            _detach(self._queued(partial(self._change_hold, task)))
+            return None
+        return self._answer(task, reply)
+
+    async def _answer(self, task: Request, reply: Awaitable[Answer]) -> Outcome:
         try:
-            if isinstance(task, Claim):
-                result = await self._in_order(lambda: self.backplane.claim(task, self._new_token()))
-                return self.room.claimed(task, result)
-            if isinstance(task, Append):
-                return self.room.appended(task, await self.backplane.append(task))
+            answer = await reply
         except BackplaneError as error:
             self.lost(error)
             return Outcome()
-        self.submit(task)
-        return Outcome()
+        return self.room.answer(task, answer)
 
-    def submit(self, task: object) -> None:
-        """Queue a grace mark or a release (from a close or a timer)."""
-        if not self.up:
-            return  # an outage: the holds are redone when Redis is back
+    async def _change_hold(self, task: MarkGrace | Release) -> None:
         if isinstance(task, MarkGrace):
-            user_id = task.user_id
-            self._queue.put_nowait((lambda: self.backplane.mark_grace(user_id), _detached()))
-        elif isinstance(task, Release):
-            user_id = task.user_id
-            self._queue.put_nowait((lambda: self.backplane.release(user_id), _detached()))
+            await self.backplane.mark_grace(task.user_id)
+        else:
+            await self.backplane.release(task.user_id)
 
-    async def _in_order(self, call: Callable[[], Awaitable[T]]) -> T:
+    def _queued(self, call: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((call, done))
-        return await done
+        return done
+
+    def _fail_queued(self, error: BackplaneError) -> None:
+        while not self._queue.empty():
+            _, done = self._queue.get_nowait()
+            if not done.done():
+                done.set_exception(error)
 
     # ------------------------------------------------------------ loops
 
@@ -640,19 +671,10 @@ class BackplaneLink:
                 done.set_result(result)
 
     async def _read_loop(self) -> None:
-        room = self.room
         while not self._closing:
             events = await self.backplane.read()
-            outcome = Outcome()
-            for kind, payload in events:
-                if kind == "m":
-                    outcome.extend(room.deliver(payload))
-                elif kind == "j":
-                    outcome.extend(room.log_joined(payload))
-                elif kind == "d":
-                    outcome.extend(room.log_left(payload))
             if events:
-                self._apply(outcome)
+                self._apply(self.room.read_log(events))
                 self._reschedule()
 
     async def _beat_loop(self) -> None:
@@ -675,10 +697,10 @@ class BackplaneLink:
         for user_id, username, token, is_open in self.room.holdings():
             if token is None:
                 continue  # an adopted grace: whoever took it over runs it now
-            claim = Claim(None, _connecting(user_id, username, token))
-            await self._in_order(partial(self.backplane.claim, claim, token))
+            claim = Claim(None, Connecting(id=user_id, username=username, token=token))
+            await self._queued(partial(self.backplane.claim, claim, token))
             if not is_open:
-                self.submit(MarkGrace(user_id))
+                self.request(MarkGrace(user_id))
 
     async def _guard(self, loop: Awaitable[None]) -> None:
         try:
@@ -689,7 +711,7 @@ class BackplaneLink:
     # ------------------------------------------------------------ outages
 
     def lost(self, error: BackplaneError) -> None:
-        """Redis failed: close every client (1013), refuse new ones, retry until it is back."""
+        """Redis failed: close every client, refuse new ones, retry until it is back."""
         if not self.up or self._closing:
             return
         self.up = False
@@ -698,26 +720,21 @@ class BackplaneLink:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
-        while not self._queue.empty():
-            _, done = self._queue.get_nowait()
-            if not done.done():
-                done.set_exception(error)
-        closed = self._close_all(
-            CloseCode.TRY_AGAIN_LATER, "chat backplane unavailable; try again later"
-        )
+        self._fail_queued(error)
+        closed = self._on_lost()
         logger.error("%s; closed %d clients with 1013, retrying", error, closed)
         self._recovery = asyncio.create_task(self._recover())
 
     async def _recover(self) -> None:
-        delay = 0.1
-        while not self._closing:
+        for delay in backoff(initial=0.1, cap=2.0):
             await asyncio.sleep(delay)
+            if self._closing:
+                return
             await self.backplane.reconnect()
             try:
                 await self._resync()
             except BackplaneError as error:
                 logger.debug("still no backplane: %s", error)
-                delay = min(delay * 2, 2.0)
                 continue
             logger.warning("backplane back at %s", safe_url(self.backplane.url))
             return
@@ -727,14 +744,6 @@ async def _nothing() -> None:
     return None
 
 
-def _detached() -> asyncio.Future[Any]:
-    """A future nobody awaits (its exception, if any, is retrieved here)."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+def _detach(future: asyncio.Future[Any]) -> None:
+    """Nobody awaits ``future``: retrieve its exception, if any, here."""
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future
-
-
-def _connecting(user_id: str, username: str, token: str) -> Any:
-    from .protocol import Connecting
-
-    return Connecting(id=user_id, username=username, token=token)

@@ -14,6 +14,8 @@
     │                                another server, corrupt (also a RuntimeError)
     ├── BackplaneError               the Redis that several servers share cannot be reached
     │                                or used (also a ConnectionError)
+    ├── ConfigurationError           an option cannot work as given, e.g. a malformed Redis
+    │                                URL (also a ValueError)
     ├── MissingProgramError          a program wslab runs (redis-server) is not installed;
     │                                says how to install it (also a FileNotFoundError)
     ├── ProcessStartError            a program wslab started exited or never got ready
@@ -50,6 +52,7 @@ __all__ = [
     "CheckFailed",
     "ClassroomError",
     "ClientProtocolError",
+    "ConfigurationError",
     "MarkerError",
     "MissingExtraError",
     "MissingProgramError",
@@ -102,6 +105,10 @@ class StoreError(WslabError, RuntimeError):
 
 class BackplaneError(WslabError, ConnectionError):
     """The Redis shared by several servers cannot be used; one line says which and why."""
+
+
+class ConfigurationError(WslabError, ValueError):
+    """An option cannot work as given (a malformed Redis URL...); the message says which."""
 
 
 class MissingProgramError(WslabError, FileNotFoundError):

@@ -34,9 +34,10 @@ The parts, each in its own module:
   and closes a socket that has not sent ``connecting`` within ``join_timeout``
   with 1008.
 
-Several servers, one chat: given ``redis="redis://HOST:PORT/DB"``, the room is a
-:class:`~wslab.cluster.SharedRoom` and :mod:`wslab.backplane` shares presence,
-ids, messages and their order through Redis with every other server on it.
+Several servers, one chat: given ``redis="redis://HOST:PORT/DB"``, the room's
+engine is Redis (:class:`~wslab.engine.RedisEngine`) and :mod:`wslab.backplane`
+shares presence, ids, messages and their order through Redis with every other
+server on it. Otherwise the room's engine is in memory, over ``store`` if given.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ import logging
 import os
 import ssl as ssl_module
 import threading
-from collections.abc import Collection
-from typing import TYPE_CHECKING, TypeVar, Unpack
+from collections.abc import Collection, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
@@ -55,9 +56,9 @@ from websockets.protocol import State
 
 from .admission import Admission, trust_same_origin
 from .clock import Clock, SystemClock
-from .cluster import SharedRoom
 from .connection import ChatConnection as _ChatConnection
 from .endpoint import ServedAt
+from .engine import RedisEngine
 from .listener import Listener
 from .loopthread import LoopService
 from .options import Limits, RedisOptions, ServerOptions, Timeouts, resolve
@@ -72,6 +73,9 @@ __all__ = ["ChatServer"]
 logger = logging.getLogger("wslab.server")
 
 T = TypeVar("T")
+
+#: How every client is closed while the shared engine (Redis) is unreachable.
+_OUTAGE_CLOSE = (CloseCode.TRY_AGAIN_LATER, "chat backplane unavailable; try again later")
 
 
 class ChatServer(ServedAt, LoopService):
@@ -155,20 +159,18 @@ class ChatServer(ServedAt, LoopService):
         grace, presence_tick = self.timeouts.grace, self.timeouts.presence_tick
         history, max_bindings = self.limits.history, self.limits.max_bindings
         rate_limit, rate_burst = self.limits.rate_limit, self.limits.rate_burst
-        max_clients = self.limits.max_clients
-        room_type = SharedRoom if redis is not None else Room
-        self.room = room_type(
+        self.room = Room(
             grace=grace,
             history=history,
             rate_limit=rate_limit,
             rate_burst=rate_burst,
-            max_clients=max_clients,
             seed_compatible=seed_compatible,
             clock=clock or SystemClock(),
             message_filter=message_filter,
             store=store,
             max_bindings=max_bindings,
             presence_tick=presence_tick,
+            engine=RedisEngine() if redis is not None else None,
         )
         super().__init__(f"wslab-server-{port}")
         self._timer: asyncio.TimerHandle | None = None
@@ -292,7 +294,6 @@ class ChatServer(ServedAt, LoopService):
     async def _open_link(self, url: str) -> None:
         from .backplane import BackplaneLink, RedisBackplane
 
-        assert isinstance(self.room, SharedRoom)
         backplane = RedisBackplane(
             url,
             history=self.room.history_cap,
@@ -303,10 +304,9 @@ class ChatServer(ServedAt, LoopService):
         self.link = BackplaneLink(
             self.room,
             backplane,
-            apply=self._apply_now,
+            apply=self._apply,
             reschedule=self._schedule_expiry,
-            close_all=self._close_all,
-            new_token=self.room._new_token,
+            on_lost=self._close_all,
         )
         try:
             await self.link.open()
@@ -315,11 +315,15 @@ class ChatServer(ServedAt, LoopService):
             self.link = None
             raise
 
-    def _close_all(self, code: int, reason: str) -> int:
-        """Close every open WebSocket now (the closing handshake runs on its own)."""
+    def _close_all(self) -> int:
+        """The engine is lost: close every open WebSocket with 1013; return how many.
+
+        The closing handshakes run on their own. Until the engine is back, new
+        sockets get the same close (:meth:`_handle`).
+        """
         closing = [c for c in self._connections if c.protocol.state is State.OPEN]
         for connection in closing:
-            connection.close_soon(CloseCode(code), reason)
+            connection.close_soon(*_OUTAGE_CLOSE)
         return len(closing)
 
     @property
@@ -332,24 +336,19 @@ class ChatServer(ServedAt, LoopService):
 
     async def _handle(self, socket: ServerConnection) -> None:
         assert isinstance(socket, _ChatConnection)
-        if not socket.admitted:
-            reason = f"server full ({self.room.max_clients} clients); try again later"
-            await socket.close(CloseCode.TRY_AGAIN_LATER, reason)
-            return
         if not self.backplane_up:
-            await socket.close(
-                CloseCode.TRY_AGAIN_LATER, "chat backplane unavailable; try again later"
-            )
+            await socket.close(*_OUTAGE_CLOSE)
             return
         room = self.room
-        if await self._apply(room.open(socket), socket):
-            return
+        self._apply(room.open(socket))
         loop = asyncio.get_running_loop()
         join_timer = loop.call_later(self.join_timeout, self._check_joined, socket)
         try:
             async for data in socket:
                 try:
-                    closed = await self._apply(room.receive(socket, data), socket)
+                    answered = self._apply(room.receive(socket, data))
+                    if answered is not None:
+                        await answered  # the engine answers before this socket's next frame
                     if room.presence_due is not None and self._timer_later(room.presence_due):
                         self._schedule_expiry()  # a join started a presence tick
                 except ConnectionClosed:
@@ -359,13 +358,13 @@ class ChatServer(ServedAt, LoopService):
                     logger.exception("handler error; closing this socket with 1011")
                     await socket.close(CloseCode.INTERNAL_ERROR, "internal error")
                     return
-                if closed:
-                    return
+                if socket.protocol.state is not State.OPEN:
+                    return  # the room closed it (id taken, too many protocol errors)
         except ConnectionClosed:
             pass  # the peer's close code is on the socket; the room only needs to know
         finally:
             join_timer.cancel()
-            self._apply_now(room.close(socket))
+            self._apply(room.close(socket))
             self._schedule_expiry()
 
     def _check_joined(self, socket: _ChatConnection) -> None:
@@ -374,29 +373,33 @@ class ChatServer(ServedAt, LoopService):
             self.join_timeouts += 1
             socket.close_soon(CloseCode.POLICY_VIOLATION, "join timeout")
 
-    async def _apply(self, outcome: Outcome, socket: ServerConnection) -> bool:
-        """Deliver an outcome, and a shared room's tasks; return True if it closed ``socket``."""
-        for send in outcome.sends:
-            broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
-        closed = False
-        close = outcome.close
-        if close is not None:
-            assert isinstance(close.socket, ServerConnection)
-            await close.socket.close(close.code, close.reason)
-            closed = close.socket is socket
-        if self.link is not None:
-            for task in outcome.tasks:
-                # A claim or an append: the room's answer may send, close, or ask again.
-                closed = await self._apply(await self.link.run(task), socket) or closed
-        return closed
+    def _apply(self, outcome: Outcome) -> Coroutine[Any, Any, None] | None:
+        """Carry out an outcome: its sends, then its close, then its engine requests.
 
-    def _apply_now(self, outcome: Outcome) -> None:
+        The one way any outcome is carried out (a frame, a close, a timer, the
+        engine's log). When a remote engine is asked something that it answers (a
+        claim, an append: only a frame asks that), returns a coroutine the caller
+        must await: it carries the answers out in turn. Otherwise ``None``.
+        Server thread only.
+        """
         for send in outcome.sends:
             # One serialization per event, however many receivers: no per-socket work.
             broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
-        if self.link is not None:
-            for task in outcome.tasks:
-                self.link.submit(task)  # grace marks and releases, queued in order
+        close = outcome.close
+        if close is not None:
+            assert isinstance(close.socket, _ChatConnection)
+            close.socket.close_soon(close.code, close.reason)
+        if not outcome.tasks or self.link is None:
+            return None
+        # Each request is queued now, in order; claims and appends are answered later.
+        answers = [a for task in outcome.tasks if (a := self.link.request(task)) is not None]
+        return self._apply_answers(answers) if answers else None
+
+    async def _apply_answers(self, answers: list[Coroutine[Any, Any, Outcome]]) -> None:
+        for answer in answers:
+            more = self._apply(await answer)
+            if more is not None:
+                await more
 
     def _schedule_expiry(self) -> None:
         # Only a close starts a grace, so this runs after closes and timers, not per frame.
@@ -419,7 +422,7 @@ class ChatServer(ServedAt, LoopService):
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._apply_now(self.room.expire())
+        self._apply(self.room.expire())
         self._schedule_expiry()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import WAIT
+from tests.conftest import WAIT, RoomEngine
 from tests.unit.test_room import Harness, hello, names, to
 from wslab import ChatClient, ChatServer
 from wslab.protocol import Presence, ProtocolError, encode, parse_client_event
@@ -59,8 +59,8 @@ def test_presence_event_serializes_as_documented() -> None:
 # --------------------------------------------------------------------------- pure room
 
 
-def test_a_join_storm_reaches_batched_sockets_as_one_event_per_tick() -> None:
-    h = Harness(presence_tick=0.05)
+def test_a_join_storm_reaches_batched_sockets_as_one_event_per_tick(engine: RoomEngine) -> None:
+    h = Harness(engine, presence_tick=0.05)
     h.join("watcher", "w", "W", **BATCHED)
     h.join("plain", "p", "P")
     for i in range(50):
@@ -80,8 +80,10 @@ def test_a_join_storm_reaches_batched_sockets_as_one_event_per_tick() -> None:
     assert h.room.next_deadline() is None  # nothing pending: no timer
 
 
-def test_a_newcomer_mid_storm_gets_the_full_list_and_the_diff_keeps_it_right() -> None:
-    h = Harness(presence_tick=0.05)
+def test_a_newcomer_mid_storm_gets_the_full_list_and_the_diff_keeps_it_right(
+    engine: RoomEngine,
+) -> None:
+    h = Harness(engine, presence_tick=0.05)
     h.join("s0", "u0", "U0", **BATCHED)
     h.join("s1", "u1", "U1", **BATCHED)
     connected = h.join("s2", "u2", "U2", **BATCHED)
@@ -94,8 +96,8 @@ def test_a_newcomer_mid_storm_gets_the_full_list_and_the_diff_keeps_it_right() -
     assert view == {"u0", "u1", "u2"}
 
 
-def test_join_then_leave_within_a_tick_tells_batched_sockets_nothing() -> None:
-    h = Harness(grace=0, presence_tick=0.05)
+def test_join_then_leave_within_a_tick_tells_batched_sockets_nothing(engine: RoomEngine) -> None:
+    h = Harness(engine, grace=0, presence_tick=0.05)
     h.join("watcher", "w", "W", **BATCHED)
     h.clock.advance(0.05)
     h.room.expire()
@@ -105,8 +107,10 @@ def test_join_then_leave_within_a_tick_tells_batched_sockets_nothing() -> None:
     assert presence_to(h.room.expire(), "watcher") == []
 
 
-def test_join_then_leave_is_sent_when_a_newcomer_saw_the_user_in_between() -> None:
-    h = Harness(grace=0, presence_tick=0.05)
+def test_join_then_leave_is_sent_when_a_newcomer_saw_the_user_in_between(
+    engine: RoomEngine,
+) -> None:
+    h = Harness(engine, grace=0, presence_tick=0.05)
     h.join("watcher", "w", "W", **BATCHED)
     h.join("s1", "ann", "Ann")
     late = h.join("late", "bob", "Bob", **BATCHED)
@@ -119,8 +123,8 @@ def test_join_then_leave_is_sent_when_a_newcomer_saw_the_user_in_between() -> No
     assert "ann" not in ids(event["joined"])
 
 
-def test_a_leave_after_the_grace_is_batched_once() -> None:
-    h = Harness(grace=1.0, presence_tick=0.05)
+def test_a_leave_after_the_grace_is_batched_once(engine: RoomEngine) -> None:
+    h = Harness(engine, grace=1.0, presence_tick=0.05)
     h.join("watcher", "w", "W", **BATCHED)
     h.join("plain", "p", "P")
     h.join("s1", "ann", "Ann")
@@ -136,8 +140,8 @@ def test_a_leave_after_the_grace_is_batched_once() -> None:
     assert ids(event["left"]) == ["ann"] and event["joined"] == []
 
 
-def test_a_reload_within_the_grace_shows_nothing_to_anyone() -> None:
-    h = Harness(grace=1.0, presence_tick=0.05)
+def test_a_reload_within_the_grace_shows_nothing_to_anyone(engine: RoomEngine) -> None:
+    h = Harness(engine, grace=1.0, presence_tick=0.05)
     h.join("watcher", "w", "W", **BATCHED)
     h.join("plain", "p", "P")
     token = h.join("s1", "ann", "Ann", **BATCHED)["token"]
@@ -153,8 +157,10 @@ def test_a_reload_within_the_grace_shows_nothing_to_anyone() -> None:
         assert outcome.sends == []
 
 
-def test_a_leave_and_a_return_of_the_same_id_in_one_tick_leave_it_present() -> None:
-    h = Harness(grace=0, presence_tick=0.05)
+def test_a_leave_and_a_return_of_the_same_id_in_one_tick_leave_it_present(
+    engine: RoomEngine,
+) -> None:
+    h = Harness(engine, grace=0, presence_tick=0.05)
     h.join("watcher", "w", "W", **BATCHED)
     token = h.join("s1", "ann", "Ann")["token"]
     h.clock.advance(0.05)
@@ -167,17 +173,17 @@ def test_a_leave_and_a_return_of_the_same_id_in_one_tick_leave_it_present() -> N
     assert view == {u["id"] for u in h.room.users}
 
 
-def test_unknown_features_leave_a_socket_on_single_events() -> None:
-    h = Harness(presence_tick=0.05)
+def test_unknown_features_leave_a_socket_on_single_events(engine: RoomEngine) -> None:
+    h = Harness(engine, presence_tick=0.05)
     h.join("odd", "o", "O", features=["typing", "emoji"])
     h.room.open("s1")
     outcome = h.room.receive("s1", hello("ann", "Ann"))
     assert names(outcome, "odd") == ["joined"]
 
 
-def test_presence_tick_must_not_be_negative() -> None:
+def test_presence_tick_must_not_be_negative(engine: RoomEngine) -> None:
     with pytest.raises(ValueError, match="presence_tick"):
-        Harness(presence_tick=-1)
+        Harness(engine, presence_tick=-1)
 
 
 # --------------------------------------------------------------------------- live
@@ -231,8 +237,8 @@ def test_real_clients_see_a_storm_batched_and_plain_clients_one_by_one(
     run(scenario())
 
 
-def test_a_message_from_a_pending_newcomer_is_preceded_by_its_join() -> None:
-    h = Harness(presence_tick=0.05)
+def test_a_message_from_a_pending_newcomer_is_preceded_by_its_join(engine: RoomEngine) -> None:
+    h = Harness(engine, presence_tick=0.05)
     h.join("watcher", "w", "W", **BATCHED)
     h.join("s1", "ann", "Ann", **BATCHED)
     outcome = h.room.receive("s1", json.dumps({"event": "writeMessage", "message": "hi"}))
@@ -241,8 +247,8 @@ def test_a_message_from_a_pending_newcomer_is_preceded_by_its_join() -> None:
     assert h.room.next_deadline() is None  # the diff went out with the message
 
 
-def test_connected_with_a_kept_user_list_encodes_like_the_plain_event() -> None:
-    h = Harness(grace=0)
+def test_connected_with_a_kept_user_list_encodes_like_the_plain_event(engine: RoomEngine) -> None:
+    h = Harness(engine, grace=0)
     for i in range(5):
         h.join(f"s{i}", f"u{i}", 'name "quoted" \u00e9\U0001f600 <b>')
     h.room.close("s2")

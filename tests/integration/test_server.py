@@ -24,7 +24,8 @@ from websockets.exceptions import InvalidStatus
 from tests.conftest import WAIT
 from wslab import BlockingChatClient, ChatClient, ChatServer, RetryPolicy
 from wslab.clock import FakeClock
-from wslab.protocol import Connected, encode
+from wslab.protocol import CloseCode, Connected, encode
+from wslab.room import CloseSocket, Outcome
 
 MakeServer = Callable[..., ChatServer]
 
@@ -179,6 +180,27 @@ def test_1013_when_the_server_is_full(make_server: MakeServer) -> None:
             await second.connect(WAIT)
         assert close_codes(second) == [1013]
         await first.close()
+
+    run(scenario())
+
+
+def test_a_close_the_room_decides_at_a_deadline_is_carried_out(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every outcome is carried out the same way: its close too, when a timer fired."""
+    server = make_server()
+
+    async def scenario() -> None:
+        ann = await joined(server, "ann")
+        (socket_of_ann,) = server._call(lambda: server.room.sockets_of(ann.id))
+        reason = "closed at a deadline"
+        close = CloseSocket(socket_of_ann, CloseCode.POLICY_VIOLATION, reason)
+        monkeypatch.setattr(server.room, "expire", lambda: Outcome(close=close))
+        server._call(server._on_timer)  # what the server's timer does at a deadline
+        async with asyncio.timeout(WAIT):
+            while close_codes(ann) != [1008]:
+                await asyncio.sleep(0.01)
+        await ann.close()
 
     run(scenario())
 

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import WAIT, hello, run_bounded, say, unit
 from wslab import ChatClient, ChatServer, RedisServer
-from wslab.errors import BackplaneError
+from wslab.errors import BackplaneError, ConfigurationError
 from wslab.protocol import CloseCode
 
 Make = Callable[..., ChatServer]
@@ -243,6 +243,15 @@ def test_redis_unreachable_at_start_is_one_clear_error(make_server: Make) -> Non
         url = redis.url
     with pytest.raises(BackplaneError, match=r"cannot reach Redis at redis://127\.0\.0\.1:\d+/0"):
         ChatServer(redis=url).start()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "redis://127.0.0.1:notaport/0"])
+def test_a_malformed_redis_url_is_a_configuration_error_not_a_connection_error(url: str) -> None:
+    server = ChatServer(redis=url)
+    with pytest.raises(ConfigurationError, match="bad Redis URL") as caught:
+        server.start()
+    assert not isinstance(caught.value, ConnectionError)  # retrying would not help
+    assert isinstance(caught.value, ValueError) and not server.running
 
 
 def test_a_server_on_redis_takes_no_store_and_no_seed_mode(redis_server: RedisServer) -> None:

@@ -1,7 +1,7 @@
 """Three real ``python -m wslab serve --redis URL`` processes, one real Redis: one chat.
 
 Each test states one promise of a shared chat (see the docstrings of
-:mod:`wslab.backplane` and :mod:`wslab.cluster`) and shows it with
+:mod:`wslab.engine` and :mod:`wslab.backplane`) and shows it with
 chat clients spread over the three servers: presence, the reload
 grace across servers, tokens, history, de-duplication, recovery, a server killed
 with SIGKILL, and Redis missing at start or stopping while the servers run. What a

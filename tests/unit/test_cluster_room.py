@@ -1,4 +1,10 @@
-"""SharedRoom, the pure part of a chat shared by several servers: tasks out, answers in."""
+"""The room on a remote engine (Redis), its pure side: requests out, answers and log in.
+
+The answers and the log are written here by hand, as Redis would give them, so
+these tests need no Redis: they check how the one :class:`~wslab.room.Room` reads
+a remote engine's answers. The same rules on a real Redis, and on the memory
+engine, are checked by tests/test_room.py and tests/test_presence.py.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,23 @@ from typing import Any
 
 from tests.conftest import hello, say
 from wslab.clock import FakeClock
-from wslab.cluster import (
+from wslab.engine import (
     Append,
     AppendResult,
     Claim,
     ClaimResult,
     MarkGrace,
+    RedisEngine,
     Release,
-    SharedRoom,
     Snapshot,
 )
 from wslab.protocol import CloseCode, MessageEntry, encode
-from wslab.room import Outcome
+from wslab.room import Outcome, Room
 
 
-def make_room(**options: Any) -> tuple[SharedRoom, FakeClock]:
+def make_room(**options: Any) -> tuple[Room, FakeClock]:
     clock = FakeClock()
-    room = SharedRoom(clock=clock, **options)
+    room = Room(clock=clock, engine=RedisEngine(), **options)
     room.load(Snapshot("room-1", [], [], 0, "0-0"))
     return room, clock
 
@@ -41,14 +47,14 @@ def entry(message_id: int, user: str = "b", text: str = "hi") -> MessageEntry:
     return {"messageId": message_id, "id": user, "username": user, "message": text, "ts": "t"}
 
 
-def join(room: SharedRoom, socket: str, user: str, status: str = "new", **fields: Any) -> Outcome:
+def join(room: Room, socket: str, user: str, status: str = "new", **fields: Any) -> Outcome:
     """Open ``socket``, send connecting, answer its claim as the backplane would."""
     room.open(socket)
     outcome = room.receive(socket, hello(user, user, **fields))
     (claim,) = outcome.tasks
     assert isinstance(claim, Claim)
     result = ClaimResult(status, token=f"tok-{user}", username=user)  # type: ignore[arg-type]
-    return room.claimed(claim, result)
+    return room.answer(claim, result)
 
 
 def test_connecting_asks_the_backplane_and_connected_lists_the_newcomer() -> None:
@@ -57,7 +63,7 @@ def test_connecting_asks_the_backplane_and_connected_lists_the_newcomer() -> Non
     room.open("s1")
     outcome = room.receive("s1", hello("a", "alice"))
     assert outcome.sends == [] and isinstance(outcome.tasks[0], Claim)
-    connected = frames(room.claimed(outcome.tasks[0], ClaimResult("new", "tok", "alice")), "s1")
+    connected = frames(room.answer(outcome.tasks[0], ClaimResult("new", "tok", "alice")), "s1")
     assert connected[0]["event"] == "connected"
     assert connected[0]["connectedUserList"] == [
         {"id": "b", "username": "b"},
@@ -83,21 +89,23 @@ def test_an_id_taken_elsewhere_is_refused_with_1008_and_nothing_changes() -> Non
     room.open("s1")
     (claim,) = room.receive("s1", hello("a")).tasks
     assert isinstance(claim, Claim)
-    outcome = room.claimed(claim, ClaimResult("taken"))
+    outcome = room.answer(claim, ClaimResult("taken"))
     assert events(outcome, "s1") == ["error"]
     assert frames(outcome, "s1")[0]["code"] == "id_taken"
     assert outcome.close is not None and outcome.close.code == CloseCode.POLICY_VIOLATION
     assert room.users == [] and room.holdings() == []
 
 
-def test_a_second_tab_on_the_same_server_needs_no_claim_but_needs_the_token() -> None:
+def test_a_second_tab_is_claimed_like_any_connecting_and_is_not_a_reload() -> None:
     room, _ = make_room()
     join(room, "s1", "a")
-    room.open("s2")
-    tab = room.receive("s2", hello("a", "a", token="tok-a"))
-    assert tab.tasks == [] and events(tab, "s2") == ["connected"]
+    tab = join(room, "s2", "a", status="tab", token="tok-a")
+    assert events(tab, "s2") == ["connected"]
+    assert frames(tab, "s2")[0]["wasPageReload"] is False
+    assert sorted(room.sockets_of("a")) == ["s1", "s2"]
     room.open("s3")
-    thief = room.receive("s3", hello("a", "a", token="wrong"))
+    (claim,) = room.receive("s3", hello("a", "a", token="wrong")).tasks
+    thief = room.answer(claim, ClaimResult("taken"))  # the engine checks every token
     assert frames(thief, "s3")[0]["code"] == "id_taken" and thief.close is not None
 
 
@@ -145,7 +153,7 @@ def test_messages_are_numbered_by_the_backplane_and_delivered_from_the_log() -> 
     (append,) = written.tasks
     assert isinstance(append, Append) and written.sends == []
     assert append.draft["message"] == "hello" and append.draft["clientMessageId"] == "c1"
-    assert room.appended(append, AppendResult(True, 1)).sends == []  # the log tells everyone
+    assert room.answer(append, AppendResult(True, 1)).sends == []  # the log tells everyone
     delivered = room.deliver({**append.draft, "messageId": 1})
     assert events(delivered, "s-a") == events(delivered, "s-b") == ["messageWritten"]
     assert room.deliver({**append.draft, "messageId": 1}).sends == []  # never twice
@@ -160,12 +168,12 @@ def test_a_resend_is_acknowledged_to_its_socket_and_a_reused_id_is_refused() -> 
     room.deliver({**append.draft, "messageId": 1})
     (again,) = room.receive("s-a", say("hello", "c1")).tasks
     assert isinstance(again, Append)
-    ack = room.appended(again, AppendResult(False, 1, again.digest, "t"))
+    ack = room.answer(again, AppendResult(False, 1, again.digest, "t"))
     assert events(ack, "s-a") == ["messageWritten"] and events(ack, "s-b") == []
     assert frames(ack, "s-a")[0]["message"]["messageId"] == 1
     (other,) = room.receive("s-a", say("another text", "c1")).tasks
     assert isinstance(other, Append)
-    refused = room.appended(other, AppendResult(False, 1, again.digest, "t"))
+    refused = room.answer(other, AppendResult(False, 1, again.digest, "t"))
     assert frames(refused, "s-a")[0]["code"] == "duplicate_id"
 
 
@@ -174,7 +182,7 @@ def test_an_earlier_message_gone_from_memory_and_log_is_rebuilt_for_the_ack() ->
     join(room, "s-a", "a")
     (append,) = room.receive("s-a", say("hello", "c1")).tasks
     assert isinstance(append, Append)
-    ack = room.appended(append, AppendResult(False, 7, append.digest, "then"))
+    ack = room.answer(append, AppendResult(False, 7, append.digest, "then"))
     message = frames(ack, "s-a")[0]["message"]
     assert (message["messageId"], message["message"], message["ts"]) == (7, "hello", "then")
 
@@ -188,7 +196,7 @@ def test_recovery_joins_what_the_log_returned_with_what_this_server_keeps() -> N
     (claim,) = outcome.tasks
     assert isinstance(claim, Claim) and claim.recover_after == 2  # kept: 8..10 only
     older = [entry(n) for n in range(3, 12)]  # the log may be ahead of this server
-    got = room.claimed(claim, ClaimResult("reload", "t", "a", older, complete=True))
+    got = room.answer(claim, ClaimResult("reload", "t", "a", older, complete=True))
     first, *rest = frames(got, "s1")
     ids = [m["messageId"] for m in first["messagesList"]]
     ids += [f["message"]["messageId"] for f in rest]
@@ -203,7 +211,7 @@ def test_recovery_is_marked_truncated_when_the_log_was_trimmed() -> None:
     room.open("s1")
     (claim,) = room.receive("s1", hello("a", "a", lastMessageId=1, roomId="room-1")).tasks
     assert isinstance(claim, Claim)
-    got = room.claimed(claim, ClaimResult("new", "t", "a", [entry(3), entry(4)], complete=False))
+    got = room.answer(claim, ClaimResult("new", "t", "a", [entry(3), entry(4)], complete=False))
     assert frames(got, "s1")[0]["truncated"] is True
 
 
@@ -213,7 +221,7 @@ def test_a_client_of_another_room_gets_the_history_as_a_first_visit() -> None:
     room.open("s1")
     (claim,) = room.receive("s1", hello("a", "a", lastMessageId=50, roomId="old-room")).tasks
     assert isinstance(claim, Claim) and claim.recover_after is None
-    got = room.claimed(claim, ClaimResult("new", "t", "a"))
+    got = room.answer(claim, ClaimResult("new", "t", "a"))
     assert [m["messageId"] for m in frames(got, "s1")[0]["messagesList"]] == [1]
 
 

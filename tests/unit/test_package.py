@@ -26,6 +26,8 @@ PURE_MODULES = [
     "outbox",
     "chatstate",
     "rawlog",
+    "engine",
+    "presence",
 ]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
@@ -52,6 +54,7 @@ PUBLIC = [
     "CheckFailed",
     "ClientProtocolError",
     "CloseCode",
+    "ConfigurationError",
     "ErrorCode",
     "FakeClock",
     "Limits",
@@ -110,10 +113,12 @@ def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:
         wslab.ProcessStartError,
         wslab.BackplaneError,
         wslab.CheckFailed,
+        wslab.ConfigurationError,
         exercises.MarkerError,
     ):
         assert issubclass(error, wslab.WslabError), error
     assert issubclass(wslab.ChatConnectionError, ConnectionError)
+    assert not issubclass(wslab.ConfigurationError, ConnectionError)  # a fix, not a retry
     assert issubclass(CheckFailed, AssertionError)
     assert issubclass(exercises.MarkerError, ValueError)
 
@@ -171,6 +176,10 @@ def test_the_readme_layout_lists_every_module() -> None:
     readme = (ROOT / "README.md").read_text()
     layout = readme[readme.index("## Layout") :]
     layout = layout[: layout.index("\n## ")]
-    modules = sorted(p.name for p in (ROOT / "wslab").glob("*.py"))
-    missing = [name for name in modules if f"  {name}" not in layout]
+    package = ROOT / "wslab"
+    modules = [p.name for p in package.glob("*.py")]
+    for layer in ("lab", "testing"):  # their modules by name; classroom/ as a folder
+        modules += [p.name for p in (package / layer).glob("*.py") if p.name != "__init__.py"]
+    modules += [f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()]
+    missing = sorted(name for name in modules if f"  {name}" not in layout)
     assert missing == [], f"README's Layout does not list {missing}"

@@ -3,7 +3,9 @@
 - :class:`RedisServer`: a real ``redis-server`` on a free loopback port;
 - :class:`ServerProcess`: ``python -m wslab serve`` in a process, to SIGKILL and restart;
 - :class:`JupyterHubProcess`: a real JupyterHub and its proxy on free loopback ports;
-- :class:`FakeClock`: time that moves only when told to.
+- :class:`FakeClock`: time that moves only when told to;
+- :mod:`wslab.testing.rooms`: a room on either engine (memory or a real Redis),
+  driven the same way, for tests that must hold on both.
 """
 
 from ..clock import FakeClock
