@@ -130,8 +130,12 @@ def test_binder_installs_wslab_with_its_checks_not_the_work_tree(binder_venv: Pa
         "wslab.lab.checks.reconnect; "
         "print(json.dumps(wslab.__file__))"
     )
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     result = _run(
-        [str(binder_venv / "bin" / "python"), "-c", code], timeout=120, cwd=tempfile.gettempdir()
+        [str(binder_venv / "bin" / "python"), "-c", code],
+        timeout=120,
+        env=env,  # a work tree on PYTHONPATH would be imported instead of the install
+        cwd=tempfile.gettempdir(),
     )
     location = Path(json.loads(result.stdout))
     assert binder_venv in location.parents, f"wslab came from {location}, not the venv"

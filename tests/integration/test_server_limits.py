@@ -2,9 +2,10 @@
 
 Unread output over ``max_buffer`` (1013), keepalive on a peer that reads nothing,
 the join timeout (1008), the per-address cap, handshakes counted against
-``max_clients``, duplicate headers (400), public-host URLs and origins, and the
-static files found wherever Python was started from. The figures under attack
-are in ``tests/system/test_attacks.py``.
+``max_clients``, duplicate headers (400), public-host URLs and origins. The
+figures under attack are in ``tests/system/test_attacks.py``; the static files
+found wherever ``python -m wslab serve`` was started from, in
+``tests/system/test_cli.py``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,9 @@ import asyncio
 import ipaddress
 import logging
 import re
-import select
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,10 +27,8 @@ from tests.helpers.attackers import is_closed_by_server, masked_frame, raw_peer
 from tests.helpers.reliability import hello, say
 from wslab import ChatClient, ChatServer, RetryPolicy
 from wslab.admission import SERVER_FULL
-from wslab.frontend import fill_page
 
 MakeServer = Callable[..., ChatServer]
-ROOT = Path(__file__).resolve().parents[2]
 BIG = "\U0001d11e" * 1996  # 1996 characters, 7984 bytes of UTF-8
 
 
@@ -380,34 +374,6 @@ def test_the_pages_own_origin_is_allowed_only_when_listening_publicly() -> None:
     assert not local.admission.origin_allowed(*page)  # DNS rebinding stays out on loopback
     assert not public.admission.origin_allowed("http://evil.example", "192.168.1.5:8765")
     assert public.admission.origin_allowed("http://localhost:3000", "192.168.1.5:8765")
-
-
-def test_the_page_is_served_when_started_next_to_a_folder_named_wslab(tmp_path: Path) -> None:
-    # A clone of this project in the current directory is a namespace package
-    # "wslab" that shadows the installed one for anything looked up by name.
-    (tmp_path / "wslab").symlink_to(ROOT, target_is_directory=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wslab", "serve", "--port", "0"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 4 * WAIT)
-        line = process.stdout.readline() if ready else ""
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)/chat", line)
-        assert match, line
-        url = f"http://127.0.0.1:{match.group(1)}/"
-        with urllib.request.urlopen(url, timeout=WAIT) as response:
-            body = response.read()
-            assert response.status == 200
-        assert body == fill_page((ROOT / "wslab" / "static" / "index.html").read_bytes())
-    finally:
-        process.terminate()
-        _, err = process.communicate(timeout=4 * WAIT)
-    assert "Traceback" not in err, err
 
 
 def test_options_are_checked() -> None:

@@ -527,11 +527,14 @@ def test_a_connection_flood_from_one_address(server_process: Any, record_propert
             "the server to take or refuse every connection",
         )
         # The refused ones were closed at once: readable, and reading finds the end.
+        # Wait until as many are readable as the server refused (the last resets travel).
         poller = select.poll()
         for sock in socks:
             poller.register(sock, select.POLLIN)
-        time.sleep(0.2)  # the last resets travel; the poll below does not wait
+        deadline = time.monotonic() + unit(5)
         readable = {fd for fd, _ in poller.poll(0)}
+        while len(readable) < stats["refused_per_address"] and time.monotonic() < deadline:
+            readable |= {fd for fd, _ in poller.poll(20)}
         refused = sum(
             is_closed_by_server(sock, 0.01) for sock in socks if sock.fileno() in readable
         )

@@ -1,13 +1,16 @@
-"""``python -m wslab serve``: the first line, the real port, a clean exit on signals."""
+"""``python -m wslab serve``: the first line, the real port, a clean exit on signals, the
+page served wherever it was started from."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,10 @@ import pytest
 from tests.conftest import WAIT
 from wslab import ChatClient, ChatServer
 from wslab.__main__ import announce
+from wslab.frontend import fill_page
 from wslab.options import cli_options
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -260,3 +266,31 @@ def test_announce_of_a_loopback_server_has_no_warning() -> None:
     lines, warnings = announce(server)
     assert lines[1:] == ["chat page: http://127.0.0.1:8765/"]
     assert warnings == []
+
+
+def test_the_page_is_served_when_started_next_to_a_folder_named_wslab(tmp_path: Path) -> None:
+    # A clone of this project in the current directory is a namespace package
+    # "wslab" that shadows the installed one for anything looked up by name.
+    (tmp_path / "wslab").symlink_to(ROOT, target_is_directory=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wslab", "serve", "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 4 * WAIT)
+        line = process.stdout.readline() if ready else ""
+        match = re.search(r"ws://127\.0\.0\.1:(\d+)/chat", line)
+        assert match, line
+        url = f"http://127.0.0.1:{match.group(1)}/"
+        with urllib.request.urlopen(url, timeout=WAIT) as response:
+            body = response.read()
+            assert response.status == 200
+        assert body == fill_page((ROOT / "wslab" / "static" / "index.html").read_bytes())
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=4 * WAIT)
+    assert "Traceback" not in err, err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from tests.conftest import TESTS, TIERS, tier_of
@@ -23,3 +25,9 @@ def test_every_tier_is_a_package() -> None:
 def test_this_test_is_marked_unit(request: pytest.FixtureRequest) -> None:
     marks = {mark.name for mark in request.node.iter_markers()}
     assert "unit" in marks and not marks & {"integration", "system", "e2e"}
+
+
+def test_the_default_run_takes_every_tier_fastest_first_then_the_lessons() -> None:
+    pyproject = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())
+    testpaths = pyproject["tool"]["pytest"]["ini_options"]["testpaths"]
+    assert testpaths == [*(f"tests/{tier}" for tier in TIERS), "notebooks"]
