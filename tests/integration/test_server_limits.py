@@ -58,7 +58,8 @@ def test_a_peer_that_never_reads_is_closed_with_1013_over_max_buffer(
     wait_until(lambda: len(server.users) == 1, WAIT, "the stalled peer to join")
 
     async def scenario() -> tuple[float, list[str], str]:
-        talker = await ChatClient(server.url, "talker").connect(WAIT)
+        # A flood: many messages on the wire at once, not one per acknowledgement.
+        talker = await ChatClient(server.url, "talker", window=1000).connect(WAIT)
         started = time.monotonic()
         for i in range(2000):  # up to 16 MB: more than the kernel holds for one socket
             await talker.send_message(f"{i:04d}" + BIG)
@@ -90,7 +91,8 @@ def test_a_slow_reader_that_reads_in_time_gets_the_1013_reason(make_server: Make
     wait_until(lambda: len(server.users) == 1, WAIT, "the slow peer to join")
 
     async def scenario() -> None:
-        talker = await ChatClient(server.url, "talker").connect(WAIT)
+        # A flood: many messages on the wire at once, not one per acknowledgement.
+        talker = await ChatClient(server.url, "talker", window=1000).connect(WAIT)
         for i in range(2000):  # until the server gives up on the slow reader
             await talker.send_message(f"{i:04d}" + BIG)
             if i % 20 == 0:
@@ -146,7 +148,8 @@ def test_keepalive_drops_a_silent_peer_under_max_buffer(make_server: MakeServer)
         return max(c.transport.get_write_buffer_size() for c in list(server.admission.connections))
 
     async def scenario() -> float:
-        talker = await ChatClient(server.url, "talker").connect(WAIT)
+        # A flood: many messages on the wire at once, not one per acknowledgement.
+        talker = await ChatClient(server.url, "talker", window=1000).connect(WAIT)
         for i in range(2000):  # until the kernel is full and the server holds 64 KiB
             await talker.send_message(f"{i:04d}" + BIG)
             if i % 20 == 0:
