@@ -55,7 +55,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
 
 from .engine import (
     Answer,
@@ -73,6 +72,7 @@ from .engine import (
     Snapshot,
 )
 from .errors import BackplaneError, ConfigurationError, MissingExtraError
+from .options import safe_url
 from .protocol import Connecting, MessageEntry, UserEntry
 from .retry import backoff
 from .room import Outcome, Room
@@ -80,7 +80,7 @@ from .room import Outcome, Room
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["BackplaneLink", "RedisBackplane", "safe_url"]
+__all__ = ["BackplaneLink", "RedisBackplane"]
 
 logger = logging.getLogger("wslab.backplane")
 
@@ -222,16 +222,6 @@ if last[1] then position = last[1][1] end
 local recent = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[2])
 return {room, position, redis.call('GET', KEYS[4]) or '0', redis.call('HGETALL', KEYS[2]), recent}
 """
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)

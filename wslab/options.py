@@ -23,7 +23,9 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
 
 __all__ = [
     "FLAT_OPTIONS",
@@ -36,6 +38,7 @@ __all__ = [
     "check_redis_url",
     "cli_options",
     "resolve",
+    "safe_url",
     "split_flat",
 ]
 
@@ -106,18 +109,36 @@ def option(default: Any, help: str, **spec: Any) -> Any:
 
 
 def check_redis_url(url: str) -> None:
-    """Raise :class:`ValueError` unless ``url`` is a Redis URL (``redis://``, ``rediss://``, ``unix://``)."""
+    """Raise :class:`ValueError` unless ``url`` is a Redis URL (``redis://``, ``rediss://``, ``unix://``).
+
+    The message shows the URL without its password (:func:`safe_url`).
+    """
     parts = urlsplit(url)
+    shown = safe_url(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
-            f"{url!r} is not a Redis URL (redis://HOST:PORT/DB, rediss://... or unix://PATH)"
+            f"{shown!r} is not a Redis URL (redis://HOST:PORT/DB, rediss://... or unix://PATH)"
         )
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        raise ValueError(f"{url!r} has a bad port") from None
+        raise ValueError(f"{shown!r} has a bad port") from None
     if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"{url!r} names no host")
+        raise ValueError(f"{shown!r} names no host")
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{port}" if port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
@@ -126,11 +147,11 @@ class _Options:
 
     def __post_init__(self) -> None:
         for name, spec, _ in self.specs():
-            problem = spec.problem(getattr(self, name))
+            value = getattr(self, name)
+            problem = spec.problem(value)
             if problem is not None:
-                raise ValueError(
-                    f"{self.option_name(name)} {problem} (got {getattr(self, name)!r})"
-                )
+                shown = safe_url(value) if isinstance(value, str) and "://" in value else value
+                raise ConfigurationError(f"{self.option_name(name)} {problem} (got {shown!r})")
 
     @classmethod
     def specs(cls) -> Iterator[tuple[str, OptionSpec, Any]]:

@@ -247,11 +247,16 @@ def test_redis_unreachable_at_start_is_one_clear_error(make_server: Make) -> Non
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "redis://127.0.0.1:notaport/0"])
 def test_a_malformed_redis_url_is_a_configuration_error_not_a_connection_error(url: str) -> None:
-    server = ChatServer(redis=url)
-    with pytest.raises(ConfigurationError, match="bad Redis URL") as caught:
-        server.start()
+    with pytest.raises(ConfigurationError, match="redis") as caught:
+        ChatServer(redis=url)  # refused where it is given, before anything starts
     assert not isinstance(caught.value, ConnectionError)  # retrying would not help
-    assert isinstance(caught.value, ValueError) and not server.running
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_redis_url_with_a_password_is_never_shown_with_it() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ChatServer(redis="redis://user:s3cret@127.0.0.1:notaport/0")
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
 
 
 def test_a_server_on_redis_takes_no_store_and_no_seed_mode(redis_server: RedisServer) -> None:
