@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import re
 import socket
@@ -86,6 +87,9 @@ class Listener:
                 conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self.thread.join(WAIT_MS / 1000)
 

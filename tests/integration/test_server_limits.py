@@ -59,7 +59,7 @@ def test_a_peer_that_never_reads_is_closed_with_1013_over_max_buffer(
 
     async def scenario() -> tuple[float, list[str], str]:
         # A flood: many messages on the wire at once, not one per acknowledgement.
-        talker = await ChatClient(server.url, "talker", window=1000).connect(WAIT)
+        talker = await ChatClient(server.url, "talker", window=64).connect(WAIT)
         started = time.monotonic()
         for i in range(2000):  # up to 16 MB: more than the kernel holds for one socket
             await talker.send_message(f"{i:04d}" + BIG)
@@ -92,7 +92,7 @@ def test_a_slow_reader_that_reads_in_time_gets_the_1013_reason(make_server: Make
 
     async def scenario() -> None:
         # A flood: many messages on the wire at once, not one per acknowledgement.
-        talker = await ChatClient(server.url, "talker", window=1000).connect(WAIT)
+        talker = await ChatClient(server.url, "talker", window=64).connect(WAIT)
         for i in range(2000):  # until the server gives up on the slow reader
             await talker.send_message(f"{i:04d}" + BIG)
             if i % 20 == 0:
@@ -149,7 +149,7 @@ def test_keepalive_drops_a_silent_peer_under_max_buffer(make_server: MakeServer)
 
     async def scenario() -> float:
         # A flood: many messages on the wire at once, not one per acknowledgement.
-        talker = await ChatClient(server.url, "talker", window=1000).connect(WAIT)
+        talker = await ChatClient(server.url, "talker", window=64).connect(WAIT)
         for i in range(2000):  # until the kernel is full and the server holds 64 KiB
             await talker.send_message(f"{i:04d}" + BIG)
             if i % 20 == 0:
