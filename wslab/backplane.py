@@ -50,7 +50,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -193,35 +193,72 @@ return adopted
 """
 
 # KEYS: held:{me}, users
-# ARGV: me, key prefix
+# ARGV: me, key prefix, the last id of the page before ('' for the first), ids per page
 # After an outage this server has no socket left: every id it holds is in grace here.
+# One page of ids, in order: returns {its last id ('' when none was left), adopted...}.
 _REGRACE = """
-local adopted = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local holders = ARGV[2] .. 'holders:' .. id
-  local user = redis.call('HGET', KEYS[2], id)
-  if user and redis.call('HGET', holders, ARGV[1]) then
-    redis.call('HSET', holders, ARGV[1], 'grace')
-    table.insert(adopted, user)
-  else
-    redis.call('HDEL', holders, ARGV[1])
-    redis.call('SREM', KEYS[1], id)
+local ids = redis.call('SMEMBERS', KEYS[1])
+table.sort(ids)
+local adopted = {''}
+for _, id in ipairs(ids) do
+  if id > ARGV[3] then
+    if #adopted > tonumber(ARGV[4]) then break end
+    adopted[1] = id
+    local holders = ARGV[2] .. 'holders:' .. id
+    local user = redis.call('HGET', KEYS[2], id)
+    if user and redis.call('HGET', holders, ARGV[1]) then
+      redis.call('HSET', holders, ARGV[1], 'grace')
+      table.insert(adopted, user)
+    else
+      redis.call('HDEL', holders, ARGV[1])
+      redis.call('SREM', KEYS[1], id)
+    end
   end
 end
 return adopted
 """
 
-# KEYS: room_id, users, log, seq
-# ARGV: new room id, how many log entries to read back for the history
+# KEYS: room_id, log, seq
+# ARGV: new room id
+# Where a snapshot starts: the users and the history are read after it, in pages.
 _SNAPSHOT = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 local room = redis.call('GET', KEYS[1])
-local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local position = '0-0'
 if last[1] then position = last[1][1] end
-local recent = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[2])
-return {room, position, redis.call('GET', KEYS[4]) or '0', redis.call('HGETALL', KEYS[2]), recent}
+return {room, position, redis.call('GET', KEYS[3]) or '0'}
 """
+
+# KEYS: log
+# ARGV: 'XRANGE' or 'XREVRANGE', from, to (as the command takes them; '(' excludes),
+#       bytes per page, entries at most
+# One page of the log: entries from ``from`` on until the next would bring the page
+# over its bytes (one entry at least), so that no reply passes a client output limit.
+_PAGE = """
+local page, size, from = {}, 0, ARGV[2]
+local budget, most = tonumber(ARGV[4]), tonumber(ARGV[5])
+while #page < most do
+  local batch = redis.call(ARGV[1], KEYS[1], from, ARGV[3], 'COUNT', math.min(100, most - #page))
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    local bytes = 32 + #entry[1]
+    for _, value in ipairs(entry[2]) do bytes = bytes + 8 + #value end
+    if #page > 0 and size + bytes > budget then return page end
+    size = size + bytes
+    page[#page + 1] = entry
+  end
+  from = '(' .. batch[#batch][1]
+end
+return page
+"""
+
+#: The most bytes of entries one read of the log or of presence asks Redis for: well
+#: under a 32 KiB output buffer limit, with the longest messages the protocol allows.
+PAGE_BYTES = 16 * 1024
+#: Hash fields and set members one ``HSCAN`` or paged script asks for (users of at
+#: most about 320 bytes each: one page stays under :data:`PAGE_BYTES`).
+PAGE_ITEMS = 40
 
 
 @dataclass(frozen=True)
@@ -296,6 +333,7 @@ class RedisBackplane:
                 ("beat", _BEAT),
                 ("regrace", _REGRACE),
                 ("snapshot", _SNAPSHOT),
+                ("page", _PAGE),
             )
         }
 
@@ -331,25 +369,58 @@ class RedisBackplane:
             )
 
     async def snapshot(self) -> Snapshot:
-        """The chat as of now, and the log position to read on from."""
-        keys = [self.key("room_id"), self.key("users"), self.key("log"), self.key("seq")]
+        """The chat as of now, and the log position to read on from.
+
+        Read in pages (:data:`PAGE_BYTES`): what changes meanwhile is in the log
+        after the position, and reading it again changes nothing.
+        """
+        keys = [self.key("room_id"), self.key("log"), self.key("seq")]
+        reply = await self._call(
+            "snapshot", self._scripts["snapshot"](keys=keys, args=[secrets.token_hex(8)])
+        )
+        room_id, position, seq = reply
+        history: list[MessageEntry] = []
         # Enough entries back for the history, with room for joins and leaves between.
-        args: list[str | int] = [secrets.token_hex(8), max(1000, self.history * 20)]
-        reply = await self._call("snapshot", self._scripts["snapshot"](keys=keys, args=args))
-        room_id, position, seq, flat_users, recent = reply
-        users = _parse_users(flat_users)
-        history = [
-            json.loads(fields[fields.index("e") + 1]) for _, fields in recent if _is(fields, "m")
-        ]
+        most = max(1000, self.history * 20)
+        async for page in self._log_pages("XREVRANGE", position, "-", most, "snapshot"):
+            history += _messages(page)
+            if len(history) >= self.history:
+                break
+        history = history[: self.history]
         history.reverse()
         self.position = position
         return Snapshot(
             room_id=room_id,
-            users=users,
-            history=history[-self.history :],
+            users=await self._users(),
+            history=history,
             last_message_id=int(seq),
             position=position,
         )
+
+    async def _users(self) -> list[UserEntry]:
+        """Who is present, read in pages (``HSCAN``), in the order they joined."""
+        stored: dict[str, str] = {}
+        cursor = 0
+        while True:
+            cursor, page = await self._call(
+                "snapshot", self._redis.hscan(self.key("users"), cursor, count=PAGE_ITEMS)
+            )
+            stored.update(page)
+            if not cursor:
+                return _parse_users(stored.values())
+
+    async def _log_pages(
+        self, command: str, start: str, end: str, most: int, what: str
+    ) -> AsyncIterator[list[tuple[str, list[str]]]]:
+        """Up to ``most`` entries of the log from ``start`` towards ``end``, page by page."""
+        while most > 0:
+            args: list[str | int] = [command, start, end, PAGE_BYTES, most]
+            page = await self._call(what, self._scripts["page"](keys=[self.key("log")], args=args))
+            if not page:
+                return
+            yield page
+            most -= len(page)
+            start = "(" + page[-1][0]
 
     async def claim(self, claim: Claim, new_token: str) -> ClaimResult:
         """Hold ``claim.event.id`` on this server (checking its token); fetch recovery."""
@@ -390,16 +461,10 @@ class RedisBackplane:
         """Logged messages after ``message_id``, oldest first, and whether none is missing."""
         found: list[MessageEntry] = []
         start = f"{message_id + 1}-0"
-        while len(found) < limit:
-            page = await self._call(
-                "recovery", self._redis.xrange(self.key("log"), min=start, max="+", count=1000)
-            )
-            if not page:
+        async for page in self._log_pages("XRANGE", start, "+", self.keep * 2, "recovery"):
+            found += _messages(page)
+            if len(found) >= limit:
                 break
-            found.extend(json.loads(fields["e"]) for _, fields in page if fields.get("t") == "m")
-            last = page[-1][0]
-            first, second = last.split("-")
-            start = f"{first}-{int(second) + 1}"
         complete = not found or found[0]["messageId"] == message_id + 1
         return found, complete
 
@@ -460,12 +525,18 @@ class RedisBackplane:
         return Beat(bool(reply[0]), [_parse_user(user) for user in reply[1:]])
 
     async def regrace(self) -> list[UserEntry]:
-        """After an outage: every id this server still holds is in grace here."""
+        """After an outage: every id this server still holds is in grace here (in pages)."""
         keys = [self.key(f"held:{self.server_id}"), self.key("users")]
-        reply = await self._call(
-            "regrace", self._scripts["regrace"](keys=keys, args=[self.server_id, self.prefix])
-        )
-        return [_parse_user(user) for user in reply]
+        adopted: list[UserEntry] = []
+        after = ""
+        while True:
+            args: list[str | int] = [self.server_id, self.prefix, after, PAGE_ITEMS]
+            after, *users = await self._call(
+                "regrace", self._scripts["regrace"](keys=keys, args=args)
+            )
+            adopted += [_parse_user(user) for user in users]
+            if not after:
+                return adopted
 
     async def read(self, *, wait: bool = True) -> list[LogEvent]:
         """The log's next entries, oldest first (waits up to a second for one, if ``wait``)."""
@@ -507,14 +578,19 @@ def _is(fields: list[str], kind: str) -> bool:
     return fields[fields.index("t") + 1] == kind if "t" in fields else False
 
 
+def _messages(page: list[tuple[str, list[str]]]) -> list[MessageEntry]:
+    """The messages of a page of the log (without its joins and leaves)."""
+    return [json.loads(fields[fields.index("e") + 1]) for _, fields in page if _is(fields, "m")]
+
+
 def _parse_user(stored: str) -> UserEntry:
     entry = json.loads(stored.split(" ", 1)[1])
     return {"id": entry["id"], "username": entry["username"]}
 
 
-def _parse_users(flat: list[str]) -> list[UserEntry]:
-    """``HGETALL users`` (id, "n entry", ...) as entries, in the order they joined."""
-    stored = sorted((int(value.split(" ", 1)[0]), value) for value in flat[1::2])
+def _parse_users(values: Iterable[str]) -> list[UserEntry]:
+    """The values of ``users`` ("n entry") as entries, in the order they joined."""
+    stored = sorted((int(value.split(" ", 1)[0]), value) for value in values)
     return [_parse_user(value) for _, value in stored]
 
 
@@ -565,9 +641,11 @@ class BackplaneLink:
 
     async def _resync(self) -> None:
         backplane = self.backplane
+        # The chat is read back before the first heartbeat: a server that cannot read
+        # it stays silent, so the others take it for dead and run its users' graces.
+        snapshot = await backplane.snapshot()
         beat = await backplane.beat()
         adopted = await backplane.regrace() + beat.adopted
-        snapshot = await backplane.snapshot()
         self.room.load(snapshot)
         self._apply(self.room.adopt(adopted))
         self._queue = asyncio.Queue()
@@ -712,11 +790,17 @@ class BackplaneLink:
                 task.cancel()
         self._fail_queued(error)
         closed = self._on_lost()
-        logger.error("%s; closed %d clients with 1013, retrying", error, closed)
+        logger.error(
+            "%s; closed %d clients with 1013, refusing new ones (HTTP 503);"
+            " reading the chat back from Redis",
+            error,
+            closed,
+        )
         self._recovery = asyncio.create_task(self._recover())
 
     async def _recover(self) -> None:
-        for delay in backoff(initial=0.1, cap=2.0):
+        said = ""
+        for delay in backoff(initial=0.1, cap=_RETRY_CAP):
             await asyncio.sleep(delay)
             if self._closing:
                 return
@@ -724,10 +808,20 @@ class BackplaneLink:
             try:
                 await self._resync()
             except BackplaneError as error:
-                logger.debug("still no backplane: %s", error)
+                if str(error) != said:  # one line per fault, not one per attempt
+                    said = str(error)
+                    logger.error(_CANNOT_RESYNC, error, _RETRY_CAP)
                 continue
-            logger.warning("backplane back at %s", safe_url(self.backplane.url))
+            logger.warning("backplane back at %s: serving again", safe_url(self.backplane.url))
             return
+
+
+#: The most seconds between two attempts to read the chat back after an outage.
+_RETRY_CAP = 2.0
+_CANNOT_RESYNC = (
+    "%s; cannot read the chat back: still refusing clients, and no heartbeat, so the"
+    " other servers run the graces of this server's users; retrying (at most %g s apart)"
+)
 
 
 async def _nothing() -> None:
