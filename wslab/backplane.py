@@ -21,6 +21,7 @@ Redis, not Redis Cluster):
 ``held:{server}``      the ids a server holds (what to hand over if it dies)
 ``servers``            the servers that joined; ``alive:{server}`` expires unless its
                        server renews it (the heartbeat)
+``given_up``           servers taken for dead whose holds are still being taken over
 ``cmid:{id}``          ``clientMessageId`` -> ``messageId|digest|ts`` (and a list
                        ``cmids:{id}`` that bounds it to the newest ``dedupe_per_id``)
 =====================  ==================================================================
@@ -160,34 +161,41 @@ end
 return {1, n}
 """
 
-# KEYS: servers, users
-# ARGV: me, ttl (ms), key prefix
+# KEYS: servers, users, given_up
+# ARGV: me, ttl (ms), key prefix, users per page
 # Renews this server's heartbeat; takes over the holds of every server whose heartbeat
-# expired, as graces of this server. Returns {was this server still listed, adopted...}.
+# expired, as graces of this server. Returns {was this server still listed, adopted...},
+# one page of users at most: the servers given up keep the rest for the next call.
 _BEAT = """
 local prefix = ARGV[3]
 local listed = redis.call('SISMEMBER', KEYS[1], ARGV[1])
 redis.call('SET', prefix .. 'alive:' .. ARGV[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
 local adopted = {listed}
 for _, other in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if other ~= ARGV[1] and redis.call('EXISTS', prefix .. 'alive:' .. other) == 0 then
     redis.call('SREM', KEYS[1], other)
-    local held = prefix .. 'held:' .. other
-    for _, id in ipairs(redis.call('SMEMBERS', held)) do
-      local holders = prefix .. 'holders:' .. id
-      redis.call('HDEL', holders, other)
-      if redis.call('HLEN', holders) == 0 then
-        local user = redis.call('HGET', KEYS[2], id)
-        if user then
-          redis.call('HSET', holders, ARGV[1], 'grace')
-          redis.call('SADD', prefix .. 'held:' .. ARGV[1], id)
-          table.insert(adopted, user)
-        end
+    redis.call('SADD', KEYS[3], other)
+  end
+end
+for _, other in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local held = prefix .. 'held:' .. other
+  for _, id in ipairs(redis.call('SMEMBERS', held)) do
+    if #adopted > tonumber(ARGV[4]) then return adopted end
+    redis.call('SREM', held, id)
+    local holders = prefix .. 'holders:' .. id
+    redis.call('HDEL', holders, other)
+    if redis.call('HLEN', holders) == 0 then
+      local user = redis.call('HGET', KEYS[2], id)
+      if user then
+        redis.call('HSET', holders, ARGV[1], 'grace')
+        redis.call('SADD', prefix .. 'held:' .. ARGV[1], id)
+        table.insert(adopted, user)
       end
     end
-    redis.call('DEL', held)
   end
+  redis.call('SREM', KEYS[3], other)
 end
 return adopted
 """
@@ -518,11 +526,15 @@ class RedisBackplane:
         await self._call("release", self._scripts["release"](keys=keys, args=args))
 
     async def beat(self) -> Beat:
-        """Renew this server's heartbeat; take over the holds of servers that died."""
-        keys = [self.key("servers"), self.key("users")]
-        args: list[str | int] = [self.server_id, self.ttl_ms, self.prefix]
-        reply = await self._call("heartbeat", self._scripts["beat"](keys=keys, args=args))
-        return Beat(bool(reply[0]), [_parse_user(user) for user in reply[1:]])
+        """Renew this server's heartbeat; take over the holds of servers that died (in pages)."""
+        keys = [self.key("servers"), self.key("users"), self.key("given_up")]
+        args: list[str | int] = [self.server_id, self.ttl_ms, self.prefix, PAGE_ITEMS]
+        listed, *page = await self._call("heartbeat", self._scripts["beat"](keys=keys, args=args))
+        adopted = [_parse_user(user) for user in page]
+        while len(page) == PAGE_ITEMS:  # a full page: there may be more
+            _, *page = await self._call("heartbeat", self._scripts["beat"](keys=keys, args=args))
+            adopted += [_parse_user(user) for user in page]
+        return Beat(bool(listed), adopted)
 
     async def regrace(self) -> list[UserEntry]:
         """After an outage: every id this server still holds is in grace here (in pages)."""
