@@ -261,11 +261,12 @@ end
 return page
 """
 
-#: The most bytes of entries one read of the log or of presence asks Redis for: well
-#: under a 32 KiB output buffer limit, with the longest messages the protocol allows.
-PAGE_BYTES = 16 * 1024
+#: The most bytes of entries one read of the log asks Redis for (one entry at least).
+#: Redis counts a reply's buffers, not its bytes (about three times as much): a page
+#: of the longest messages the protocol allows stays under a 32 KiB limit.
+PAGE_BYTES = 8 * 1024
 #: Hash fields and set members one ``HSCAN`` or paged script asks for (users of at
-#: most about 320 bytes each: one page stays under :data:`PAGE_BYTES`).
+#: most about 320 bytes each).
 PAGE_ITEMS = 40
 
 
