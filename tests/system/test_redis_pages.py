@@ -39,7 +39,7 @@ async def fill(writer: RedisBackplane, holder: RedisBackplane) -> None:
     for n in range(USERS):
         event = Connecting(id=user_id(n), username=NAME)
         await holder.claim(Claim(None, event), f"token-{n}")
-    for n in range(MESSAGES):
+    for _ in range(MESSAGES):
         draft: MessageEntry = {
             "id": user_id(0),
             "username": NAME,
