@@ -766,10 +766,16 @@ class BackplaneLink:
             if not beat.was_listed:
                 # Taken for dead (this loop stalled longer than the others wait):
                 # hold again every id this server holds.
+                logger.warning(
+                    "the other servers took this one for dead (no heartbeat for %g s):"
+                    " holding its users again",
+                    backplane.ttl_ms / 1000,
+                )
                 await self._rehold()
             if beat.adopted:
-                logger.info(
-                    "took over the graces of %d users of a stopped server", len(beat.adopted)
+                logger.warning(
+                    "took over the graces of %d users of a server whose heartbeat stopped",
+                    len(beat.adopted),
                 )
                 self._apply(self.room.adopt(beat.adopted))
                 self._reschedule()
