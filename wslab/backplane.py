@@ -470,6 +470,7 @@ class RedisBackplane:
         """Logged messages after ``message_id``, oldest first, and whether none is missing."""
         found: list[MessageEntry] = []
         start = f"{message_id + 1}-0"
+        # The log keeps about ``keep`` entries: the bound stops a read a flood outruns.
         async for page in self._log_pages("XRANGE", start, "+", self.keep * 2, "recovery"):
             found += _messages(page)
             if len(found) >= limit:
@@ -654,11 +655,12 @@ class BackplaneLink:
 
     async def _resync(self) -> None:
         backplane = self.backplane
-        # The chat is read back before the first heartbeat: a server that cannot read
-        # it stays silent, so the others take it for dead and run its users' graces.
+        # The heartbeat comes last: a server that cannot read the chat back stays
+        # silent, so the others take it for dead and run the graces of its users.
         snapshot = await backplane.snapshot()
+        regraced = await backplane.regrace()
         beat = await backplane.beat()
-        adopted = await backplane.regrace() + beat.adopted
+        adopted = regraced + beat.adopted
         self.room.load(snapshot)
         self._apply(self.room.adopt(adopted))
         self._queue = asyncio.Queue()
