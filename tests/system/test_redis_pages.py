@@ -3,18 +3,20 @@
 A Redis whose ``client-output-buffer-limit`` cuts any reply over 32 KiB at once: a
 server reads back the history, the present users, a client's missed messages, its
 own holds and a dead server's holds in pages, and no read is cut, with ids, names
-and messages at the longest the protocol allows.
+and messages at the longest the protocol allows. A heartbeat takes over a dead server's
+holds a page at a time, and a server given up that wakes meanwhile keeps the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import redis
 
 from tests.conftest import run_bounded
 from wslab import RedisServer
-from wslab.backplane import RedisBackplane
+from wslab.backplane import PAGE_ITEMS, RedisBackplane
 from wslab.engine import Append, Claim, digest
 from wslab.protocol import (
     MAX_ID_LENGTH,
@@ -79,5 +81,39 @@ def test_history_users_recovery_and_holds_are_read_back_under_a_32_kib_reply_lim
             await asyncio.gather(writer.aclose(), dead.aclose(), survivor.aclose())
         with open(redis_server.log_path, encoding="utf-8") as log:
             assert "output buffer limits" not in log.read()
+
+    run_bounded(scenario())
+
+
+def test_a_server_given_up_that_wakes_mid_takeover_keeps_the_holds_not_yet_taken(
+    redis_server: RedisServer,
+) -> None:
+    """Its holds are taken over a page at a time; when it beats again, the rest stay its own."""
+
+    async def scenario() -> None:
+        sleeper = RedisBackplane(redis_server.url)
+        survivor = RedisBackplane(redis_server.url)
+        try:
+            await sleeper.beat()
+            await fill(survivor, sleeper)
+            await survivor._redis.delete(f"wslab:alive:{sleeper.server_id}")
+            # One page of the survivor's heartbeat script: the first users are taken over.
+            keys = ["wslab:servers", "wslab:users", "wslab:given_up"]
+            args = [survivor.server_id, survivor.ttl_ms, "wslab:", PAGE_ITEMS]
+            _, *taken = await survivor._scripts["beat"](keys=keys, args=args)
+            assert len(taken) == PAGE_ITEMS
+
+            woke = await sleeper.beat()  # it wakes: given up, so it holds its users again
+            assert not woke.was_listed and woke.adopted == []
+            assert (await survivor.beat()).adopted == []  # the rest are the sleeper's
+            taken_ids = {json.loads(user.split(" ", 1)[1])["id"] for user in taken}
+            for n in range(USERS):
+                holders = await survivor._redis.hgetall(f"wslab:holders:{user_id(n)}")
+                if user_id(n) in taken_ids:
+                    assert holders == {survivor.server_id: "grace"}
+                else:
+                    assert holders == {sleeper.server_id: "open"}
+        finally:
+            await asyncio.gather(sleeper.aclose(), survivor.aclose())
 
     run_bounded(scenario())
