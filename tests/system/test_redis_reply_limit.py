@@ -53,6 +53,10 @@ def cluster(redis_server: RedisServer) -> Iterator[Cluster]:
 def test_servers_cut_off_by_a_reply_limit_serve_again_within_seconds_while_it_stays(
     cluster: Cluster, redis_server: RedisServer
 ) -> None:
+    """A flood under the limit, then Redis cuts every client: each server serves again
+    within seconds, a user who left meanwhile is announced gone, a client far behind
+    gets every message it missed, and Redis cuts nobody again."""
+
     async def scenario() -> None:
         clients = [ChatClient(cluster.url(i), f"C{i}", id=f"c{i}", policy=FAST) for i in range(3)]
         leaver = ChatClient(cluster.url(0), "Lea", id="lea", reconnect=False)
