@@ -262,7 +262,7 @@ return page
 """
 
 #: The most bytes of entries one read of the log asks Redis for (one entry at least).
-#: Redis counts a reply's buffers, not its bytes (about three times as much): a page
+#: Redis counts the buffers a reply takes, up to about three times its bytes: a page
 #: of the longest messages the protocol allows stays under a 32 KiB limit.
 PAGE_BYTES = 8 * 1024
 #: Hash fields and set members one ``HSCAN`` or paged script asks for (users of at
