@@ -265,9 +265,9 @@ return page
 #: Redis counts the buffers a reply takes, up to about three times its bytes: a page
 #: of the longest messages the protocol allows stays under a 32 KiB limit.
 PAGE_BYTES = 8 * 1024
-#: Hash fields and set members one ``HSCAN`` or paged script asks for (users of at
-#: most about 320 bytes each).
-PAGE_ITEMS = 40
+#: Users one ``HSCAN`` or paged script asks for: at most about 300 bytes each, so
+#: that a page stays near :data:`PAGE_BYTES`.
+PAGE_ITEMS = 30
 
 
 @dataclass(frozen=True)
