@@ -31,6 +31,7 @@ from .protocol import (
     MessageWritten,
     Presence,
     ServerEvent,
+    describe_close,
 )
 
 __all__ = ["ClientEvents", "Status"]
@@ -63,6 +64,8 @@ class ClientEvents(ChatState):
         self.errors: list[ErrorEvent] = []  # error events the server sent
         #: Frames from a server that broke the protocol (each one ignored), newest last.
         self.protocol_errors: deque[ServerProtocolError] = deque(maxlen=max_log)
+        #: The last close: its code and reason (``None``: never closed).
+        self.last_close: tuple[int, str] | None = None
 
         # Handlers: set any of these to a callable; they run on the client's loop.
         self.on_connected: Callable[[Connected], Any] | None = None
@@ -80,6 +83,13 @@ class ClientEvents(ChatState):
     def online(self) -> bool:
         """Whether the client is connected and has received ``connected``."""
         return self.status == "online"
+
+    def describe_last_close(self) -> str:
+        """The last close code with its meaning, for a person."""
+        if self.last_close is None:
+            return "never closed"
+        code, reason = self.last_close
+        return describe_close(code) + (f" reason={reason!r}" if reason else "")
 
     async def wait_for(
         self, predicate: Callable[[Self], bool], timeout: float | None = 10.0
