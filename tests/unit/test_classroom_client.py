@@ -169,7 +169,7 @@ def test_client_makes_a_chat_client_with_the_hub_token_out_of_its_repr() -> None
 
 
 def test_client_outside_a_hub_says_in_one_line_what_is_missing() -> None:
-    with pytest.raises(ClassroomError, match="^not on a JupyterHub: JUPYTERHUB_API_URL"):
+    with pytest.raises(ClassroomError, match=r"^not on a JupyterHub: JUPYTERHUB_API_URL"):
         client(environ={})
 
 
