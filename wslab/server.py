@@ -385,10 +385,10 @@ class ChatServer(ServedAt, LoopService):
         for send in outcome.sends:
             # One serialization per event, however many receivers: no per-socket work.
             broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
-        close = outcome.close
-        if close is not None:
-            assert isinstance(close.socket, _ChatConnection)
-            close.socket.close_soon(close.code, close.reason)
+        for close in (outcome.close, *outcome.closes):
+            if close is not None:
+                assert isinstance(close.socket, _ChatConnection)
+                close.socket.close_soon(close.code, close.reason)
         if not outcome.tasks or self.link is None:
             return None
         # Each request is queued now, in order; claims and appends are answered later.
