@@ -7,6 +7,7 @@ as a notebook would, through the hub's proxy, with the user's token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.request
@@ -96,10 +97,8 @@ class RemoteKernel:
     def close(self) -> None:
         """Close the socket and shut the kernel down. Safe twice."""
         self.socket.close()
-        try:
+        with contextlib.suppress(OSError):
             self._api("DELETE", f"api/kernels/{self.kernel_id}")
-        except OSError:
-            pass
 
     def __enter__(self) -> RemoteKernel:
         return self
