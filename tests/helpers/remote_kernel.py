@@ -39,8 +39,9 @@ class RemoteKernel:
         self.kernel_id = str(self._api("POST", "api/kernels", {"name": "python3"})["id"])
         self.session = uuid.uuid4().hex
         ws_url = "ws" + self.server_url[4:] + f"api/kernels/{self.kernel_id}/channels"
-        self.socket: ClientConnection = connect(
-            ws_url, additional_headers=self.headers, open_timeout=timeout, max_size=None
+        self._exit = contextlib.ExitStack()
+        self.socket: ClientConnection = self._exit.enter_context(
+            connect(ws_url, additional_headers=self.headers, open_timeout=timeout, max_size=None)
         )
 
     def _api(self, method: str, path: str, body: Any = None) -> Any:
@@ -96,7 +97,7 @@ class RemoteKernel:
 
     def close(self) -> None:
         """Close the socket and shut the kernel down. Safe twice."""
-        self.socket.close()
+        self._exit.close()
         with contextlib.suppress(OSError):
             self._api("DELETE", f"api/kernels/{self.kernel_id}")
 
