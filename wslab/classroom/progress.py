@@ -157,10 +157,12 @@ class ProgressReporter:
         client.on_connected = lambda _event: self._spawn(self._send_unsent())
         self.address, self.client = found, client
         client.start()
-        await client.wait_for(lambda c: c.online or c.status == "offline", None)
+        # Settled by the first attempt's end: joined, refused for good, or retrying (the
+        # chat down: the verdicts wait, the checks do not).
+        await client.wait_for(lambda c: c.status in ("online", "offline", "reconnecting"), None)
         if not client.online:
-            self.problem = f"the class chat refused this kernel: {client.describe_last_close()}"
-            logger.info("check verdicts stay in this notebook: %s", self.problem)
+            self.problem = f"the class chat cannot be joined: {client.describe_last_close()}"
+            logger.info("check verdicts stay in this notebook for now: %s", self.problem)
         self._settled.set()
 
     async def _send_unsent(self) -> None:
