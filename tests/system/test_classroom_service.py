@@ -53,6 +53,18 @@ SERVE = [
 ROLES = [{"name": "wslab-class", "scopes": [ACCESS], "groups": ["class", "teachers"]}]
 GROUPS = {"class": ["ada", "bob"], "teachers": ["tom"]}
 PRESENCE = ("joined", "disconnected", "presence")
+#: Every user token the tests minted: none may appear in a log.
+MINTED: list[str] = []
+
+
+def mint(hub: JupyterHubProcess, name: str, **options: Any) -> str:
+    token = hub.mint_token(name, **options)
+    MINTED.append(token)
+    return token
+
+
+def assert_no_token_in(text: str) -> None:
+    assert MINTED and not [token for token in MINTED if token in text]
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -78,6 +90,8 @@ def hub() -> Iterator[JupyterHubProcess]:
         print(f"\nhub with the managed chat started in {time.monotonic() - started:.1f} s")
         hub.create_user("out")
         yield hub
+        with open(hub.log_path, encoding="utf-8", errors="replace") as log:
+            assert_no_token_in(log.read())  # the hub's log holds the managed chat's output
 
 
 class Tokens:
@@ -89,7 +103,7 @@ class Tokens:
 
     def __getitem__(self, name: str) -> str:
         if name not in self._tokens:
-            self._tokens[name] = self.hub.mint_token(name, scopes=[ACCESS])
+            self._tokens[name] = mint(self.hub, name, scopes=[ACCESS])
         return self._tokens[name]
 
 
@@ -155,7 +169,7 @@ def test_a_bad_token_no_login_and_a_user_without_access_get_403_before_a_socket(
         assert status == 403 and "does not know this token" in body
         status, body = await refused(hub, {})
         assert status == 403 and "no hub credential" in body
-        status, body = await refused(hub, {"Authorization": f"token {hub.mint_token('out')}"})
+        status, body = await refused(hub, {"Authorization": f"token {mint(hub, 'out')}"})
         assert status == 403 and ACCESS in body
 
     run(scenario())
@@ -394,13 +408,14 @@ def outside() -> Iterator[JupyterHubProcess]:
             output, _ = chat.communicate()
         text = output.decode(errors="replace")
         assert str(service.api_token) not in text  # no token in any log line
+        assert_no_token_in(text)
 
 
 def test_an_unmanaged_chat_keeps_a_reload_within_the_grace_through_the_proxy(
     outside: JupyterHubProcess,
 ) -> None:
-    ada_token = outside.mint_token("ada", scopes=[ACCESS])
-    tom_token = outside.mint_token("tom", scopes=[ACCESS])
+    ada_token = mint(outside, "ada", scopes=[ACCESS])
+    tom_token = mint(outside, "tom", scopes=[ACCESS])
 
     async def scenario() -> None:
         async with joined(outside, tom_token) as (tom, _):
@@ -419,8 +434,8 @@ def test_an_unmanaged_chat_keeps_a_reload_within_the_grace_through_the_proxy(
 def test_the_hub_restarting_leaves_the_chat_and_its_sockets_up(
     outside: JupyterHubProcess,
 ) -> None:
-    ada_token = outside.mint_token("ada", scopes=[ACCESS])
-    tom_token = outside.mint_token("tom", scopes=[ACCESS])
+    ada_token = mint(outside, "ada", scopes=[ACCESS])
+    tom_token = mint(outside, "tom", scopes=[ACCESS])
 
     async def scenario() -> None:
         async with joined(outside, tom_token) as (tom, _), joined(outside, ada_token) as (ada, _):
