@@ -196,6 +196,7 @@ class FakeClient:
         return self.status == "online"
 
     def start(self) -> None:
+        self.starts = getattr(self, "starts", 0) + 1
         self.status = "online" if self.joins else "offline"
         if self.joins and self.on_connected is not None:
             self.on_connected(None)
@@ -336,6 +337,10 @@ def test_a_class_that_refuses_the_kernel_costs_the_check_nothing() -> None:
         assert progress.problem is not None and "cannot be joined" in progress.problem
         assert progress.unsent == {"check_grace": True}  # kept for a later join
         assert made[0].frames == []
+        made[0].joins = True  # the kick is over: the next verdict brings the client back
+        assert progress.report("check_bot", False) is None
+        wait_until(lambda: len(made[0].frames) == 2)
+        assert made[0].starts == 2 and progress.unsent == {}
     finally:
         progress.stop()
 

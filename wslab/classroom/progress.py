@@ -17,7 +17,8 @@ that a check never waits for the hub or the chat:
 
 A class that cannot be reached costs a check nothing but the first check's short
 wait (:data:`SETTLE_SECONDS`) while the first join is still under way; the
-verdicts stay unsent until the chat is back.
+verdicts stay unsent until the chat is back. A client that stopped for good (its
+token refused, a teacher's kick) tries once more with each new verdict.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ class ProgressReporter:
     async def _send_unsent(self) -> None:
         """Send every unsent verdict while online; one that fails stays unsent."""
         client = self.client
+        if client is not None and client.status == "offline":
+            client.start()  # refused or kicked before: a new verdict tries once more
         if client is None or not client.online:
             return  # sent on the next connected
         with self._lock:
