@@ -76,6 +76,20 @@ def test_the_hub_name_is_the_id_and_username_whatever_connecting_claims() -> Non
     assert (teacher["id"], teacher["role"], teacher["progressList"]) == ("tom", "teacher", [])
 
 
+def test_connecting_is_read_without_its_id_username_and_token() -> None:
+    c = Class()
+    c.room.admit("s", "ada.lovelace@uni.example", "student")
+    c.room.open("s")
+    # the hub name sent back as the id (not a plain chat id), no username at all
+    claimed = json.dumps({"event": "connecting", "id": "ada.lovelace@uni.example"})
+    (connected,) = to(c.room.receive("s", claimed), "s")
+    assert connected["id"] == "ada.lovelace@uni.example"
+    bad = json.dumps({"event": "connecting", "lastMessageId": -1})  # the rest is checked
+    c.room.open("t")
+    c.room.admit("t", "tom", "teacher")
+    assert error_of(c.room.receive("t", bad), "t") == "invalid_field"
+
+
 def test_messages_carry_the_hub_name() -> None:
     c = Class()
     c.join("s", "ada.lovelace@uni.example")  # a hub name need not be a plain chat id
