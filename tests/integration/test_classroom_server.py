@@ -66,10 +66,12 @@ def server(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[ChatSe
     server.stop()
 
 
-def get(server: ChatServer, path: str, cookie: str = "") -> tuple[int, dict[str, str], bytes]:
+def get(
+    server: ChatServer, path: str, cookie: str = "", **headers: str
+) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of ``GET path``, redirects not followed."""
     opener = urllib.request.build_opener(NoRedirect())
-    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}")
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", headers=headers)
     if cookie:
         request.add_header("Cookie", cookie)
     try:
@@ -102,6 +104,10 @@ def test_a_browser_without_the_login_cookie_is_sent_to_the_hub(server: ChatServe
     assert status == 302 and headers["Location"].startswith("/hub/api/oauth2/authorize?")
     assert "token" not in headers["Location"].lower()
     assert f"Path={PREFIX}" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+    assert "Secure" not in headers["Set-Cookie"]
+    # behind a proxy that serves HTTPS, the cookies are only sent over HTTPS
+    _, headers, _ = get(server, PREFIX, **{"X-Forwarded-Proto": "https"})
+    assert "; Secure" in headers["Set-Cookie"]
     # a callback whose state did not leave from here is refused
     status, _, body = get(server, f"{PREFIX}oauth_callback?code=c&state=forged")
     assert status == 403 and b"did not start here" in body
