@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from .errors import BackplaneError, MissingExtraError
 from .lab import exercises
@@ -112,14 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="address to bind (127.0.0.1; 0.0.0.0 = every one)")
     add("--port", type=_typed(int, PORT), default=8765, help=_help(PORT, 8765))
     for option in cli_options():
-        add(
-            option.flag,
-            type=_typed(option.kind, option.spec),
-            default=option.default,
-            dest=option.keyword,
-            metavar=option.spec.metavar,
-            help=_help(option.spec, option.default),
-        )
+        if option.kind is bool:
+            add(option.flag, action="store_true", dest=option.keyword, help=option.spec.help)
+        elif option.kind is tuple:  # repeatable: each value one item
+            add(
+                option.flag,
+                action="append",
+                default=None,
+                dest=option.keyword,
+                metavar=option.spec.metavar,
+                help=option.spec.help,
+            )
+        else:
+            add(
+                option.flag,
+                type=_typed(option.kind, option.spec),
+                default=option.default,
+                dest=option.keyword,
+                metavar=option.spec.metavar,
+                help=_help(option.spec, option.default),
+            )
     add(
         "--seed-compatible",
         action="store_true",
@@ -134,7 +147,13 @@ def serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         option.keyword: getattr(args, option.keyword) for option in cli_options()
     }
+    options["teachers"] = tuple(args.teachers or ())
     options.update(seed_compatible=args.seed_compatible, store=args.store)
+    if args.hub:
+        try:
+            args.host, args.port = hub_address()
+        except ValueError as error:
+            return _fail(str(error))
     if args.seed_compatible:
         print(
             "warning: --seed-compatible trusts ids without tokens:"
@@ -168,6 +187,27 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def hub_address() -> tuple[str, int]:
+    """Where a hub's service listens: the host and port of ``JUPYTERHUB_SERVICE_URL``.
+
+    Raises :class:`ValueError` (one line) when the hub did not set it, or set it wrong.
+    """
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+    if not url:
+        raise ValueError(
+            "--hub needs the JUPYTERHUB_* variables a hub gives its services"
+            " (JUPYTERHUB_SERVICE_URL is not set): run it as a hub service (docs/classroom.md)"
+        )
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise ValueError(f"JUPYTERHUB_SERVICE_URL must be http://HOST:PORT, not {url!r}")
+    return parts.hostname, port
+
+
 def options_table() -> str:
     """The ``serve`` options as a Markdown table (README.md and docs/protocol.md hold it)."""
     rows = [
@@ -175,7 +215,8 @@ def options_table() -> str:
         ("--port", "8765", PORT.bounds, PORT.help),
     ]
     for option in cli_options():
-        default = "" if option.default is None else str(option.default)
+        default = "" if option.default in (None, ()) else str(option.default)
+        default = "off" if option.default is False else default
         allowed = option.spec.bounds or option.spec.allowed
         rows.append((option.flag, default, allowed, option.spec.help))
     rows += [
@@ -197,6 +238,9 @@ def announce(server: ChatServer) -> tuple[list[str], list[str]]:
     listens on an address that other machines can reach.
     """
     lines = [f"wslab chat server listening on {server.url}"]
+    if server.hub is not None:
+        lines.append(f"classroom service {server.hub.service}: the page at {server.hub.prefix}")
+        return lines, []
     lines += [f"chat page: {url}" for url in server.reachable_urls]
     warnings = []
     if server.listens_publicly:
@@ -224,6 +268,12 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "serve" and args.hub and (args.redis or args.store or args.seed_compatible):
+        parser.exit(
+            2,
+            f"{parser.prog} serve: error: --hub cannot go with --redis, --store or"
+            " --seed-compatible: classroom mode is one server, in memory, with the hub's ids\n",
+        )
     if args.command == "serve" and args.redis and (args.store or args.seed_compatible):
         # Redis keeps the shared chat's history and ids, and ids always need their token.
         parser.exit(

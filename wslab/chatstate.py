@@ -18,6 +18,14 @@ The rules, in one place:
   open, so it is present (a server that froze past its heartbeat announces its own
   users gone when it wakes, and the ``joined`` that follows is never sent to them).
 
+In a classroom (``serve --hub``) it also keeps:
+
+- the client's ``role`` from ``connected`` (``"teacher"`` or ``"student"``);
+- who is muted (``muted`` / ``unmuted``), as heard since this client started;
+- ``cleared``: every message and join line dropped; the history goes on in the new ``roomId``;
+- a teacher's verdicts: ``progressList`` in ``connected`` replaces them, each
+  ``progress`` keeps the newest per user and exercise.
+
 Not thread-safe: one client, one thread (the client's loop).
 """
 
@@ -27,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from .protocol import Connected, MessageEntry, Presence, UserEntry
+from .protocol import Cleared, Connected, MessageEntry, Presence, ProgressEntry, UserEntry
 
 __all__ = ["ChatState", "PresenceEvent"]
 
@@ -69,6 +77,12 @@ class ChatState:
         #: Joins and leaves seen, newest last.
         self.presence: deque[PresenceEvent] = deque(maxlen=max_log)
         self._message_ids: set[int] = set()
+        #: Classroom: ``"teacher"`` or ``"student"``, from ``connected`` (else ``None``).
+        self.role: str | None = None
+        #: Classroom: the users a teacher muted, id -> username.
+        self.muted: dict[str, str] = {}
+        #: Classroom, a teacher's: the newest verdict per (user id, exercise), oldest first.
+        self.progress: dict[tuple[str, str], ProgressEntry] = {}
 
     @property
     def last_message_id(self) -> int | None:
@@ -87,6 +101,11 @@ class ChatState:
             self._message_ids.clear()
             self.presence.clear()
         self.room_id = event.room_id
+        self.role = event.role
+        if event.progress_list is not None:
+            self.progress = {}
+            for verdict in event.progress_list:
+                self.add_progress(verdict)
         self.was_page_reload = event.was_page_reload
         self.truncated = event.truncated
         self.users = {u["id"]: u["username"] for u in event.connected_user_list}
@@ -134,6 +153,27 @@ class ChatState:
                 self.join(user)
                 changes.append(("joined", user))
         return changes
+
+    def set_muted(self, user: UserEntry, muted: bool) -> None:
+        """A teacher muted (``muted=True``) or unmuted a user."""
+        if muted:
+            self.muted[user["id"]] = user["username"]
+        else:
+            self.muted.pop(user["id"], None)
+
+    def clear(self, event: Cleared) -> None:
+        """A teacher emptied the history: drop every message and join line; go on in its room."""
+        self.messages.clear()
+        self._message_ids.clear()
+        self.presence.clear()
+        self.room_id = event.room_id
+        self.truncated = False
+
+    def add_progress(self, verdict: ProgressEntry) -> None:
+        """Keep a verdict: the newest one per user and exercise, moved to the end."""
+        key = (verdict["id"], verdict["exercise"])
+        self.progress.pop(key, None)
+        self.progress[key] = verdict
 
     def _log(self, kind: Literal["joined", "disconnected"], user: UserEntry) -> None:
         self.presence.append(

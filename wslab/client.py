@@ -52,7 +52,7 @@ import random
 import secrets
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection
@@ -69,7 +69,6 @@ from .protocol import (
     Connected,
     Connecting,
     MessageEntry,
-    describe_close,
     parse_server_event,
 )
 from .rawlog import RawEvent, append_bounded, log_bytes
@@ -126,6 +125,9 @@ class ChatClient(ClientEvents):
         clock: where the uptime guard reads time.
         ssl: a client :class:`ssl.SSLContext` for ``wss://`` with a private CA.
         origin: an ``Origin`` header to send (browsers always send one).
+        additional_headers: more handshake headers, sent on every attempt (say
+            ``{"Authorization": "token ..."}`` for a chat behind JupyterHub); never
+            logged, never in a ``repr``.
         compression: ``"deflate"`` to offer permessage-deflate (off by default, as on
             the server: it costs more CPU than it saves on short chat messages).
         max_log: how many raw events :attr:`events` keeps (and :attr:`presence`
@@ -164,6 +166,7 @@ class ChatClient(ClientEvents):
         clock: Clock | None = None,
         ssl: ssl_module.SSLContext | None = None,
         origin: str | None = None,
+        additional_headers: Mapping[str, str] | None = None,
         compression: str | None = None,
         max_log: int = 1000,
         features: Sequence[str] = (),
@@ -188,6 +191,7 @@ class ChatClient(ClientEvents):
         self.features = tuple(features)
         self.max_size = max_size
         self.join_timeout = join_timeout
+        self._headers = dict(additional_headers or {})  # a credential, maybe: kept private
         self._rng = rng
         self._clock = clock or SystemClock()
 
@@ -195,7 +199,6 @@ class ChatClient(ClientEvents):
         #: The most bytes of frames :attr:`events` keeps (the oldest events go first).
         self.max_log_bytes = DEFAULT_LOG_BYTES
         self._logged: tuple[deque[RawEvent], int] = (self.events, 0)  # the log, its bytes
-        self.last_close: tuple[int, str] | None = None
         #: The reconnect decisions (pure): this client only does what it answers.
         self.reconnector = Reconnector(self.policy, rng)
 
@@ -325,13 +328,6 @@ class ChatClient(ClientEvents):
             self.status = "offline"
             self._changed()
 
-    def describe_last_close(self) -> str:
-        """The last close code with its meaning, for a person."""
-        if self.last_close is None:
-            return "never closed"
-        code, reason = self.last_close
-        return describe_close(code) + (f" reason={reason!r}" if reason else "")
-
     def __repr__(self) -> str:
         return f"<ChatClient {self.username!r} id={self.id} {self.status}>"
 
@@ -375,7 +371,7 @@ class ChatClient(ClientEvents):
         self.reconnector.begin_attempt()
         self._changed()
         options = SocketOptions(
-            self.join_timeout, self.max_size, self.ssl, self.origin, self.compression
+            self.join_timeout, self.max_size, self.ssl, self.origin, self.compression, self._headers
         )
         connection = ClientSocket(self.url, options, self.outbox, self._record, self._on_frame)
         self._connection = connection

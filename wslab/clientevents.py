@@ -22,6 +22,7 @@ from .chatstate import ChatState
 from .errors import ServerProtocolError
 from .outbox import Outbox
 from .protocol import (
+    Cleared,
     Connected,
     Disconnected,
     ErrorCode,
@@ -29,8 +30,13 @@ from .protocol import (
     Joined,
     MessageEntry,
     MessageWritten,
+    Muted,
     Presence,
+    ProgressEntry,
+    ProgressReport,
     ServerEvent,
+    Unmuted,
+    describe_close,
 )
 
 __all__ = ["ClientEvents", "Status"]
@@ -63,6 +69,8 @@ class ClientEvents(ChatState):
         self.errors: list[ErrorEvent] = []  # error events the server sent
         #: Frames from a server that broke the protocol (each one ignored), newest last.
         self.protocol_errors: deque[ServerProtocolError] = deque(maxlen=max_log)
+        #: The last close: its code and reason (``None``: never closed).
+        self.last_close: tuple[int, str] | None = None
 
         # Handlers: set any of these to a callable; they run on the client's loop.
         self.on_connected: Callable[[Connected], Any] | None = None
@@ -71,6 +79,7 @@ class ClientEvents(ChatState):
         self.on_message: Callable[[MessageEntry], Any] | None = None
         self.on_close: Callable[[int, str], Any] | None = None
         self.on_error: Callable[[ErrorEvent], Any] | None = None
+        self.on_progress: Callable[[ProgressEntry], Any] | None = None  # a teacher's
         self.on_change: Callable[[Self], Any] | None = None  # any state change
 
         self._waiters: list[tuple[Callable[[Self], bool], asyncio.Future[None]]] = []
@@ -80,6 +89,13 @@ class ClientEvents(ChatState):
     def online(self) -> bool:
         """Whether the client is connected and has received ``connected``."""
         return self.status == "online"
+
+    def describe_last_close(self) -> str:
+        """The last close code with its meaning, for a person."""
+        if self.last_close is None:
+            return "never closed"
+        code, reason = self.last_close
+        return describe_close(code) + (f" reason={reason!r}" if reason else "")
 
     async def wait_for(
         self, predicate: Callable[[Self], bool], timeout: float | None = 10.0
@@ -139,12 +155,33 @@ class ClientEvents(ChatState):
                 else:
                     self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
         elif isinstance(event, ErrorEvent):
-            self.errors.append(event)
-            if event.code is ErrorCode.RATE_LIMITED:
-                self._pause_sending()
-            self._call(self.on_error, event)
+            if self._error(event):
+                await self._send_due()  # the next message may go out
+        else:
+            self._classroom(event)
         self._changed()
         return False
+
+    def _error(self, event: ErrorEvent) -> bool:
+        """Keep an ``error``; return whether it dropped a message of the outbox."""
+        self.errors.append(event)
+        refused = None
+        if event.code is ErrorCode.RATE_LIMITED:
+            self._pause_sending()
+        elif event.code is ErrorCode.MUTED:  # dropped for good: never resent after an unmute
+            refused = self.outbox.refused()
+        self._call(self.on_error, event)
+        return refused is not None
+
+    def _classroom(self, event: Muted | Unmuted | Cleared | ProgressReport) -> None:
+        """A classroom's events (``serve --hub``): mutes, a cleared history, verdicts."""
+        if isinstance(event, Muted | Unmuted):
+            self.set_muted({"id": event.id, "username": event.username}, isinstance(event, Muted))
+        elif isinstance(event, Cleared):
+            self.clear(event)
+        else:
+            self.add_progress(event.entry)
+            self._call(self.on_progress, event.entry)
 
     def _acknowledge(self, entry: MessageEntry) -> bool:
         """Whether this entry acknowledges a message of ours (it leaves the outbox)."""

@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -38,13 +38,18 @@ logger = logging.getLogger("wslab.client")
 
 @dataclass(frozen=True)
 class SocketOptions:
-    """How a client opens its sockets (see :class:`~wslab.client.ChatClient`'s arguments)."""
+    """How a client opens its sockets (see :class:`~wslab.client.ChatClient`'s arguments).
+
+    ``headers`` may hold a credential (``Authorization``): it is left out of the
+    ``repr`` and never logged.
+    """
 
     join_timeout: float
     max_size: int | None
     ssl: ssl_module.SSLContext | None = None
     origin: str | None = None
     compression: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class ClientSocket:
@@ -93,6 +98,8 @@ class ClientSocket:
                 origin=self.options.origin,  # type: ignore[arg-type]
                 max_size=self.options.max_size,
                 compression=self.options.compression,
+                additional_headers=dict(self.options.headers) or None,
+                logger=_HANDSHAKE_LOGGER,
                 open_timeout=10,
                 close_timeout=2,
                 **options,
@@ -168,6 +175,25 @@ class ClientSocket:
         if self.socket is not None:
             self.socket.transport.abort()
             self.socket = None
+
+
+#: Handshake headers whose values are credentials: websockets' debug log shows them masked.
+SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "set-cookie"})
+
+
+class _MaskingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' client logger, with credentials masked in its handshake lines.
+
+    At DEBUG level websockets logs every request header as ``> name: value``.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if len(args) == 2 and str(args[0]).lower() in SECRET_HEADERS:
+            args = (args[0], "[hidden]")
+        super().log(level, msg, *args, **kwargs)
+
+
+_HANDSHAKE_LOGGER = _MaskingLogger(logging.getLogger("websockets.client"), {})
 
 
 def _refused_for_good(error: BaseException) -> bool:

@@ -24,14 +24,18 @@ __all__ = [
 ]
 
 
-def socket_url(host: str, port: int, *, tls: bool) -> str:
-    """The chat socket's URL, e.g. ``ws://127.0.0.1:8765/chat`` (127.0.0.1 for a wildcard)."""
-    return f"{'wss' if tls else 'ws'}://{_url_host(_connectable(host))}:{port}{CHAT_PATH}"
+def socket_url(host: str, port: int, *, tls: bool, prefix: str = "/") -> str:
+    """The chat socket's URL, e.g. ``ws://127.0.0.1:8765/chat`` (127.0.0.1 for a wildcard).
+
+    ``prefix``: the path the chat is served below (a hub service's ``/services/<name>/``).
+    """
+    host = _url_host(_connectable(host))
+    return f"{'wss' if tls else 'ws'}://{host}:{port}{prefix.rstrip('/')}{CHAT_PATH}"
 
 
-def page_url(host: str, port: int, *, tls: bool) -> str:
+def page_url(host: str, port: int, *, tls: bool, prefix: str = "/") -> str:
     """The chat page's URL, e.g. ``http://127.0.0.1:8765/`` (127.0.0.1 for a wildcard)."""
-    return f"{'https' if tls else 'http'}://{_url_host(_connectable(host))}:{port}/"
+    return f"{'https' if tls else 'http'}://{_url_host(_connectable(host))}:{port}{prefix}"
 
 
 def proxied_page_url(port: int) -> str | None:
@@ -75,6 +79,8 @@ class ServedAt:
     host: str
     _port: int
     ssl: ssl.SSLContext | None
+    #: The path the page and the socket are served below (a hub service's prefix).
+    path_prefix: str = "/"
 
     @property
     def port(self) -> int:
@@ -84,12 +90,12 @@ class ServedAt:
     @property
     def url(self) -> str:
         """The chat socket's URL, e.g. ``ws://127.0.0.1:8765/chat``."""
-        return socket_url(self.host, self._port, tls=self.ssl is not None)
+        return socket_url(self.host, self._port, tls=self.ssl is not None, prefix=self.path_prefix)
 
     @property
     def page_url(self) -> str:
         """The browser chat page's URL, e.g. ``http://127.0.0.1:8765/``."""
-        return page_url(self.host, self._port, tls=self.ssl is not None)
+        return page_url(self.host, self._port, tls=self.ssl is not None, prefix=self.path_prefix)
 
     @property
     def proxied_page_url(self) -> str | None:

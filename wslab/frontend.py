@@ -16,6 +16,7 @@ Pure (it reads files next to it): any thread.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -40,16 +41,21 @@ def page_config() -> dict[str, object]:
     return {"policy": page_policy(), "display": display_config()}
 
 
-def config_json() -> str:
-    """:func:`page_config` as JSON that is safe inside an HTML ``<script>`` element."""
-    text = json.dumps(page_config(), ensure_ascii=True, separators=(",", ":"))
+def config_json(extra: Mapping[str, object] | None = None) -> str:
+    """:func:`page_config` (and ``extra``) as JSON that is safe inside an HTML ``<script>``."""
+    text = json.dumps({**page_config(), **(extra or {})}, ensure_ascii=True, separators=(",", ":"))
     # "</script>" or "<!--" in a string must not end the element: escape every "<".
     return text.replace("<", "\\u003c")
 
 
-def fill_page(html: bytes) -> bytes:
-    """``index.html`` with its configuration filled in (see :data:`CONFIG_MARKER`)."""
-    return html.replace(CONFIG_MARKER, config_json().encode("ascii"), 1)
+def fill_page(html: bytes, extra: Mapping[str, object] | None = None) -> bytes:
+    """``index.html`` with its configuration filled in (see :data:`CONFIG_MARKER`).
+
+    ``extra`` adds to it what one server knows: in classroom mode ``socketPath`` (the
+    socket's path below the hub's service prefix) and ``classroom`` (join at once, as
+    the hub user; no name to ask).
+    """
+    return html.replace(CONFIG_MARKER, config_json(extra).encode("ascii"), 1)
 
 
 @cache

@@ -16,7 +16,7 @@ import http
 import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -29,6 +29,9 @@ from .connection import ChatConnection
 from .options import Limits, Timeouts
 from .pages import CHAT_PATH
 from .protocol import CloseCode
+
+if TYPE_CHECKING:
+    from .classroom.service import HubDoor
 
 __all__ = ["Listener"]
 
@@ -47,6 +50,9 @@ class Listener:
         available: whether the chat can take sockets now; if not, HTTP 503.
         ssl: a server-side context for ``wss://``.
         compression: ``None`` or ``"deflate"``.
+        door: classroom mode's routes and handshake identities
+            (:class:`~wslab.classroom.service.HubDoor`): every path is its, and a
+            socket opens only once the hub said who it is.
     """
 
     def __init__(
@@ -59,8 +65,10 @@ class Listener:
         available: Callable[[], bool],
         ssl: ssl_module.SSLContext | None = None,
         compression: str | None = None,
+        door: HubDoor | None = None,
     ) -> None:
         self.handler = handler
+        self.door = door
         self.admission = admission
         self.limits = limits
         self.timeouts = timeouts
@@ -143,10 +151,18 @@ class Listener:
     def _count_slow_peer(self) -> None:
         self.slow_peers_dropped += 1
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         refusal = self.admission.check_request(connection, request)
         if refusal is not None:
             return refusal
+        if self.door is not None:
+            if pages.path_of(request) == self.door.socket_path:
+                refusal = self.admission.check_origin(connection, request)
+                if refusal is not None:
+                    return refusal
+            return await self.door.respond(connection, request)
         path = pages.path_of(request)
         if path != CHAT_PATH:
             return pages.respond(path)

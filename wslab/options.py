@@ -4,7 +4,8 @@ Three small frozen objects group them, as httpx groups ``Timeout`` and ``Limits`
 
 - :class:`Limits`: sizes and counts that keep one peer from hurting the others;
 - :class:`Timeouts`: how long the server waits, in seconds;
-- :class:`RedisOptions`: the Redis backplane shared by several servers.
+- :class:`RedisOptions`: the Redis backplane shared by several servers;
+- :class:`ClassroomOptions`: classroom mode, the chat as a JupyterHub service.
 
 Each field carries an :class:`OptionSpec` in its metadata. The objects check
 themselves when built (a bad value raises :class:`ValueError` naming the
@@ -29,6 +30,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "FLAT_OPTIONS",
+    "ClassroomOptions",
     "CliOption",
     "Limits",
     "OptionSpec",
@@ -255,7 +257,44 @@ class RedisOptions(_Options):
         return "redis" if name == "url" else f"redis_{name}"
 
 
-_GROUPS: tuple[type[_Options], ...] = (Limits, Timeouts, RedisOptions)
+def _check_flag(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError("must be True or False")
+
+
+def _check_groups(value: Any) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(g, str) and g for g in value):
+        raise ValueError("must be a tuple of hub group names")
+
+
+@dataclass(frozen=True)
+class ClassroomOptions(_Options):
+    """Classroom mode: the chat as a JupyterHub service, its users the hub's.
+
+    The service's address and the hub's come from the ``JUPYTERHUB_*`` variables
+    the hub gives a service (docs/classroom.md).
+    """
+
+    hub: bool = option(
+        False,
+        "run as a JupyterHub service: the hub's users, teachers and moderation"
+        " (where JUPYTERHUB_SERVICE_URL says; not with --redis, --store, --seed-compatible)",
+        check=_check_flag,
+        allowed="a flag",
+    )
+    teachers: tuple[str, ...] = option(
+        (),
+        "with --hub: members of this hub group are teachers, besides the hub's admins (repeatable)",
+        check=_check_groups,
+        allowed="a hub group",
+        metavar="GROUP",
+    )
+    kick_seconds: float = option(
+        60.0, "with --hub: seconds a kicked user's handshakes are refused", minimum=0
+    )
+
+
+_GROUPS: tuple[type[_Options], ...] = (Limits, Timeouts, RedisOptions, ClassroomOptions)
 
 #: ``ChatServer``'s flat keyword arguments: name -> (option object class, field).
 FLAT_OPTIONS: Mapping[str, tuple[type[_Options], str]] = {
@@ -289,6 +328,9 @@ class ServerOptions(TypedDict, total=False):
     presence_tick: float
     redis_heartbeat: float
     redis_keep: int
+    hub: bool
+    teachers: tuple[str, ...]
+    kick_seconds: float
 
 
 def split_flat(
@@ -296,7 +338,7 @@ def split_flat(
     limits: Limits | None = None,
     timeouts: Timeouts | None = None,
     redis: RedisOptions | None = None,
-) -> tuple[Limits, Timeouts, RedisOptions]:
+) -> tuple[Limits, Timeouts, RedisOptions, ClassroomOptions]:
     """The option objects: the given ones (or defaults), with ``flat`` keywords applied.
 
     Raises:
@@ -310,6 +352,7 @@ def split_flat(
         _apply(limits or Limits(), flat),
         _apply(timeouts or Timeouts(), flat),
         _apply(redis or RedisOptions(), flat),
+        _apply(ClassroomOptions(), flat),
     )
 
 
@@ -318,7 +361,7 @@ def resolve(
     limits: Limits | None = None,
     timeouts: Timeouts | None = None,
     redis: str | RedisOptions | None = None,
-) -> tuple[Limits, Timeouts, RedisOptions]:
+) -> tuple[Limits, Timeouts, RedisOptions, ClassroomOptions]:
     """:func:`split_flat`, with ``redis`` given as an object or as a URL (a flat option)."""
     if isinstance(redis, RedisOptions):
         return split_flat(flat, limits, timeouts, redis)
@@ -342,7 +385,7 @@ class CliOption:
     keyword: str  # "max_size": the ChatServer keyword, and the argparse dest
     spec: OptionSpec
     default: Any
-    kind: type  # int, float or str
+    kind: type  # int, float, str, bool (a flag) or tuple (repeatable, of str)
 
 
 def cli_options() -> list[CliOption]:
@@ -354,8 +397,10 @@ def cli_options() -> list[CliOption]:
             if not spec.cli:
                 continue
             keyword = group.option_name(name)
-            # "int", "float", "float | None", "str | None" (annotations are text here)
-            kind: type = {"int": int, "float": float}.get(str(hints[name]).split(" ")[0], str)
+            # "int", "float", "float | None", "str | None", "bool", "tuple[str, ...]"
+            # (annotations are text here)
+            text = str(hints[name]).split(" ")[0].split("[")[0]
+            kind: type = {"int": int, "float": float, "bool": bool, "tuple": tuple}.get(text, str)
             flag = spec.flag or "--" + keyword.replace("_", "-")
             found.append(CliOption(flag, keyword, spec, default, kind))
     return found

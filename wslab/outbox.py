@@ -10,6 +10,7 @@ it hands out, and tells it what happened::
     closed()                        the connection ended: nothing is in flight any more
     acknowledged(client_message_id) the server stored it (a ``messageWritten`` of ours)
     rate_limited(now)               the server dropped a message of ours
+    refused()                       the server refused our oldest message in flight for good
     due(now) -> [PendingMessage]    what to send now, oldest first (marked in flight)
     paused_until                    when a pause after ``rate_limited`` ends (or None)
 
@@ -26,7 +27,9 @@ The rules, in one place:
   resends from the oldest unacknowledged message, one at a time (the next only after
   the previous one is acknowledged), until it is empty: a newer message never
   overtakes an older one the server dropped, and the server's own limit paces the
-  resending.
+  resending;
+- a message refused for good (``muted``: a classroom's teacher muted the user) leaves
+  the outbox: it is never resent, and the next ones go out as usual.
 
 ``now`` is any monotonic clock's reading, in seconds. Not thread-safe: one client,
 one thread (the client's loop).
@@ -100,6 +103,20 @@ class Outbox:
         self._in_flight = 0
         self._one_at_a_time = True
         self.paused_until = now + self.pause
+
+    def refused(self) -> PendingMessage | None:
+        """The server refused the oldest message in flight for good: drop it; return it.
+
+        The server answers in order, so the refused one is the oldest sent and not
+        acknowledged. ``None`` when nothing was in flight.
+        """
+        if self._in_flight == 0:
+            return None
+        self._in_flight -= 1
+        refused = self.pending.pop(0)
+        if not self.pending:
+            self._one_at_a_time = False
+        return refused
 
     def due(self, now: float) -> list[PendingMessage]:
         """The messages to send now, oldest first; they count as in flight from here."""

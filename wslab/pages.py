@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.utils
 import http
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,8 +50,11 @@ def path_of(request: Request) -> str:
     return urlsplit(request.path).path
 
 
-def respond(path: str) -> Response:
-    """The answer to ``GET path`` (a path other than :data:`CHAT_PATH`): a file or a 404."""
+def respond(path: str, config: Mapping[str, object] | None = None) -> Response:
+    """The answer to ``GET path`` (a path other than :data:`CHAT_PATH`): a file or a 404.
+
+    ``config`` adds to the page's configuration (:func:`wslab.frontend.fill_page`).
+    """
     static = STATIC_FILES.get(path)
     if static is None:
         body = f"Not found. The chat socket is at {CHAT_PATH}.\n".encode()
@@ -58,7 +62,7 @@ def respond(path: str) -> Response:
     name, content_type = static
     body = (STATIC_DIR / name).read_bytes()
     if name == "index.html":
-        body = fill_page(body)  # the policy and the display words, from Python
+        body = fill_page(body, config)  # the policy and the display words, from Python
     return _response(http.HTTPStatus.OK, body, content_type)
 
 

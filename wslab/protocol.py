@@ -9,6 +9,11 @@ Every application message is one JSON object with a string field ``event``::
     client -> server   connecting, writeMessage
     server -> client   connected, joined, disconnected, messageWritten, error
 
+Classroom mode (``serve --hub``) adds the teacher's events and ``progress``
+(:data:`CLASSROOM_EVENTS`, parsed by :func:`parse_classroom_event`) and their
+answers ``muted``, ``unmuted``, ``cleared`` and ``progress``; a plain server
+answers those names as unknown events.
+
 Bad input never raises anything but :class:`ProtocolError`, whose ``code`` is
 what the server answers in its ``error`` event.
 """
@@ -30,12 +35,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = [
+    "CLASSROOM_EVENTS",
     "CLIENT_EVENTS",
     "FEATURE_PRESENCE",
     "MAX_ID_LENGTH",
     "MAX_MESSAGE_ID",
     "MAX_MESSAGE_LENGTH",
     "MAX_USERNAME_LENGTH",
+    "Announce",
+    "ClassroomEvent",
+    "Clear",
+    "Cleared",
     "ClientEvent",
     "CloseCode",
     "Connected",
@@ -44,17 +54,26 @@ __all__ = [
     "ErrorCode",
     "ErrorEvent",
     "Joined",
+    "Kick",
     "MessageEntry",
     "MessageWritten",
+    "Mute",
+    "Muted",
     "Presence",
+    "Progress",
+    "ProgressEntry",
+    "ProgressReport",
     "ProtocolError",
     "ServerEvent",
+    "Unmute",
+    "Unmuted",
     "UserEntry",
     "WriteMessage",
     "close_codes_table",
     "describe_close",
     "encode",
     "normalize_username",
+    "parse_classroom_event",
     "parse_client_event",
     "parse_server_event",
     "valid_id",
@@ -64,6 +83,9 @@ MAX_ID_LENGTH = 64
 MAX_USERNAME_LENGTH = 32
 MAX_MESSAGE_LENGTH = 2000
 MAX_CLIENT_MESSAGE_ID_LENGTH = 64
+#: The longest hub user name a teacher's event may name (JupyterHub's own limit).
+MAX_HUB_NAME_LENGTH = 255
+MAX_EXERCISE_LENGTH = 64
 #: The largest ``messageId`` a client accepts: the largest integer a JavaScript number
 #: holds exactly (2**53 - 1), so the page and the Python client agree on every id.
 MAX_MESSAGE_ID = 2**53 - 1
@@ -89,6 +111,7 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
     TRY_AGAIN_LATER = 1013
+    REMOVED = 4003
 
     @property
     def explanation(self) -> str:
@@ -124,6 +147,9 @@ _CLOSE_EXPLANATIONS = {
     ),
     CloseCode.TRY_AGAIN_LATER: (
         "try again later: the server is full, the reader too slow, or the chat's Redis is down"
+    ),
+    CloseCode.REMOVED: (
+        "removed by the teacher: a classroom's teacher kicked this user; clients do not retry"
     ),
 }
 
@@ -164,6 +190,10 @@ _CLOSE_CAUSES: dict[CloseCode, tuple[str, ...]] = {
         "slow reader: more than `max_buffer` bytes left unread",
         "Redis backplane outage: every client, and every new one until Redis is back",
     ),
+    CloseCode.REMOVED: (
+        "a teacher's `kick` in classroom mode (`serve --hub`): every socket of that user;"
+        " their handshakes then get 403 for `--kick-seconds`",
+    ),
 }
 
 
@@ -198,14 +228,19 @@ class ErrorCode(str, Enum):  # noqa: UP042 (str() of a member stays "ErrorCode.X
     RATE_LIMITED = "rate_limited"
     ID_TAKEN = "id_taken"
     DUPLICATE_ID = "duplicate_id"
+    #: Classroom mode: a teacher's event from a student.
+    FORBIDDEN = "forbidden"
+    #: Classroom mode: a message from a user a teacher muted (nothing is stored).
+    MUTED = "muted"
 
     @property
     def is_strike(self) -> bool:
         """Whether this error counts toward the ten that close a socket with 1008.
 
-        ``rate_limited`` does not (docs/protocol.md); ``id_taken`` closes at once anyway.
+        ``rate_limited`` and ``muted`` do not (docs/protocol.md); ``id_taken`` closes
+        at once anyway.
         """
-        return self not in (ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN)
+        return self not in (ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN, ErrorCode.MUTED)
 
 
 def _raised_as(kind: type[ProtocolError]) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -246,9 +281,21 @@ class MessageEntry(_MessageEntryRequired, total=False):
 
     ``clientMessageId`` is present when the author sent one, so that the author's
     clients can match the server's acknowledgement to what they sent.
+    ``announcement`` is present (``True``) on a classroom teacher's announcement.
     """
 
     clientMessageId: str
+    announcement: bool
+
+
+class ProgressEntry(TypedDict):
+    """One verdict in classroom mode: a user's newest result on one exercise."""
+
+    id: str
+    username: str
+    exercise: str
+    passed: bool
+    ts: str
 
 
 # --------------------------------------------------------------------------- client events
@@ -296,6 +343,71 @@ class WriteMessage:
 
 ClientEvent = Connecting | WriteMessage
 
+
+# --------------------------------------------------------------------------- classroom events
+
+
+@dataclass(frozen=True)
+class Mute:
+    """``mute``: a teacher stops a user's messages (classroom mode)."""
+
+    id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "mute", "id": self.id}
+
+
+@dataclass(frozen=True)
+class Unmute:
+    """``unmute``: a teacher lets a muted user write again (classroom mode)."""
+
+    id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "unmute", "id": self.id}
+
+
+@dataclass(frozen=True)
+class Kick:
+    """``kick``: a teacher closes a user's sockets with 4003 and keeps them out a while."""
+
+    id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "kick", "id": self.id}
+
+
+@dataclass(frozen=True)
+class Clear:
+    """``clear``: a teacher empties the history for everyone (classroom mode)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "clear"}
+
+
+@dataclass(frozen=True)
+class Announce:
+    """``announce``: a teacher's message to all, marked ``"announcement": true``."""
+
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "announce", "message": self.message}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``progress``: a user's verdict on an exercise, relayed to the teachers only."""
+
+    exercise: str
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "progress", "exercise": self.exercise, "passed": self.passed}
+
+
+ClassroomEvent = Mute | Unmute | Kick | Clear | Announce | Progress
+
 # --------------------------------------------------------------------------- server events
 
 
@@ -315,6 +427,10 @@ class Connected:
     #: ``connected_user_list`` already encoded as JSON, when the sender keeps it so:
     #: a join storm then costs no re-encoding of the whole list per newcomer
     users_json: str | None = field(default=None, repr=False, compare=False)
+    #: Classroom mode: ``"teacher"`` or ``"student"`` (absent elsewhere).
+    role: str | None = None
+    #: Classroom mode, a teacher's only: the newest verdict per user and exercise.
+    progress_list: list[ProgressEntry] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"event": "connected", "roomId": self.room_id, "id": self.id}
@@ -326,6 +442,10 @@ class Connected:
         data["wasPageReload"] = self.was_page_reload
         if self.truncated:
             data["truncated"] = True
+        if self.role is not None:
+            data["role"] = self.role
+        if self.progress_list is not None:
+            data["progressList"] = self.progress_list
         return data
 
 
@@ -391,9 +511,67 @@ class ErrorEvent:
         return {"event": "error", "code": self.code.value, "detail": self.detail}
 
 
-ServerEvent = Connected | Joined | Disconnected | Presence | MessageWritten | ErrorEvent
+@dataclass(frozen=True)
+class Muted:
+    """``muted``: a teacher muted this user (classroom mode; every socket gets it)."""
+
+    id: str
+    username: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "muted", "id": self.id, "username": self.username}
+
+
+@dataclass(frozen=True)
+class Unmuted:
+    """``unmuted``: a teacher let this user write again (classroom mode)."""
+
+    id: str
+    username: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "unmuted", "id": self.id, "username": self.username}
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """``cleared``: a teacher emptied the history; it goes on in room ``room_id``.
+
+    A client drops the messages it shows and counts ``lastMessageId`` in the new room.
+    """
+
+    room_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "cleared", "roomId": self.room_id}
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """``progress``: a user's newest verdict on an exercise, for teachers' sockets only."""
+
+    entry: ProgressEntry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "progress", **self.entry}
+
+
+ServerEvent = (
+    Connected
+    | Joined
+    | Disconnected
+    | Presence
+    | MessageWritten
+    | ErrorEvent
+    | Muted
+    | Unmuted
+    | Cleared
+    | ProgressReport
+)
 
 CLIENT_EVENTS = ("connecting", "writeMessage")
+#: What a client may send besides :data:`CLIENT_EVENTS` in classroom mode.
+CLASSROOM_EVENTS = ("mute", "unmute", "kick", "clear", "announce", "progress")
 #: Features a client may announce in ``connecting``; others are accepted and ignored.
 FEATURE_PRESENCE = "presence"
 MAX_FEATURES = 16
@@ -404,7 +582,7 @@ MAX_FEATURE_LENGTH = 32
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-def encode(event: ClientEvent | ServerEvent) -> str:
+def encode(event: ClientEvent | ClassroomEvent | ServerEvent) -> str:
     """Serialize an event to the JSON text of one frame (compact, UTF-8 safe)."""
     if isinstance(event, Connected) and event.users_json is not None:
         # The same text as below, the kept list spliced in at its place (keys in order).
@@ -524,11 +702,16 @@ def _features(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _parse_write_message(obj: dict[str, Any]) -> WriteMessage:
+def _message_text(obj: dict[str, Any]) -> str:
     message = _string(obj, "message", required=True)
     assert message is not None
     if not 1 <= len(message) <= MAX_MESSAGE_LENGTH or not message.strip():
         raise _field_error("message", f"must be 1-{MAX_MESSAGE_LENGTH} characters, not only spaces")
+    return message
+
+
+def _parse_write_message(obj: dict[str, Any]) -> WriteMessage:
+    message = _message_text(obj)
     cmid = _string(obj, "clientMessageId", required=False)
     if cmid is not None and not 1 <= len(cmid) <= MAX_CLIENT_MESSAGE_ID_LENGTH:
         raise _field_error("clientMessageId", "must be 1-64 characters")
@@ -542,6 +725,70 @@ _CLIENT_PARSERS: dict[str, Callable[[dict[str, Any]], ClientEvent]] = {
 }
 
 
+def _hub_name(obj: dict[str, Any]) -> str:
+    name = _string(obj, "id", required=True)
+    if not name or len(name) > MAX_HUB_NAME_LENGTH:
+        raise _field_error("id", f"must be a hub user's name, 1-{MAX_HUB_NAME_LENGTH} characters")
+    return name
+
+
+def _parse_progress(obj: dict[str, Any]) -> Progress:
+    exercise = _string(obj, "exercise", required=True)
+    if not exercise or len(exercise) > MAX_EXERCISE_LENGTH or not exercise.strip():
+        raise _field_error("exercise", f"must be 1-{MAX_EXERCISE_LENGTH} characters")
+    passed = obj.get("passed")
+    if not isinstance(passed, bool):
+        raise _field_error("passed", "must be true or false")
+    return Progress(exercise, passed)
+
+
+def _parse_classroom_connecting(obj: dict[str, Any]) -> Connecting:
+    # The hub says who the socket is: id, username and token are not read at all (a
+    # client may send back the hub name it was given, which need not be a plain id).
+    return _parse_connecting({**obj, "id": "hub", "username": "hub", "token": None})
+
+
+_CLASSROOM_PARSERS: dict[str, Callable[[dict[str, Any]], ClientEvent | ClassroomEvent]] = {
+    "connecting": _parse_classroom_connecting,
+    "mute": lambda obj: Mute(_hub_name(obj)),
+    "unmute": lambda obj: Unmute(_hub_name(obj)),
+    "kick": lambda obj: Kick(_hub_name(obj)),
+    "clear": lambda obj: Clear(),
+    "announce": lambda obj: Announce(_message_text(obj)),
+    "progress": _parse_progress,
+}
+
+
+@_raised_as(ClientProtocolError)
+def parse_classroom_event(data: str | bytes) -> ClientEvent | ClassroomEvent:
+    """Parse one frame a client of a classroom (``serve --hub``) sent.
+
+    :func:`parse_client_event`, and the classroom's events (:data:`CLASSROOM_EVENTS`);
+    the ``id``, ``username`` and ``token`` of ``connecting`` are not read (the hub says
+    who the socket is), so they may be absent or anything.
+
+    Raises:
+        ProtocolError: ``bad_json``, ``unknown_event`` or ``invalid_field``; never
+            any other exception, whatever the input.
+    """
+    obj = _load_object(data)
+    parser = _CLASSROOM_PARSERS.get(obj["event"])
+    if parser is None:
+        return _parse_known(obj, CLIENT_EVENTS + CLASSROOM_EVENTS)
+    return parser(obj)
+
+
+def _parse_known(obj: dict[str, Any], known: tuple[str, ...]) -> ClientEvent:
+    parser = _CLIENT_PARSERS.get(obj["event"])
+    if parser is None:
+        name = obj["event"][:40]
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_EVENT,
+            f"unknown event {name!r}; a client may send {', '.join(known)}",
+        )
+    return parser(obj)
+
+
 @_raised_as(ClientProtocolError)
 def parse_client_event(data: str | bytes) -> ClientEvent:
     """Parse one frame a client sent into an event.
@@ -552,15 +799,7 @@ def parse_client_event(data: str | bytes) -> ClientEvent:
         ProtocolError: ``bad_json``, ``unknown_event`` or ``invalid_field``; never
             any other exception, whatever the input.
     """
-    obj = _load_object(data)
-    parser = _CLIENT_PARSERS.get(obj["event"])
-    if parser is None:
-        name = obj["event"][:40]
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_EVENT,
-            f"unknown event {name!r}; a client may send {', '.join(CLIENT_EVENTS)}",
-        )
-    return parser(obj)
+    return _parse_known(_load_object(data), CLIENT_EVENTS)
 
 
 # --------------------------------------------------------------------------- usernames
@@ -609,6 +848,12 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
             was_page_reload=obj.get("wasPageReload") is True,
             room_id=_text(obj, "roomId") if "roomId" in obj else "",
             truncated=obj.get("truncated") is True,
+            role=_string(obj, "role", required=False),
+            progress_list=(
+                [_progress(p) for p in _list(obj, "progressList")]
+                if obj.get("progressList") is not None
+                else None
+            ),
         )
     if name == "joined":
         return Joined(id=_text(obj, "id"), username=_text(obj, "username"))
@@ -624,6 +869,9 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
         if obj.get("messagesList") is not None:
             history = [_entry(m) for m in _list(obj, "messagesList")]
         return MessageWritten(message=_entry(obj.get("message")), messages_list=history)
+    classroom = _CLASSROOM_SERVER_PARSERS.get(name)
+    if classroom is not None:
+        return classroom(obj)
     if name == "error":
         code = obj.get("code")
         if not isinstance(code, str) or code not in _ERROR_CODES:
@@ -634,6 +882,25 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
 
 
 _ERROR_CODES = frozenset(code.value for code in ErrorCode)
+
+_CLASSROOM_SERVER_PARSERS: dict[str, Callable[[dict[str, Any]], ServerEvent]] = {
+    "muted": lambda obj: Muted(_text(obj, "id"), _text(obj, "username")),
+    "unmuted": lambda obj: Unmuted(_text(obj, "id"), _text(obj, "username")),
+    "cleared": lambda obj: Cleared(_text(obj, "roomId")),
+    "progress": lambda obj: ProgressReport(_progress(obj)),
+}
+
+
+def _progress(value: Any) -> ProgressEntry:
+    if not isinstance(value, dict) or not isinstance(value.get("passed"), bool):
+        raise _field_error("progress", "must be an entry with a boolean passed")
+    return {
+        "id": _text(value, "id"),
+        "username": _text(value, "username"),
+        "exercise": _text(value, "exercise"),
+        "passed": value["passed"],
+        "ts": _text(value, "ts"),
+    }
 
 
 def _text(obj: Any, name: str) -> str:
@@ -669,4 +936,6 @@ def _entry(value: Any) -> MessageEntry:
     }
     if value.get("clientMessageId") is not None:
         entry["clientMessageId"] = _text(value, "clientMessageId")
+    if value.get("announcement") is True:
+        entry["announcement"] = True
     return entry

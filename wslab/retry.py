@@ -33,9 +33,12 @@ __all__ = [
 ]
 
 #: Close codes after which a client does not reconnect: 1008 (policy) and 1009 (too
-#: big) would only be refused again. Every other close the client did not ask for
+#: big) would only be refused again, and 4003 (a classroom's teacher removed the user)
+#: is a decision to respect. Every other close the client did not ask for
 #: (1000 or 1001 from the server, 1006, 1011, 1012, 1013, ...) is retried.
-FINAL_CLOSE_CODES = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG})
+FINAL_CLOSE_CODES = frozenset(
+    {CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG, CloseCode.REMOVED}
+)
 
 
 def backoff(

@@ -121,8 +121,10 @@ class CloseSocket:
 
 @dataclass
 class Outcome:
-    """What the caller must do: the sends in order, then at most one close.
+    """What the caller must do: the sends in order, then the closes.
 
+    ``close`` is at most one close of the socket the outcome answers; ``closes`` are
+    closes of other sockets (a classroom teacher's ``kick`` closes a user's tabs).
     ``tasks`` are requests for a remote engine (see :mod:`wslab.engine`): the server
     carries them out and hands each answer to :meth:`Room.answer`. With the memory
     engine it stays empty.
@@ -131,11 +133,13 @@ class Outcome:
     sends: list[Send] = field(default_factory=list)
     close: CloseSocket | None = None
     tasks: list[Request] = field(default_factory=list)
+    closes: list[CloseSocket] = field(default_factory=list)
 
     def extend(self, other: Outcome) -> None:
         self.sends.extend(other.sends)
         self.close = self.close or other.close
         self.tasks.extend(other.tasks)
+        self.closes.extend(other.closes)
 
 
 class RateLimits:
@@ -165,6 +169,25 @@ class RateLimits:
             self._buckets[user_id] = bucket
             self.touch(user_id, present)
         return bucket
+
+    def refusal(
+        self, socket: Socket, state: _SocketState, now: float, present: Collection[str]
+    ) -> Outcome | None:
+        """Take a token for a frame of ``socket``; what to answer if it is over the limit.
+
+        ``None``: go on. Over the limit, the first frame of a run gets ``rate_limited``
+        and the others nothing (one error per run of dropped frames, not one each).
+        """
+        user_id = state.user_id
+        bucket = state.bucket if user_id is None else self.of(user_id, now, present)
+        if bucket is None or bucket.take(now):
+            state.limited = False
+            return None
+        if state.limited:
+            return Outcome()
+        state.limited = True
+        detail = f"over {self.rate:g} messages/s per user; this message was dropped"
+        return Outcome([Send((socket,), ErrorEvent(ErrorCode.RATE_LIMITED, detail))])
 
     def touch(self, user_id: str, present: Collection[str]) -> None:
         """Mark an id's bucket as just used; forget the least recently used away ones."""
@@ -506,26 +529,20 @@ class Room:
         state = self._audience.states.get(socket)
         if state is None:
             return Outcome()  # closed or refused already: nothing to answer
-        now = self.clock.monotonic()
-        bucket = (
-            state.bucket
-            if state.user_id is None
-            else self.rates.of(state.user_id, now, self._users)
-        )
-        if bucket is not None and not bucket.take(now):
-            if state.limited:
-                return Outcome()  # one error per run of dropped frames, not one each
-            state.limited = True
-            detail = f"over {self.rate_limit:g} messages/s per user; this message was dropped"
-            return Outcome([Send((socket,), ErrorEvent(ErrorCode.RATE_LIMITED, detail))])
-        state.limited = False
+        refused = self.rates.refusal(socket, state, self.clock.monotonic(), self._users)
+        if refused is not None:
+            return refused
         try:
-            event = parse_client_event(data)
-            if isinstance(event, Connecting):
-                return self._connect(state, socket, event)
-            return self._write(state, socket, event)
+            return self._act(state, socket, data)
         except ProtocolError as error:
             return self._refuse(socket, state, error)
+
+    def _act(self, state: _SocketState, socket: Socket, data: str | bytes) -> Outcome:
+        """Parse a frame and carry it out: the seam a room with more events extends."""
+        event = parse_client_event(data)
+        if isinstance(event, Connecting):
+            return self._connect(state, socket, event)
+        return self._write(state, socket, event)
 
     def close(self, socket: Socket) -> Outcome:
         """A socket closed (cleanly or not). Starts the grace of its id if it was the last."""

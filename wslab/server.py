@@ -34,6 +34,12 @@ The parts, each in its own module:
   and closes a socket that has not sent ``connecting`` within ``join_timeout``
   with 1008.
 
+Classroom mode (``hub=True``, ``python -m wslab serve --hub``): the chat is a
+JupyterHub service. :class:`~wslab.classroom.service.HubDoor` serves the page and
+the socket below the hub's service prefix and lets a handshake in only once the hub
+said who it is; the room is a :class:`~wslab.moderation.ClassRoom` (hub names,
+teachers, moderation, progress). One server, in memory: no ``redis``, no ``store``.
+
 Several servers, one chat: given ``redis="redis://HOST:PORT/DB"``, the room's
 engine is Redis (:class:`~wslab.engine.RedisEngine`) and :mod:`wslab.backplane`
 shares presence, ids, messages and their order through Redis with every other
@@ -59,14 +65,17 @@ from .clock import Clock, SystemClock
 from .connection import ChatConnection as _ChatConnection
 from .endpoint import ServedAt
 from .engine import RedisEngine
+from .errors import ConfigurationError
 from .listener import Listener
 from .loopthread import LoopService
+from .moderation import ClassRoom
 from .options import Limits, RedisOptions, ServerOptions, Timeouts, resolve
 from .protocol import CloseCode, MessageEntry, UserEntry, encode
 from .room import HistoryStore, MessageFilter, Outcome, Room
 
 if TYPE_CHECKING:
     from .backplane import BackplaneLink
+    from .classroom.service import HubDoor
 
 __all__ = ["ChatServer"]
 
@@ -131,10 +140,11 @@ class ChatServer(ServedAt, LoopService):
         store: str | os.PathLike[str] | HistoryStore | None = None,
         **options: Unpack[ServerOptions],
     ) -> None:
-        self.limits, self.timeouts, self.redis_options = resolve(options, limits, timeouts, redis)
+        self.limits, self.timeouts, self.redis_options, self.classroom_options = resolve(
+            options, limits, timeouts, redis
+        )
         redis = self.redis_options.url
-        if redis is not None and (store is not None or seed_compatible):
-            raise ValueError("a server on Redis keeps history and ids there: no store, no seed")
+        _check_modes(self.classroom_options.hub, redis, store, seed_compatible)
         self.host = host
         self._port = port
         self.ssl = ssl
@@ -155,23 +165,21 @@ class ChatServer(ServedAt, LoopService):
             compression=compression,
         )
         self.store = store = _open_store(store)
-        # The room takes its options flat.
-        grace, presence_tick = self.timeouts.grace, self.timeouts.presence_tick
-        history, max_bindings = self.limits.history, self.limits.max_bindings
-        rate_limit, rate_burst = self.limits.rate_limit, self.limits.rate_burst
-        self.room = Room(
-            grace=grace,
-            history=history,
-            rate_limit=rate_limit,
-            rate_burst=rate_burst,
-            seed_compatible=seed_compatible,
-            clock=clock or SystemClock(),
-            message_filter=message_filter,
-            store=store,
-            max_bindings=max_bindings,
-            presence_tick=presence_tick,
-            engine=RedisEngine() if redis is not None else None,
-        )
+        room_options = _room_options(self.limits, self.timeouts, clock, message_filter)
+        if self.classroom_options.hub:
+            self.room: Room = ClassRoom(
+                kick_seconds=self.classroom_options.kick_seconds, **room_options
+            )
+            #: Classroom mode's door (the page, its login, who each socket is), else ``None``.
+            self.hub: HubDoor | None = _open_door(self.room, self.classroom_options.teachers)
+            self.listener.door = self.hub
+            self.path_prefix = self.hub.prefix
+        else:
+            engine = RedisEngine() if redis is not None else None
+            self.room = Room(
+                seed_compatible=seed_compatible, store=store, engine=engine, **room_options
+            )
+            self.hub = None
         super().__init__(f"wslab-server-{port}")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = 0.0
@@ -282,6 +290,8 @@ class ChatServer(ServedAt, LoopService):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.hub is not None:
+            await self.hub.aclose()
         # Sockets that died in the shutdown have left the room; their grace runs,
         # so a restart of this object within the grace is a reload.
         if self.link is not None:
@@ -340,6 +350,9 @@ class ChatServer(ServedAt, LoopService):
             await socket.close(*_OUTAGE_CLOSE)
             return
         room = self.room
+        if self.hub is not None and not self.hub.seat(socket, room):
+            await socket.close(CloseCode.POLICY_VIOLATION, "no hub user")
+            return
         self._apply(room.open(socket))
         loop = asyncio.get_running_loop()
         join_timer = loop.call_later(self.join_timeout, self._check_joined, socket)
@@ -385,10 +398,10 @@ class ChatServer(ServedAt, LoopService):
         for send in outcome.sends:
             # One serialization per event, however many receivers: no per-socket work.
             broadcast(send.to, encode(send.event))  # type: ignore[arg-type]
-        close = outcome.close
-        if close is not None:
-            assert isinstance(close.socket, _ChatConnection)
-            close.socket.close_soon(close.code, close.reason)
+        for close in (outcome.close, *outcome.closes):
+            if close is not None:
+                assert isinstance(close.socket, _ChatConnection)
+                close.socket.close_soon(close.code, close.reason)
         if not outcome.tasks or self.link is None:
             return None
         # Each request is queued now, in order; claims and appends are answered later.
@@ -424,6 +437,46 @@ class ChatServer(ServedAt, LoopService):
         self._timer = None
         self._apply(self.room.expire())
         self._schedule_expiry()
+
+
+def _room_options(
+    limits: Limits, timeouts: Timeouts, clock: Clock | None, message_filter: MessageFilter | None
+) -> dict[str, Any]:
+    """The room's options, which it takes flat."""
+    return {
+        "grace": timeouts.grace,
+        "history": limits.history,
+        "rate_limit": limits.rate_limit,
+        "rate_burst": limits.rate_burst,
+        "clock": clock or SystemClock(),
+        "message_filter": message_filter,
+        "max_bindings": limits.max_bindings,
+        "presence_tick": timeouts.presence_tick,
+    }
+
+
+def _check_modes(hub: bool, redis: str | None, store: object, seed_compatible: bool) -> None:
+    """Refuse options that cannot go together (a :class:`ValueError` saying why)."""
+    if hub and (redis is not None or store is not None or seed_compatible):
+        raise ConfigurationError(
+            "hub (classroom mode) cannot go with redis, store or seed_compatible:"
+            " a classroom is one server, in memory, with the hub's ids"
+        )
+    if redis is not None and (store is not None or seed_compatible):
+        raise ValueError("a server on Redis keeps history and ids there: no store, no seed")
+
+
+def _open_door(room: Room, teachers: tuple[str, ...]) -> HubDoor:
+    """Classroom mode's door, from the hub's variables (see :mod:`wslab.classroom.service`)."""
+    from .classroom.service import HubDoor
+
+    assert isinstance(room, ClassRoom)
+
+    def kicked_for(name: str) -> float:
+        until = room.kicked_until(name)
+        return 0.0 if until is None else until - room.clock.monotonic()
+
+    return HubDoor.from_environment(teachers, kicked_for)
 
 
 def _has_running_loop() -> bool:

@@ -316,7 +316,7 @@ def test_the_pages_login_through_the_hub_ends_in_a_cookie_the_gate_accepts(
     assert isinstance(reused, Refusal) and reused.status == 503
 
 
-def test_join_in_a_spawned_servers_environment_finds_the_hub(
+def test_address_in_a_spawned_servers_environment_finds_the_hub(
     hub: JupyterHubProcess, gate: CountedGate, loop: asyncio.AbstractEventLoop
 ) -> None:
     started = time.monotonic()
@@ -325,7 +325,7 @@ def test_join_in_a_spawned_servers_environment_finds_the_hub(
     env = hub.server_environment("ada")
     assert env["JUPYTERHUB_USER"] == "ada"
     program = (
-        "import json; from wslab.classroom import join; a = join();"
+        "import json; from wslab.classroom import address; a = address();"
         " print(json.dumps({'url': a.url, 'headers': dict(a.headers), 'user': a.user}))"
     )
     env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")

@@ -17,7 +17,7 @@ from wslab.classroom import (
     HubUser,
     Refusal,
     TokenCache,
-    join,
+    address,
     token_key,
 )
 from wslab.clock import FakeClock
@@ -268,36 +268,38 @@ def test_cookies_are_ignored_without_a_cookie_secret(hub: FakeHub) -> None:
     assert isinstance(refusal, Refusal) and "no hub credential" in refusal.reason
 
 
-# ---------------------------------------------------------------------------- join()
+# ---------------------------------------------------------------------------- address()
 
 
-def test_join_outside_a_hub_says_in_one_line_what_is_missing() -> None:
+def test_address_outside_a_hub_says_in_one_line_what_is_missing() -> None:
     with pytest.raises(ClassroomError) as caught:
-        join(environ={})
+        address(environ={})
     message = str(caught.value)
     assert "\n" not in message
     assert "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN not set" in message
 
 
-def test_join_prefers_the_deployments_url_then_the_public_url() -> None:
+def test_address_prefers_the_deployments_url_then_the_public_url() -> None:
     env = {
         "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",  # never asked
         "JUPYTERHUB_API_TOKEN": "secret-token",
         "JUPYTERHUB_USER": "ada",
     }
-    given = join(environ={**env, "WSLAB_CLASSROOM_URL": "wss://hub.example/services/wslab/chat"})
+    given = address(environ={**env, "WSLAB_CLASSROOM_URL": "wss://hub.example/services/wslab/chat"})
     assert given.url == "wss://hub.example/services/wslab/chat"
     assert given.headers == {"Authorization": "token secret-token"}
     assert given.user == "ada" and given.service == "wslab"
     assert "secret-token" not in repr(given)
-    public = join("chat", environ={**env, "JUPYTERHUB_PUBLIC_URL": "https://hub.example/jupyter/"})
+    public = address(
+        "chat", environ={**env, "JUPYTERHUB_PUBLIC_URL": "https://hub.example/jupyter/"}
+    )
     assert public.url == "wss://hub.example/jupyter/services/chat/chat"
 
 
-def test_join_says_when_the_hub_cannot_be_reached() -> None:
+def test_address_says_when_the_hub_cannot_be_reached() -> None:
     env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
     with pytest.raises(ClassroomError, match="cannot be reached"):
-        join(environ=env, timeout=2)
+        address(environ=env, timeout=2)
 
 
 def test_a_missing_hub_program_is_named_with_its_install_line(

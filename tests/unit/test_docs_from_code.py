@@ -44,7 +44,9 @@ def test_the_readme_names_every_serve_option() -> None:
     with pytest.raises(SystemExit):  # an unknown flag is refused, so each one below exists
         parse(["serve", "--no-such-option"])
     for flag in flags:
-        value = [] if flag == "--seed-compatible" else ["1" if flag != "--store" else "x.db"]
+        value = (
+            [] if flag in ("--seed-compatible", "--hub") else ["1" if flag != "--store" else "x.db"]
+        )
         if flag == "--redis":
             value = ["redis://127.0.0.1:6379/0"]
         parse(["serve", flag, *value])

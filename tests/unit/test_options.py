@@ -11,6 +11,7 @@ from wslab import ChatServer
 from wslab.__main__ import build_parser
 from wslab.options import (
     FLAT_OPTIONS,
+    ClassroomOptions,
     Limits,
     RedisOptions,
     ServerOptions,
@@ -21,7 +22,11 @@ from wslab.options import (
 
 
 def test_every_flat_keyword_maps_onto_one_field() -> None:
-    fields = {(g, f.name) for g in (Limits, Timeouts, RedisOptions) for f in dataclasses.fields(g)}
+    fields = {
+        (g, f.name)
+        for g in (Limits, Timeouts, RedisOptions, ClassroomOptions)
+        for f in dataclasses.fields(g)
+    }
     assert set(FLAT_OPTIONS.values()) == fields
     assert FLAT_OPTIONS["grace"] == (Timeouts, "grace")
     assert FLAT_OPTIONS["redis"] == (RedisOptions, "url")
@@ -86,7 +91,9 @@ def test_server_options_types_every_flat_keyword_as_its_field() -> None:
 def test_the_cli_takes_its_defaults_from_the_option_classes() -> None:
     defaults = vars(build_parser().parse_args(["serve"]))
     for option in cli_options():
-        assert defaults[option.keyword] == option.default, option.flag
+        given = defaults[option.keyword]
+        given = tuple(given or ()) if option.kind is tuple else given  # appended to a list
+        assert given == option.default, option.flag
     # The CLI offers every option but the two keepalive ones, which can be None.
     offered = {o.keyword for o in cli_options()}
     assert set(FLAT_OPTIONS) - offered == {"ping_interval", "ping_timeout"}

@@ -28,6 +28,7 @@ PURE_MODULES = [
     "rawlog",
     "engine",
     "presence",
+    "moderation",
 ]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 

@@ -123,16 +123,16 @@ def test_connected_carries_every_field_of_the_contract() -> None:
 
 
 def test_close_codes_explain_themselves() -> None:
-    codes = [1000, 1001, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013]
+    codes = [1000, 1001, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013, 4003]
     assert [int(c) for c in CloseCode] == codes
     assert all(code.explanation for code in CloseCode)
     assert describe_close(1009).startswith("1009 (message too big")
     assert describe_close(4000) == "4000 (not a code this kit uses)"
 
 
-def test_only_rate_limits_and_id_taken_are_not_strikes() -> None:
+def test_only_rate_limits_id_taken_and_muted_are_not_strikes() -> None:
     strikes = {code for code in ErrorCode if code.is_strike}
-    assert strikes == set(ErrorCode) - {ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN}
+    assert strikes == set(ErrorCode) - {ErrorCode.RATE_LIMITED, ErrorCode.ID_TAKEN, ErrorCode.MUTED}
 
 
 # --------------------------------------------------------------------------- names and display

@@ -143,7 +143,7 @@ def test_the_page_policy_is_the_default_policy_as_data() -> None:
         "factor": 2.0,
         "capS": 10.0,
         "minUptimeS": 2.0,
-        "finalCodes": [1008, 1009],
+        "finalCodes": [1008, 1009, 4003],
         "rateLimitPauseS": 1.0,
     }
     assert isinstance(meanings, dict)

@@ -266,15 +266,21 @@ class HubGate:
             if match is None:
                 return Refusal(403, "Authorization must be 'token <your hub API token>'")
             return match.group(1)
-        cookie = self._cookie_token(headers)
+        cookie = self.cookie_token(headers)
         if cookie is not None:
             return cookie
         return Refusal(
             403, "no hub credential: log in to the hub, or send 'Authorization: token ...'"
         )
 
-    def _cookie_token(self, headers: Mapping[str, str]) -> str | Refusal | None:
-        """The token in the hub's OAuth cookie, if there is a valid one from this origin."""
+    def cookie_token(
+        self, headers: Mapping[str, str], *, check_origin: bool = True
+    ) -> str | Refusal | None:
+        """The token in the hub's OAuth cookie, if there is a valid one from this origin.
+
+        ``check_origin=False`` for the page's own GET, which carries no ``Origin``
+        (the token then only decides whether to send the browser to the login).
+        """
         if self.cookie_name is None or self.cookie_secret is None:
             return None
         raw = _header(headers, "Cookie")
@@ -286,7 +292,7 @@ class HubGate:
             return None
         if morsel is None:
             return None
-        if not _same_origin(_header(headers, "Origin"), _header(headers, "Host")):
+        if check_origin and not _same_origin(_header(headers, "Origin"), _header(headers, "Host")):
             return Refusal(403, "a login cookie is only accepted from the chat's own page")
         from tornado.web import decode_signed_value
 

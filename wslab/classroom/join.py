@@ -1,9 +1,13 @@
-"""A student's kernel on the hub finds the class chat: :func:`join`, with no arguments.
+"""A student's kernel on the hub joins the class chat: :func:`join`, with no arguments.
 
 Inside a user's server (and so in its kernels) the hub sets ``JUPYTERHUB_API_URL``,
-``JUPYTERHUB_API_TOKEN`` (the server's token) and ``JUPYTERHUB_USER``. :func:`join`
-uses them to find where the chat listens and returns what a client sends in its
-handshake: the URL and an ``Authorization: token ...`` header.
+``JUPYTERHUB_API_TOKEN`` (the server's token) and ``JUPYTERHUB_USER``. From them:
+
+- :func:`address` finds where the chat listens and what a client sends in its
+  handshake: the URL and an ``Authorization: token ...`` header (a
+  :class:`ClassroomAddress`);
+- :func:`join` shows the chat widget there, connected as the hub user (in a cell);
+- :func:`client` makes a :class:`~wslab.client.ChatClient` there, for scripts.
 
 Where the chat is, first found wins:
 
@@ -15,7 +19,7 @@ Where the chat is, first found wins:
 3. the hub's own description of the service, ``GET /hub/api/services/<name>``:
    ``<its url><its prefix>chat``, a direct connection from the kernel to the service.
 
-The service's name is the argument, else ``WSLAB_CLASSROOM_SERVICE``, else ``wslab``.
+The service's name is the ``service`` argument, else ``WSLAB_CLASSROOM_SERVICE``, else ``wslab``.
 
 The server's token is accepted by the chat only if the deployment grants it: the hub's
 ``server`` role needs ``access:services!service=<name>`` (and
@@ -32,11 +36,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..client import BlockingChatClient, ChatClient
 from ..errors import ClassroomError
 
-__all__ = ["DEFAULT_SERVICE", "ClassroomAddress", "join"]
+if TYPE_CHECKING:
+    from ..lab.widget import ChatWidget
+
+__all__ = ["DEFAULT_SERVICE", "ClassroomAddress", "address", "client", "join"]
 
 #: The service name :func:`join` looks for when neither an argument nor a variable names one.
 DEFAULT_SERVICE = "wslab"
@@ -55,8 +64,49 @@ class ClassroomAddress:
     user: str
     service: str
 
+    def client(self, **options: Any) -> ChatClient:
+        """A :class:`ChatClient` for the class chat, as the hub user; not started.
 
-def join(
+        ``options`` are :class:`ChatClient`'s (``policy``, ``features``, ...).
+        Call from the loop that will run it (it starts with ``connect()``).
+        """
+        return ChatClient(self.url, self.user, additional_headers=self.headers, **options)
+
+    def blocking_client(self, **options: Any) -> BlockingChatClient:
+        """A :class:`BlockingChatClient` for the class chat, as the hub user; not connected.
+
+        For plain blocking scripts; any thread.
+        """
+        return BlockingChatClient(self.url, self.user, additional_headers=self.headers, **options)
+
+
+def join(service: str | None = None, *, show_log: bool = False) -> ChatWidget:
+    """Show the class chat in a cell, connected as the hub user; return its widget.
+
+    The widget of :func:`wslab.chat`, with the hub token in its handshake. Safe to
+    re-run: the new widget replaces the last one, as the same user. Kernel loop
+    only (a cell). Raises :class:`ClassroomError` with one line saying what is
+    missing when the chat cannot be found (see :func:`address`).
+    """
+    from ..lab.widget import chat
+
+    found = address(service)
+    return chat(found.url, found.user, show_log=show_log, additional_headers=found.headers)
+
+
+def client(
+    service: str | None = None, *, environ: Mapping[str, str] | None = None, **options: Any
+) -> ChatClient:
+    """A :class:`ChatClient` for the class chat, as the hub user; not started.
+
+    ``await client().connect()`` joins. ``options`` go to :class:`ChatClient`.
+    Blocking (one hub request at most, see :func:`address`); call it from the loop
+    that will run the client.
+    """
+    return address(service, environ=environ).client(**options)
+
+
+def address(
     service: str | None = None,
     *,
     environ: Mapping[str, str] | None = None,

@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from ..errors import MissingExtraError
@@ -394,20 +394,31 @@ def _log_lines(client: ChatClient) -> list[str]:
 # ---------------------------------------------------------------------- chat()
 
 
-def chat(url: str | None = None, username: str = "you", *, show_log: bool = False) -> ChatWidget:
+def chat(
+    url: str | None = None,
+    username: str = "you",
+    *,
+    show_log: bool = False,
+    additional_headers: Mapping[str, str] | None = None,
+) -> ChatWidget:
     """Join a chat server from a notebook: make a client and a widget, start, display.
 
     Without ``url`` it starts (or reuses) the kernel's shared local server; stop
     it with ``await stop_shared_server()``. Safe to re-run: the new widget
     replaces the last one for the same url and username and comes back as the
     same user. Returns the widget, which is shown once even when it is also the
-    cell's last expression. Kernel loop only (a cell).
+    cell's last expression. ``additional_headers`` go out on every handshake of
+    the widget's socket, which lives in this kernel (a hub token, say: see
+    :func:`wslab.classroom.join`). Kernel loop only (a cell).
     """
     if url is None:
         url = shared_server().url
     # Batched presence, as the page asks for it: a class joining at once costs each
     # widget one presence event per server tick, not one event per student.
-    widget = ChatWidget(ChatClient(url, username, features=("presence",)), show_log=show_log)
+    client = ChatClient(
+        url, username, features=("presence",), additional_headers=additional_headers
+    )
+    widget = ChatWidget(client, show_log=show_log)
     widget.start()
     display(widget)  # type: ignore[no-untyped-call]
     return widget

@@ -114,9 +114,10 @@
 
   // The socket lives next to the page: resolve "chat" against the page's own
   // URL, so the page also works behind a path prefix such as Binder's
-  // /user/x/proxy/8765/. Never hard-code a host or a port.
-  function socketUrlFor(pageHref) {
-    const url = new URL("chat", pageHref);
+  // /user/x/proxy/8765/. Never hard-code a host or a port. A classroom's server
+  // gives the socket's path below the hub's service prefix (config.socketPath).
+  function socketUrlFor(pageHref, path = CONFIG.socketPath || "chat") {
+    const url = new URL(path, pageHref);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     return url.href;
   }
@@ -255,7 +256,9 @@
   }
 
   function messageItem(entry) {
-    return view.messageItem(entry, shownName(entry.id, entry.username), entry.id === chat.id);
+    const li = view.messageItem(entry, shownName(entry.id, entry.username), entry.id === chat.id);
+    if (entry.announcement === true) li.classList.add("announcement"); // a classroom teacher's
+    return li;
   }
 
   function pendingItem(item) {
@@ -584,6 +587,20 @@
         // Only `message` matters; a seed-compatible `messagesList` would repeat history.
         if (event.message) addMessage(event.message);
         return;
+      // Classroom mode (serve --hub): a teacher's moderation, as system lines.
+      case "muted":
+      case "unmuted":
+        systemLine(make("li", "system", `${neutralizeName(event.username)} was ${event.event} by a teacher`));
+        return;
+      case "cleared":
+        // The history is gone for everyone: drop ours, and count ids in the new room.
+        flushRender();
+        for (const node of el.messages.querySelectorAll(CURRENT)) node.remove();
+        chat.messages = [];
+        chat.byMessageId.clear();
+        chat.roomId = event.roomId;
+        systemLine(make("li", "divider", "a teacher cleared the chat"));
+        return;
       case "error":
         chat.error = { code: event.code, detail: event.detail };
         if (event.code === "rate_limited") pauseSending();
@@ -679,7 +696,9 @@
   // ---------------------------------------------------------------------------
   const nameFromUrl = (new URLSearchParams(location.search).get("username") || "").trim();
   renderStatus();
-  if (nameFromUrl) {
+  if (CONFIG.classroom) {
+    join("classroom"); // the hub says who we are: the server ignores the name we send
+  } else if (nameFromUrl) {
     join(nameFromUrl);
   } else {
     el.nameForm.hidden = false;

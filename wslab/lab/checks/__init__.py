@@ -7,7 +7,9 @@ loopback when that makes sense, stopping everything it started), and prints one
 such a verdict too: which call raised what, a hint, and the learner's own lines.
 Imported in a Jupyter kernel, this package makes IPython show a ``CheckFailed``
 as that verdict alone, without the checks' traceback; any other exception keeps
-its traceback. Lessons import the checks by topic::
+its traceback. In a class on JupyterHub, each verdict also goes to the teachers
+(:mod:`wslab.classroom.progress`); importing this package starts joining the
+class in the background. Lessons import the checks by topic::
 
     from wslab.lab.checks.events import check_socket_url         # 00
     from wslab.lab.checks.events import check_event_log          # 01
@@ -23,9 +25,11 @@ its traceback. Lessons import the checks by topic::
     from wslab.lab.checks.scaling import check_claim_status      # 13
 """
 
+from ...classroom.progress import kernel_reporter
 from ...errors import CheckFailed
 from ._common import show_verdicts_in_ipython
 
 __all__ = ["CheckFailed"]
 
 show_verdicts_in_ipython()
+kernel_reporter().start()  # on a hub only: the class is joined before the first check

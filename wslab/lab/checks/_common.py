@@ -11,6 +11,7 @@ call, which exception, a hint, and the traceback cut to the learner's own lines
 from __future__ import annotations
 
 import linecache
+import logging
 import sys
 import sysconfig
 from collections.abc import Callable, Coroutine
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ...classroom.progress import kernel_reporter
 from ...errors import CheckFailed
 from ...loopthread import LoopThread
 
@@ -34,15 +36,37 @@ __all__ = [
 
 T = TypeVar("T")
 
+logger = logging.getLogger("wslab.lab.checks")
+
 
 def passed(check: str, what: str) -> None:
-    """Print the one-line success verdict of ``check``."""
+    """Print the one-line success verdict of ``check``; in a class, teachers get it too."""
     print(f"PASS {check}: {what}")
+    _tell_the_class(check, True)
 
 
 def fail(check: str, what: str, hint: str) -> CheckFailed:
-    """Build the one-line failure of ``check``; the caller raises it."""
+    """Build the one-line failure of ``check`` for the caller to raise; teachers get it.
+
+    (In a class on JupyterHub: see :func:`_tell_the_class`.)
+    """
+    _tell_the_class(check, False)
     return CheckFailed(f"FAIL {check}: {what}. Hint: {hint}")
+
+
+def _tell_the_class(check: str, ok: bool) -> None:
+    """In a class on JupyterHub, send the verdict to the teachers (in the background).
+
+    Prints one line the first time the class has this kernel's verdicts. Outside a
+    hub it does nothing; whatever goes wrong, the check's own verdict stands.
+    """
+    try:
+        notice = kernel_reporter().report(check, ok)
+    except Exception:
+        logger.exception("could not hand the verdict of %s to the class", check)
+        return
+    if notice is not None:
+        print(notice)
 
 
 RAISED_HINT = "call it yourself with that input, and read your lines below"
