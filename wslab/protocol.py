@@ -98,7 +98,7 @@ class CloseCode(IntEnum):
     :attr:`explanation` is one line a person can read; :attr:`causes` lists every
     reason the kit has to close with the code (docs/protocol.md shows them as a
     table, :func:`close_codes_table`). 1012 is never sent by the kit: clients
-    retry it, like any code but 1008 and 1009.
+    retry it, like any code but 1008, 1009 and 4003.
     """
 
     NORMAL_CLOSURE = 1000
