@@ -1,5 +1,5 @@
-"""``python -m benchmarks [all|fanout|join|history|reconnect|herd|memory|redis-fanout|notebooks]
-[--quick]``.
+"""``python -m benchmarks [all|fanout|join|history|reconnect|herd|memory|redis-fanout|
+classroom|notebooks] [--quick]``.
 
 Runs the chosen benchmarks, prints their tables and a PASS/MISS line per target (never
 asserted: the exit code is 1 only when a benchmark could not run), and
@@ -23,8 +23,8 @@ from .noise import NO_WAITING, QuietPolicy
 from .report import Check, machine_info, print_checks, results_dir, write_json
 from .targets import TARGETS, BenchmarkError, Pinning, pinning, wslab_available
 
-SECTIONS = ("fanout", "join", "history", "reconnect", "herd", "memory", "redis-fanout")
-NEEDS_WSLAB = {"join", "history", "reconnect", "herd", "memory", "redis-fanout"}
+SECTIONS = ("fanout", "join", "history", "reconnect", "herd", "memory", "redis-fanout", "classroom")
+NEEDS_WSLAB = {"join", "history", "reconnect", "herd", "memory", "redis-fanout", "classroom"}
 
 
 def _fanout(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
@@ -87,6 +87,13 @@ def _redis_fanout(
     return run_redis_fanout(sizes, pins, quiet)
 
 
+def _classroom(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
+    from .classroom import classroom_checks, run_classroom
+
+    data = run_classroom(sizes, pins, quiet)
+    return data | {"checks": classroom_checks(data)}
+
+
 def _notebooks(sizes: Sizes, pins: Pinning | None, quiet: QuietPolicy, out: Path) -> dict[str, Any]:
     from .memory import notebook_wall_time
 
@@ -101,6 +108,7 @@ RUNNERS: dict[str, Callable[[Sizes, Pinning | None, QuietPolicy, Path], dict[str
     "herd": _herd,
     "memory": _memory,
     "redis-fanout": _redis_fanout,
+    "classroom": _classroom,
     "notebooks": _notebooks,
 }
 
@@ -112,9 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke sizes (a few seconds), for CI; no waiting"
     )
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=SECTIONS,
+        metavar="SECTION",
+        help="leave this section out of 'all' (repeatable)",
+    )
     args = parser.parse_args(argv)
     sizes, quiet = (QUICK, NO_WAITING) if args.quick else (FULL, QuietPolicy())
     sections = list(SECTIONS) if args.what == "all" else [args.what]
+    sections = [s for s in sections if s not in args.without]
 
     pins = pinning()
     if pins:

@@ -43,6 +43,8 @@ class Sizes:
     real_herd_limit: float
     #: fan-out through Redis: total client counts (spread over the servers)
     redis_clients: tuple[int, ...]
+    #: a class on a hub: students joining at once through the hub's proxy
+    classroom_clients: tuple[int, ...]
 
     def messages_for(self, clients: int) -> int:
         """Messages to send to ``clients`` receivers in one fan-out run."""
@@ -77,6 +79,7 @@ FULL = Sizes(
     real_herd_processes=4,
     real_herd_limit=60.0,
     redis_clients=(100, 1000),
+    classroom_clients=(300,),
 )
 
 QUICK = Sizes(
@@ -103,4 +106,5 @@ QUICK = Sizes(
     real_herd_processes=1,
     real_herd_limit=20.0,
     redis_clients=(10,),
+    classroom_clients=(20,),
 )

@@ -77,6 +77,8 @@ class LoadSpec:
     time_limit: float = 20.0
     connect_concurrency: int = 50
     server_pid: int | None = None
+    #: handshake headers per client: client i sends ``headers[i % n]`` (none when empty)
+    headers: tuple[tuple[tuple[str, str], ...], ...] = ()
     #: more servers of the same chat: client i connects to ``[url, *more_urls][i % n]``
     more_urls: tuple[str, ...] = ()
     #: more processes whose CPU counts as the server's (other servers, their Redis)
@@ -384,6 +386,7 @@ async def _connect_all(spec: LoadSpec, tally: Tally) -> list[LoadClient]:
                 urls[index % len(urls)],
                 websocket_handshake_timeout=10,
                 max_frame_size=64 * 1024 * 1024,
+                extra_headers=spec.headers[index % len(spec.headers)] if spec.headers else None,
             )
             assert isinstance(client, LoadClient)
             await asyncio.wait_for(client.in_room, 10)
@@ -568,7 +571,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-message", action="store_true")
     parser.add_argument("--hold", action="store_true")
     parser.add_argument("--join-only", action="store_true")
+    parser.add_argument(
+        "--headers-file", help="a JSON list of header objects, one per client (round robin)"
+    )
     args = parser.parse_args(argv)
+    headers: tuple[tuple[tuple[str, str], ...], ...] = ()
+    if args.headers_file:
+        with open(args.headers_file, encoding="utf-8") as file:
+            headers = tuple(tuple(h.items()) for h in json.load(file))
     pids = args.server_pid or []
     spec = LoadSpec(
         url=args.url[0],
@@ -586,6 +596,7 @@ def main(argv: list[str] | None = None) -> None:
         per_message=args.per_message,
         hold=args.hold,
         join_only=args.join_only,
+        headers=headers,
     )
     # Reference cycles are few here; a collection pass mid-run would only add jitter.
     gc.disable()

@@ -436,6 +436,13 @@ class JupyterHubProcess(HubClient):
         process = self._process
         return process is not None and process.poll() is None
 
+    @property
+    def hub_pid(self) -> int | None:
+        """The hub process's id while it runs (its proxy and managed services are its
+        children, unless the proxy runs beside it)."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines of the hub's log (its stdout and stderr)."""
         return _read_lines(self.log_path, 0, lines)
