@@ -61,6 +61,8 @@ class ChatState:
         self.username = username
         self.token = token
         self.users: dict[str, str] = {}  # id -> username, in the server's order
+        #: id -> tag, for the listed users whose server sent one (see UserEntry).
+        self.tags: dict[str, str] = {}
         self.messages: list[MessageEntry] = []  # by messageId, each once
         self.room_id: str | None = None
         self.was_page_reload = False
@@ -91,6 +93,7 @@ class ChatState:
         self.truncated = event.truncated
         self.users = {u["id"]: u["username"] for u in event.connected_user_list}
         self.users.setdefault(self.id, self.username)
+        self.tags = {u["id"]: u["tag"] for u in event.connected_user_list if "tag" in u}
         for entry in event.messages_list:
             self.add_message(entry)
 
@@ -107,6 +110,9 @@ class ChatState:
     def join(self, user: UserEntry) -> None:
         """A user joined (``joined``): list them and log the line."""
         self.users[user["id"]] = user["username"]
+        self.tags.pop(user["id"], None)
+        if "tag" in user:
+            self.tags[user["id"]] = user["tag"]
         self._log("joined", user)
 
     def leave(self, user: UserEntry) -> bool:
@@ -117,6 +123,7 @@ class ChatState:
         if user["id"] == self.id:
             return False
         self.users.pop(user["id"], None)
+        self.tags.pop(user["id"], None)
         self._log("disconnected", user)
         return True
 

@@ -31,6 +31,7 @@ from .protocol import (
     MessageWritten,
     Presence,
     ServerEvent,
+    user_entry,
 )
 
 __all__ = ["ClientEvents", "Status"]
@@ -127,17 +128,18 @@ class ClientEvents(ChatState):
             if acknowledged:
                 await self._send_due()  # the next message may go out
         elif isinstance(event, Joined):
-            self.join({"id": event.id, "username": event.username})
+            self.join(user_entry(event.id, event.username, event.tag))
             self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
-            if self.leave({"id": event.id, "username": event.username}):
+            if self.leave(user_entry(event.id, event.username, event.tag)):
                 self._call(self.on_disconnected, event)
         elif isinstance(event, Presence):
             for kind, user in self.apply_presence(event):
+                fields = (user["id"], user["username"], user.get("tag", ""))
                 if kind == "joined":
-                    self._call(self.on_joined, Joined(user["id"], user["username"]))
+                    self._call(self.on_joined, Joined(*fields))
                 else:
-                    self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
+                    self._call(self.on_disconnected, Disconnected(*fields))
         elif isinstance(event, ErrorEvent):
             self.errors.append(event)
             if event.code is ErrorCode.RATE_LIMITED:
