@@ -653,7 +653,7 @@
     get state() { return chat.state; },
     get id() { return chat.id; },
     get username() { return chat.username; },
-    get users() { return Array.from(chat.users.values(), ({ id, username }) => ({ id, username })); },
+    get users() { return Array.from(chat.users.values(), (u) => (u.tag ? { ...u } : { id: u.id, username: u.username })); },
     get messages() { return copy([...chat.pastHistories.flat(), ...chat.messages]); },
     get pending() { return copy(chat.outbox); },
     get roomId() { return chat.roomId; },
