@@ -14,6 +14,8 @@ The rules, in one place:
 - a ``joined`` lists a user; a ``disconnected`` unlists one; a ``presence`` diff
   removes its ``left``, then adds its ``joined`` (an id in both was taken over);
   each join and leave that changed the list is logged in :attr:`ChatState.presence`;
+- a user's ``tag`` (what the views show after a name two users share), when the
+  server sends one, is kept in :attr:`ChatState.tags` beside the user list;
 - the client's own user stays listed, whatever presence events say: its socket is
   open, so it is present (a server that froze past its heartbeat announces its own
   users gone when it wakes, and the ``joined`` that follows is never sent to them).

@@ -36,8 +36,8 @@ grace, not a departure and an arrival. The shared server of :func:`chat`
 lives in :mod:`wslab.lab.lesson`; this module only shows a client's state.
 
 What it shows follows the page's rules: joins and leaves as lines among the
-messages, a notice when missed messages are gone, an id suffix on names two
-present users share, bidi controls neutralized.
+messages, a notice when missed messages are gone, each user's tag after a name
+two present users share, bidi controls neutralized.
 """
 
 from __future__ import annotations

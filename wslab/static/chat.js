@@ -187,7 +187,7 @@
     truncated: false, // the last `connected` said that missed messages are gone
     wasPageReload: false,
     users: new Map(), // id -> { id, username, tag } (tag: if the server sent one)
-    names: new Map(), // id -> name as shown (with a suffix where names clash)
+    names: new Map(), // id -> name as shown (with the tag where names clash)
     messages: [], // entries of the current history, sorted by messageId (bounded)
     byMessageId: new Set(), // messageIds in `messages`, for the dedupe
     pastHistories: [], // [{ count, last }] of rooms that are gone (server restarts)
