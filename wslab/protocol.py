@@ -514,8 +514,8 @@ def _parse_connecting(obj: dict[str, Any]) -> Connecting:
     if not 1 <= len(username) <= MAX_USERNAME_LENGTH:
         raise _field_error(
             "username",
-            f"must be 1-{MAX_USERNAME_LENGTH} visible characters (after removing control,"
-            " bidi and zero-width characters and trimming)",
+            f"must be 1-{MAX_USERNAME_LENGTH} characters once the invisible ones are"
+            " removed and the rest trimmed",
         )
     token = _string(obj, "token", required=False)
     if token is not None and not 1 <= len(token) <= 256:
