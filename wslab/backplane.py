@@ -375,6 +375,8 @@ class RedisBackplane:
             self.key("seq"),
             self.key("joins"),
         ]
+        if not self.tag_key:
+            await self.load_tag_key()  # never a tag from an empty key, whoever calls first
         user = user_entry(user_id, event.username, user_tag(self.tag_key, user_id))
         entry = json.dumps(user, ensure_ascii=False)
         args: list[str | int] = [

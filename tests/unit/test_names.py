@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import hello, say
+from tests.conftest import RoomEngine, hello, say
 from wslab.clock import FakeClock
 from wslab.display import (
     BIDI_CONTROLS,
@@ -143,7 +143,7 @@ def sent(outcome: Outcome, socket: str) -> list[dict[str, Any]]:
     return [json.loads(encode(s.event)) for s in outcome.sends if socket in s.to]
 
 
-def join(room: Room, socket: str, user_id: str, name: str, **fields: Any) -> list[dict[str, Any]]:
+def join(room: Any, socket: str, user_id: str, name: str, **fields: Any) -> list[dict[str, Any]]:
     room.open(socket)
     return sent(room.receive(socket, hello(user_id, name, **fields)), socket)
 
@@ -160,11 +160,10 @@ def test_the_attack_an_id_ending_like_alices_does_not_get_her_tag() -> None:
     assert alice["tag"] != mallory["tag"]
 
 
-def test_every_entry_the_room_sends_carries_the_tag() -> None:
-    """connected's list, joined, messageWritten, disconnected, and the presence diff."""
-    engine = MemoryEngine()
-    room = Room(clock=FakeClock(), engine=engine, grace=0, presence_tick=0)
-    tag = user_tag(engine.tag_key, "bob")
+def test_every_entry_the_room_sends_carries_the_tag(engine: RoomEngine) -> None:
+    """connected's list, joined, messageWritten, disconnected, and the presence diff,
+    on both engines: one tag for the user, derived from the chat's secret."""
+    room = engine.room(clock=FakeClock(), grace=0, presence_tick=0)
     join(room, "plain", "ann", "Ann")
     join(room, "batched", "cy", "Cy", features=["presence"])
     outcome = Outcome()
@@ -173,6 +172,8 @@ def test_every_entry_the_room_sends_carries_the_tag() -> None:
     outcome.extend(room.receive("bob", say("hi")))
     outcome.extend(room.close("bob"))
     outcome.extend(room.flush_presence())
+    tag = sent(outcome, "bob")[0]["connectedUserList"][-1]["tag"]
+    assert len(tag) == TAG_LENGTH
     events = sent(outcome, "plain")
     assert [(e["event"], e.get("tag")) for e in events] == [
         ("joined", tag),
@@ -182,8 +183,10 @@ def test_every_entry_the_room_sends_carries_the_tag() -> None:
     assert events[1]["message"]["tag"] == tag
     diffs = [e for e in sent(outcome, "batched") if e["event"] == "presence"]
     assert [u["tag"] for d in diffs for u in d["joined"] + d["left"]] == [tag, tag]
-    connected = sent(outcome, "bob")[0]
-    assert [u["tag"] for u in connected["connectedUserList"]][-1] == tag
+    if engine.redis is None:
+        assert tag == user_tag(room.engine.tag_key, "bob")
+    else:  # the secret is in Redis, made by the first server that asked
+        assert tag != user_tag("", "bob")
 
 
 def test_the_client_reads_the_tag_of_joined_and_disconnected() -> None:
