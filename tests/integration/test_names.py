@@ -15,9 +15,11 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+import wslab.lab.lesson
 from tests.conftest import WAIT, run_bounded
 from wslab import ChatClient, ChatServer
 from wslab.display import user_tag
+from wslab.lab.widget import ChatWidget
 
 MakeServer = Callable[..., ChatServer]
 
@@ -100,3 +102,23 @@ def test_a_restart_on_the_same_store_keeps_every_tag(tmp_path: Path) -> None:
         server.store.close()  # type: ignore[union-attr]
     assert again.tags["a-1234"] == first.tags["a-1234"]
     assert len(first.tags["a-1234"]) == 6
+
+
+def test_the_notebook_widget_hands_each_users_tag_to_its_view(make_server: MakeServer) -> None:
+    """The widget's ``users`` trait (what chatview.js draws) carries the tags."""
+    server = make_server()
+
+    async def scenario() -> None:
+        widget = await ChatWidget(ChatClient(server.url, "alice", id="a-1234")).connect(WAIT)
+        mallory = await ChatClient(server.url, "alice", id="x-1234").connect(WAIT)
+        await widget.client.wait_for(lambda c: len(c.tags) == 2, WAIT)
+        shown = {user["id"]: user["tag"] for user in widget.box.users}
+        assert shown == widget.client.tags
+        assert shown["a-1234"] != shown["x-1234"]
+        await mallory.close()
+        await widget.aclose()
+
+    try:
+        run_bounded(scenario())
+    finally:
+        wslab.lab.lesson.registry.clear()  # as a fresh kernel: no identity kept
