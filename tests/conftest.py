@@ -96,6 +96,18 @@ def hello(user_id: str, username: str = "user", **fields: Any) -> str:
     return json.dumps({"event": "connecting", "id": user_id, "username": username, **fields})
 
 
+def untagged(value: Any) -> Any:
+    """``value`` (an event, an entry, or a list of them) without any ``tag`` field.
+
+    For tests about something else: a user's tag comes from the chat's random secret.
+    """
+    if isinstance(value, list):
+        return [untagged(item) for item in value]
+    if isinstance(value, dict):
+        return {key: untagged(item) for key, item in value.items() if key != "tag"}
+    return value
+
+
 def say(text: str, cmid: str | None = None) -> str:
     """A ``writeMessage`` frame."""
     frame: dict[str, Any] = {"event": "writeMessage", "message": text}

@@ -16,6 +16,8 @@ Redis, not Redis Cluster):
                        message *n* is entry ``n-0``; the presence events after it are
                        ``n-1``, ``n-2``... so recovery reads ``XRANGE log n-0 +``
 ``tokens``             id -> token: an id is bound once, for every server
+``tag_key``            the secret users' tags are derived with (set once, ``SET NX``), so
+                       every server shows a user with the same tag
 ``users``              id -> its entry: who is present in the whole chat
 ``holders:{id}``       server -> ``open`` or ``grace``: which servers hold the id
 ``held:{server}``      the ids a server holds (what to hand over if it dies)
@@ -57,6 +59,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .display import new_tag_key, user_tag
 from .engine import (
     Answer,
     Append,
@@ -74,7 +77,7 @@ from .engine import (
 )
 from .errors import BackplaneError, ConfigurationError, MissingExtraError
 from .options import safe_url
-from .protocol import Connecting, MessageEntry, UserEntry
+from .protocol import Connecting, MessageEntry, UserEntry, user_entry
 from .retry import backoff
 from .room import Outcome, Room
 
@@ -318,6 +321,8 @@ class RedisBackplane:
         #: This server's name in Redis: new at every start.
         self.server_id = secrets.token_hex(6)
         self.position = "0-0"
+        #: The chat's secret for users' tags, read from Redis by :meth:`load_tag_key`.
+        self.tag_key = ""
         block = 1.0
         self.block_ms = int(block * 1000)
         try:
@@ -376,6 +381,12 @@ class RedisBackplane:
                 f"Redis at {safe_url(self.url)} is version {version};"
                 f" a shared chat needs {MIN_REDIS[0]}.{MIN_REDIS[1]} or newer"
             )
+
+    async def load_tag_key(self) -> None:
+        """Read the chat's secret for users' tags; the first server to ask makes it."""
+        key = self.key("tag_key")
+        await self._call("tag key", self._redis.set(key, new_tag_key(), nx=True))
+        self.tag_key = str(await self._call("tag key", self._redis.get(key)))
 
     async def snapshot(self) -> Snapshot:
         """The chat as of now, and the log position to read on from.
@@ -444,7 +455,10 @@ class RedisBackplane:
             self.key("seq"),
             self.key("joins"),
         ]
-        entry = json.dumps({"id": user_id, "username": event.username}, ensure_ascii=False)
+        if not self.tag_key:
+            await self.load_tag_key()  # never a tag from an empty key, whoever calls first
+        user = user_entry(user_id, event.username, user_tag(self.tag_key, user_id))
+        entry = json.dumps(user, ensure_ascii=False)
         args: list[str | int] = [
             user_id,
             self.server_id,
@@ -456,13 +470,13 @@ class RedisBackplane:
         reply = await self._call("claim", self._scripts["claim"](keys=keys, args=args))
         if reply[0] == "taken":
             return ClaimResult("taken")
-        status, token, user = reply
-        username = json.loads(user.split(" ", 1)[1])["username"]
+        status, token, stored = reply
+        held = _parse_user(stored)
         older: list[MessageEntry] = []
         complete = True
         if claim.recover_after is not None:
             older, complete = await self.messages_after(claim.recover_after)
-        return ClaimResult(status, token, username, older, complete)
+        return ClaimResult(status, token, held["username"], older, complete, held.get("tag", ""))
 
     async def messages_after(
         self, message_id: int, limit: int = 100_000
@@ -599,7 +613,7 @@ def _messages(page: list[tuple[str, list[str]]]) -> list[MessageEntry]:
 
 def _parse_user(stored: str) -> UserEntry:
     entry = json.loads(stored.split(" ", 1)[1])
-    return {"id": entry["id"], "username": entry["username"]}
+    return user_entry(entry["id"], entry["username"], entry.get("tag", ""))
 
 
 def _parse_users(values: Iterable[str]) -> list[UserEntry]:
@@ -655,6 +669,7 @@ class BackplaneLink:
 
     async def _resync(self) -> None:
         backplane = self.backplane
+        await backplane.load_tag_key()
         # The heartbeat comes last: a server that cannot read the chat back stays
         # silent, so the others take it for dead and run the graces of its users.
         snapshot = await backplane.snapshot()

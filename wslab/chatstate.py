@@ -14,6 +14,8 @@ The rules, in one place:
 - a ``joined`` lists a user; a ``disconnected`` unlists one; a ``presence`` diff
   removes its ``left``, then adds its ``joined`` (an id in both was taken over);
   each join and leave that changed the list is logged in :attr:`ChatState.presence`;
+- a user's ``tag`` (what the views show after a name two users share), when the
+  server sends one, is kept in :attr:`ChatState.tags` beside the user list;
 - the client's own user stays listed, whatever presence events say: its socket is
   open, so it is present (a server that froze past its heartbeat announces its own
   users gone when it wakes, and the ``joined`` that follows is never sent to them).
@@ -69,6 +71,8 @@ class ChatState:
         self.username = username
         self.token = token
         self.users: dict[str, str] = {}  # id -> username, in the server's order
+        #: id -> tag, for the listed users whose server sent one (see UserEntry).
+        self.tags: dict[str, str] = {}
         self.messages: list[MessageEntry] = []  # by messageId, each once
         self.room_id: str | None = None
         self.was_page_reload = False
@@ -110,6 +114,7 @@ class ChatState:
         self.truncated = event.truncated
         self.users = {u["id"]: u["username"] for u in event.connected_user_list}
         self.users.setdefault(self.id, self.username)
+        self.tags = {u["id"]: u["tag"] for u in event.connected_user_list if "tag" in u}
         for entry in event.messages_list:
             self.add_message(entry)
 
@@ -126,6 +131,9 @@ class ChatState:
     def join(self, user: UserEntry) -> None:
         """A user joined (``joined``): list them and log the line."""
         self.users[user["id"]] = user["username"]
+        self.tags.pop(user["id"], None)
+        if "tag" in user:
+            self.tags[user["id"]] = user["tag"]
         self._log("joined", user)
 
     def leave(self, user: UserEntry) -> bool:
@@ -136,6 +144,7 @@ class ChatState:
         if user["id"] == self.id:
             return False
         self.users.pop(user["id"], None)
+        self.tags.pop(user["id"], None)
         self._log("disconnected", user)
         return True
 

@@ -37,6 +37,7 @@ from .protocol import (
     ServerEvent,
     Unmuted,
     describe_close,
+    user_entry,
 )
 
 __all__ = ["ClientEvents", "Status"]
@@ -143,17 +144,18 @@ class ClientEvents(ChatState):
             if acknowledged:
                 await self._send_due()  # the next message may go out
         elif isinstance(event, Joined):
-            self.join({"id": event.id, "username": event.username})
+            self.join(user_entry(event.id, event.username, event.tag))
             self._call(self.on_joined, event)
         elif isinstance(event, Disconnected):
-            if self.leave({"id": event.id, "username": event.username}):
+            if self.leave(user_entry(event.id, event.username, event.tag)):
                 self._call(self.on_disconnected, event)
         elif isinstance(event, Presence):
             for kind, user in self.apply_presence(event):
+                fields = (user["id"], user["username"], user.get("tag", ""))
                 if kind == "joined":
-                    self._call(self.on_joined, Joined(user["id"], user["username"]))
+                    self._call(self.on_joined, Joined(*fields))
                 else:
-                    self._call(self.on_disconnected, Disconnected(user["id"], user["username"]))
+                    self._call(self.on_disconnected, Disconnected(*fields))
         elif isinstance(event, ErrorEvent):
             if self._error(event):
                 await self._send_due()  # the next message may go out

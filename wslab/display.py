@@ -10,9 +10,14 @@ it is served) and the widget (a trait) get it from Python:
 - :data:`NAME_INVISIBLES`: in a name, each character that shows as nothing (zero
   width and format characters, variation selectors, blank-looking letters) is
   shown as U+FFFD too, and two names that differ only by such characters count as
-  the same name; :func:`blank_name` tells whether a name would show as nothing;
-- :data:`SUFFIX_LENGTH`: a name that two present users share is shown with ``#``
-  and that many last characters of each id, so a third can tell them apart;
+  the same name. The server removes them from a name before binding it
+  (:func:`without_invisibles`) and refuses a name that would show as nothing
+  (:func:`blank_name`);
+- :func:`user_tag`: a name that two present users share is shown with ``#`` and
+  the user's *tag*, which the server derives from the id with a keyed hash (its
+  key is the chat's secret), so that nobody can choose an id to get someone
+  else's tag; from a server that sends no tag, the views take the last
+  :data:`SUFFIX_LENGTH` characters of the id instead;
 - :data:`PRESENCE_WORDS`: the system line for a join or a leave is the name and
   this word;
 - :data:`TRUNCATED_NOTICE`, :data:`RELOAD_NOTICE`, :data:`REFUSED_NOTICE`, :data:`MAX_SHOWN`.
@@ -22,6 +27,11 @@ Pure: any thread.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
+
 __all__ = [
     "BIDI_CONTROLS",
     "MAX_SHOWN",
@@ -30,9 +40,13 @@ __all__ = [
     "REFUSED_NOTICE",
     "RELOAD_NOTICE",
     "SUFFIX_LENGTH",
+    "TAG_LENGTH",
     "TRUNCATED_NOTICE",
     "blank_name",
     "display_config",
+    "new_tag_key",
+    "user_tag",
+    "without_invisibles",
 ]
 
 #: The bidirectional formatting characters: embeddings, overrides, isolates, marks.
@@ -68,8 +82,13 @@ NAME_INVISIBLES: tuple[tuple[int, int], ...] = (
     (0xE0100, 0xE01EF),  # variation selectors supplement
 )
 
-#: How many last characters of the id tell apart two users who share a name.
+#: How many last characters of the id tell apart two users who share a name, when
+#: the server sends no tag (a server of the original design).
 SUFFIX_LENGTH = 4
+
+#: Characters in a tag: base32, 5 bits each, so 30 bits. Someone who wants another
+#: user's tag can only try ids, one ``connecting`` each: about 10**9 of them.
+TAG_LENGTH = 6
 
 #: The word after the name on a presence line, by event: "bob joined", "bob left".
 PRESENCE_WORDS = {"joined": "joined", "disconnected": "left"}
@@ -113,3 +132,25 @@ def blank_name(name: str) -> bool:
     reader can see. The front ends show each of these characters as U+FFFD.
     """
     return all(char.isspace() or _invisible(char) for char in name)
+
+
+def without_invisibles(name: str) -> str:
+    """The name without the characters that show as nothing (see :func:`blank_name`)."""
+    return "".join(char for char in name if not _invisible(char))
+
+
+def new_tag_key() -> str:
+    """A new secret for :func:`user_tag`: 256 random bits, as hex text (one per chat)."""
+    return secrets.token_hex(32)
+
+
+def user_tag(key: str, user_id: str) -> str:
+    """The tag a chat shows after a shared name: a keyed hash of the id, in base32.
+
+    ``key`` is the chat's secret (:func:`new_tag_key`), which only servers know:
+    a client cannot compute the tag of an id it might choose, so it cannot aim at
+    the tag of a user it wants to pass for. The same key and id give the same tag
+    on every server of the chat and after a restart.
+    """
+    mac = hmac.new(key.encode(), user_id.encode(), hashlib.sha256).digest()
+    return base64.b32encode(mac).decode("ascii")[:TAG_LENGTH].lower()

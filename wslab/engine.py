@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Literal, Protocol, TypeAlias
 
-from .protocol import Connecting, MessageEntry, UserEntry
+from .display import new_tag_key, user_tag
+from .protocol import Connecting, MessageEntry, UserEntry, user_entry
 
 __all__ = [
     "PENDING",
@@ -126,7 +127,8 @@ class ClaimResult:
     ``status``: ``"new"`` (nobody held the id: the log now says it joined),
     ``"reload"`` (held only in grace), ``"tab"`` (a socket of it is open),
     ``"taken"`` (bound to another token: nothing changed). ``token`` is ``None``
-    when the engine trusts ids without tokens (seed-compatible mode).
+    when the engine trusts ids without tokens (seed-compatible mode). ``username``
+    and ``tag`` are the id's entry as the engine keeps it.
     ``older``: the fetched messages (oldest first); ``complete`` is false when the
     engine no longer reaches back to the first one missed.
     """
@@ -136,6 +138,7 @@ class ClaimResult:
     username: str = ""
     older: list[MessageEntry] = field(default_factory=list)
     complete: bool = True
+    tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,9 @@ class HistoryStore(Protocol):
     def room_id(self) -> str:
         """The stored room's id, the same across restarts."""
 
+    def tag_key(self) -> str:
+        """The stored room's secret for :func:`wslab.display.user_tag`, made once."""
+
     def load_messages(self, limit: int) -> list[MessageEntry]:
         """The newest ``limit`` messages, oldest first."""
 
@@ -328,8 +334,11 @@ class MemoryEngine:
         # Names this chat's history: a client that comes back to another one (a
         # restarted server without a store) must not trust its lastMessageId.
         self.room_id = secrets.token_hex(8)
+        #: The secret users' tags are derived with (Redis: tag_key).
+        self.tag_key = new_tag_key()
         if store is not None:
             self.room_id = store.room_id()
+            self.tag_key = store.tag_key()
             self._seq = store.last_message_id()
             # The newest messages rebuild the de-duplication memory, so that a client
             # resending across a restart is acknowledged, not stored twice.
@@ -380,11 +389,12 @@ class MemoryEngine:
         self._holds[user_id] = "open"
         user = self._users.get(user_id)
         if user is None:
-            user = self._users[user_id] = {"id": user_id, "username": event.username}
+            tag = user_tag(self.tag_key, user_id)
+            user = self._users[user_id] = user_entry(user_id, event.username, tag)
             self._log.append(LoggedJoin(user))
         self._touch(user_id)
         older, complete = self._messages_after(claim.recover_after)
-        return ClaimResult(status, token, user["username"], older, complete)
+        return ClaimResult(status, token, user["username"], older, complete, user.get("tag", ""))
 
     def mark_grace(self, user_id: str) -> None:
         """The id's last socket closed: its hold becomes a grace."""

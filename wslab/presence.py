@@ -15,7 +15,7 @@ import json
 from collections.abc import Collection, Hashable, Iterable
 
 from .clock import Clock
-from .protocol import UserEntry
+from .protocol import UserEntry, user_entry
 
 __all__ = ["PresenceView"]
 
@@ -57,7 +57,7 @@ class PresenceView:
     @property
     def users(self) -> list[UserEntry]:
         """The present users, one per id, by arrival (copies)."""
-        return [{"id": e["id"], "username": e["username"]} for e in self._entries.values()]
+        return [_copy(e) for e in self._entries.values()]
 
     @property
     def pending_joins(self) -> Collection[str]:
@@ -68,7 +68,7 @@ class PresenceView:
         """A user is present; ``False`` if it was already."""
         if entry["id"] in self._entries:
             return False
-        entry = {"id": entry["id"], "username": entry["username"]}
+        entry = _copy(entry)
         self._entries[entry["id"]] = entry
         self._json[entry["id"]] = _compact(entry)
         self._all_json = None
@@ -131,6 +131,11 @@ class PresenceView:
     def _arm(self) -> None:
         if self.due is None:
             self.due = self.clock.monotonic() + self.tick
+
+
+def _copy(entry: UserEntry) -> UserEntry:
+    """The entry's fields, and no others."""
+    return user_entry(entry["id"], entry["username"], entry.get("tag", ""))
 
 
 def _compact(entry: UserEntry) -> str:

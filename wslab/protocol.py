@@ -27,8 +27,9 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
-from typing import Any, ParamSpec, TypedDict, TypeVar
+from typing import Any, NotRequired, ParamSpec, TypedDict, TypeVar
 
+from .display import blank_name, without_invisibles
 from .errors import ClientProtocolError, ProtocolError, ServerProtocolError
 
 P = ParamSpec("P")
@@ -76,6 +77,7 @@ __all__ = [
     "parse_classroom_event",
     "parse_client_event",
     "parse_server_event",
+    "user_entry",
     "valid_id",
 ]
 
@@ -262,10 +264,23 @@ def _raised_as(kind: type[ProtocolError]) -> Callable[[Callable[P, R]], Callable
 
 
 class UserEntry(TypedDict):
-    """One entry of ``connectedUserList``."""
+    """One entry of ``connectedUserList`` (and of ``presence``).
+
+    ``tag`` is what the views show after a name two users share (see
+    :func:`wslab.display.user_tag`); a server of the original design sends none.
+    """
 
     id: str
     username: str
+    tag: NotRequired[str]
+
+
+def user_entry(user_id: str, username: str, tag: str = "") -> UserEntry:
+    """A user entry, with its ``tag`` if it has one."""
+    entry: UserEntry = {"id": user_id, "username": username}
+    if tag:
+        entry["tag"] = tag
+    return entry
 
 
 class _MessageEntryRequired(TypedDict):
@@ -279,11 +294,13 @@ class _MessageEntryRequired(TypedDict):
 class MessageEntry(_MessageEntryRequired, total=False):
     """One chat message as stored in history and sent in ``messageWritten``.
 
-    ``clientMessageId`` is present when the author sent one, so that the author's
-    clients can match the server's acknowledgement to what they sent.
-    ``announcement`` is present (``True``) on a classroom teacher's announcement.
+    ``tag`` is the author's (as in :class:`UserEntry`). ``clientMessageId`` is
+    present when the author sent one, so that the author's clients can match the
+    server's acknowledgement to what they sent. ``announcement`` is present
+    (``True``) on a classroom teacher's announcement.
     """
 
+    tag: str
     clientMessageId: str
     announcement: bool
 
@@ -455,9 +472,10 @@ class Joined:
 
     id: str
     username: str
+    tag: str = ""  # see UserEntry; empty: the server sent none
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": "joined", "id": self.id, "username": self.username}
+        return {"event": "joined", **user_entry(self.id, self.username, self.tag)}
 
 
 @dataclass(frozen=True)
@@ -466,9 +484,10 @@ class Disconnected:
 
     id: str
     username: str
+    tag: str = ""  # see UserEntry; empty: the server sent none
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": "disconnected", "id": self.id, "username": self.username}
+        return {"event": "disconnected", **user_entry(self.id, self.username, self.tag)}
 
 
 @dataclass(frozen=True)
@@ -663,12 +682,18 @@ def _parse_connecting(obj: dict[str, Any]) -> Connecting:
         raise _field_error("id", "must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
     raw_name = _string(obj, "username", required=True)
     assert user_id is not None and raw_name is not None
+    if blank_name(raw_name):
+        raise _field_error(
+            "username",
+            "shows as nothing: it has only invisible or blank characters (such as"
+            " zero-width characters, variation selectors or the Hangul filler U+3164)",
+        )
     username = normalize_username(raw_name)
     if not 1 <= len(username) <= MAX_USERNAME_LENGTH:
         raise _field_error(
             "username",
-            f"must be 1-{MAX_USERNAME_LENGTH} visible characters (after removing control,"
-            " bidi and zero-width characters and trimming)",
+            f"must be 1-{MAX_USERNAME_LENGTH} characters once the invisible ones are"
+            " removed and the rest trimmed",
         )
     token = _string(obj, "token", required=False)
     if token is not None and not 1 <= len(token) <= 256:
@@ -809,11 +834,18 @@ def normalize_username(name: str) -> str:
     """The name as the room binds it: NFC, no invisible characters, trimmed.
 
     Control characters (``Cc``), format characters (``Cf``: bidi controls,
-    zero-width spaces and joiners, the BOM, soft hyphens) and line or paragraph
-    separators are removed, so that two names that look the same are the same
-    string. An empty result means the name had nothing visible.
+    zero-width spaces and joiners, the BOM, soft hyphens), line or paragraph
+    separators, and every other character that shows as nothing
+    (:data:`wslab.display.NAME_INVISIBLES`: variation selectors, fillers) are
+    removed, so that two names that look the same are the same string:
+    "admin" + U+FE0F is bound as "admin". An empty result means the name had
+    nothing visible.
     """
-    kept = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
+    kept = "".join(
+        c
+        for c in without_invisibles(name)
+        if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp")
+    )
     # NFC after the removal: "e" ZWSP U+0301 becomes "e" U+0301, which NFC joins.
     return unicodedata.normalize("NFC", kept).strip()
 
@@ -856,9 +888,9 @@ def parse_server_event(data: str | bytes) -> ServerEvent:
             ),
         )
     if name == "joined":
-        return Joined(id=_text(obj, "id"), username=_text(obj, "username"))
+        return Joined(**_user_fields(obj))
     if name == "disconnected":
-        return Disconnected(id=_text(obj, "id"), username=_text(obj, "username"))
+        return Disconnected(**_user_fields(obj))
     if name == "presence":
         return Presence(
             joined=[_user(u) for u in _list(obj, "joined")],
@@ -918,8 +950,14 @@ def _list(obj: dict[str, Any], name: str) -> list[Any]:
     return value
 
 
+def _user_fields(value: Any) -> dict[str, str]:
+    tag = _string(value, "tag", required=False) if isinstance(value, dict) else None
+    return {"id": _text(value, "id"), "username": _text(value, "username"), "tag": tag or ""}
+
+
 def _user(value: Any) -> UserEntry:
-    return {"id": _text(value, "id"), "username": _text(value, "username")}
+    fields = _user_fields(value)
+    return user_entry(fields["id"], fields["username"], fields["tag"])
 
 
 def _entry(value: Any) -> MessageEntry:
@@ -934,6 +972,8 @@ def _entry(value: Any) -> MessageEntry:
         "message": _text(value, "message"),
         "ts": _text(value, "ts"),
     }
+    if value.get("tag") is not None:
+        entry["tag"] = _text(value, "tag")
     if value.get("clientMessageId") is not None:
         entry["clientMessageId"] = _text(value, "clientMessageId")
     if value.get("announcement") is True:

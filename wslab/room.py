@@ -85,6 +85,7 @@ from .protocol import (
     UserEntry,
     WriteMessage,
     parse_client_event,
+    user_entry,
 )
 
 __all__ = [
@@ -228,9 +229,10 @@ class _User:
     token: str | None  # None in seed-compatible mode, or for an adopted grace
     sockets: set[Socket] = field(default_factory=set)
     grace_deadline: float | None = None  # set while no socket is open
+    tag: str = ""  # as the engine derived it (see wslab.display.user_tag)
 
     def entry(self) -> UserEntry:
-        return {"id": self.id, "username": self.username}
+        return user_entry(self.id, self.username, self.tag)
 
 
 @dataclass
@@ -315,7 +317,9 @@ class _Holds(dict[str, _User]):
         """Hold these users in grace until ``deadline``, unless held here already."""
         for entry in entries:
             if entry["id"] not in self:
-                self[entry["id"]] = _User(entry["id"], entry["username"], None, set(), deadline)
+                user = _User(entry["id"], entry["username"], None, set(), deadline)
+                self[entry["id"]] = user
+                user.tag = entry.get("tag", "")
 
     def due(self, now: float) -> list[_User]:
         """The users whose grace ran out, the earliest first."""
@@ -359,7 +363,8 @@ class _Audience:
             return Outcome()
         self.presence.note_joined(entry, own, self.batched)
         to = tuple(s for s in self.plain if s not in own)
-        return Outcome([Send(to, Joined(entry["id"], entry["username"]))] if to else [])
+        joined = Joined(entry["id"], entry["username"], entry.get("tag", ""))
+        return Outcome([Send(to, joined)] if to else [])
 
     def left(self, entry: UserEntry) -> Outcome:
         """A user left (its grace ran out everywhere)."""
@@ -368,7 +373,8 @@ class _Audience:
         self.presence.note_left(entry, self.batched)
         if not self.plain:
             return Outcome()
-        return Outcome([Send(tuple(self.plain), Disconnected(entry["id"], entry["username"]))])
+        left = Disconnected(entry["id"], entry["username"], entry.get("tag", ""))
+        return Outcome([Send(tuple(self.plain), left)])
 
     def message(self, author: str, event: MessageWritten) -> Outcome:
         """A message for every member, after its author's join if that is still pending."""
@@ -620,11 +626,8 @@ class Room:
         state = self._audience.states.get(socket)
         if result.status == "taken":
             return self._refuse(socket, state, _id_taken(event.id)) if state else Outcome()
-        user = self._users.get(event.id)
-        if user is None:
-            user = self._users[event.id] = _User(event.id, result.username, result.token)
-        else:
-            user.username, user.token = result.username, result.token
+        user = self._users.setdefault(event.id, _User(event.id, "", None))
+        user.username, user.token, user.tag = result.username, result.token, result.tag
         if state is None or state.user_id is not None:
             # The socket closed while its claim was out: the id is held here with no socket.
             return self._start_grace(user) if not user.sockets else Outcome()
@@ -662,6 +665,7 @@ class Room:
             "messageId": 0,  # the engine numbers it
             "id": user.id,
             "username": user.username,
+            "tag": user.tag,
             "message": text,
             "ts": iso_utc(self.clock.time()),
         }

@@ -1,10 +1,10 @@
 """Durable history and identity tokens in SQLite (the standard library's sqlite3).
 
 With a store, a restarted server keeps its room id, its messages, the
-``messageId`` sequence and every id's token. The room writes each message
-through :meth:`SQLiteStore.save_message`, which commits before it returns, and
-only then acknowledges the message: a server killed at any instant has lost no
-message it acknowledged.
+``messageId`` sequence, every id's token and the secret users' tags come from.
+The room writes each message through :meth:`SQLiteStore.save_message`, which
+commits before it returns, and only then acknowledges the message: a server
+killed at any instant has lost no message it acknowledged.
 
 One store belongs to one server: the file is locked (SQLite's exclusive locking
 mode) from the moment it is opened until :meth:`SQLiteStore.close`, so a second
@@ -21,7 +21,9 @@ import json
 import os
 import secrets
 import sqlite3
+from collections.abc import Callable
 
+from .display import new_tag_key
 from .errors import StoreError
 from .protocol import MessageEntry
 
@@ -63,6 +65,7 @@ class SQLiteStore:
             raise StoreError(f"cannot open store {self.path}: {error}") from None
         try:
             self._room_id = self._open()
+            self._tag_key = self._meta("tag_key", new_tag_key)
         except sqlite3.Error as error:
             self._db.close()
             raise StoreError(_explain(self.path, error)) from None
@@ -86,15 +89,22 @@ class SQLiteStore:
                     f"store {self.path} is a SQLite file but not a wslab store"
                     f" (table {table!r} has columns {found})"
                 )
-        row = db.execute("SELECT value FROM meta WHERE key = 'room_id'").fetchone()
+        return self._meta("room_id", lambda: secrets.token_hex(8))
+
+    def _meta(self, key: str, make: Callable[[], str]) -> str:
+        """The stored value of ``key``; made and stored the first time."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         if row is not None:
             return str(row[0])
-        room_id = secrets.token_hex(8)
-        db.execute("INSERT INTO meta VALUES ('room_id', ?)", (room_id,))
-        return room_id
+        value = make()
+        self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+        return value
 
     def room_id(self) -> str:
         return self._room_id
+
+    def tag_key(self) -> str:
+        return self._tag_key
 
     def load_messages(self, limit: int) -> list[MessageEntry]:
         rows = self._db.execute(

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 import wslab.lab.lesson
-from tests.conftest import TIME_SCALE
+from tests.conftest import TIME_SCALE, untagged
 from wslab import ChatClient, ChatServer, RetryPolicy
 from wslab.frontend import page_config
 from wslab.lab.widget import ChatWidget, chat, shared_server, stop_shared_server
@@ -358,7 +358,7 @@ def test_chat_uses_the_shared_server_and_is_safe_to_rerun(
         await again.client.wait_for(lambda c: c.online, TIMEOUT)
         assert again.client.id == first.client.id and again.client.was_page_reload
         assert again.show_log and again.box.show_log
-        assert server.users == [{"id": again.client.id, "username": "learner"}]
+        assert untagged(server.users) == [{"id": again.client.id, "username": "learner"}]
         await stop_shared_server()
         assert not server.running
         assert again.client.status == "offline"

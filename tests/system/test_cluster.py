@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import WAIT, hello, run_bounded, say, unit
+from tests.conftest import WAIT, hello, run_bounded, say, unit, untagged
 from wslab import ChatClient, ChatServer, RedisServer
 from wslab.errors import BackplaneError, ConfigurationError
 from wslab.protocol import CloseCode
@@ -70,8 +70,8 @@ def test_clients_on_two_servers_chat_in_one_order(cluster: Make) -> None:
         assert list(alice.users) == list(bob.users) == [alice.id, bob.id]
         await until(
             lambda: (
-                a.users
-                == b.users
+                a.users == b.users
+                and untagged(a.users)
                 == [{"id": alice.id, "username": "alice"}, {"id": bob.id, "username": "bob"}]
             )
         )

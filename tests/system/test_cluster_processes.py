@@ -26,6 +26,7 @@ from tests.conftest import WAIT, run_bounded, say, unit
 from tests.helpers.cluster import Cluster, close_codes, frames, presence_frames, since_last_open
 from tests.helpers.reliability import RawWebSocket, claim
 from wslab import ChatClient, RedisServer, RetryPolicy
+from wslab.display import user_tag
 
 # Reconnects come quickly, so a test waits on what it is about, not on the backoff.
 FAST = RetryPolicy(initial=0.05, factor=2.0, cap=0.5, min_uptime=60)
@@ -136,6 +137,28 @@ def test_presence_is_one_list_on_every_server_and_a_second_tab_is_not_a_second_u
             assert presence_frames(everyone, "ann") == before  # nobody was told she joined
             for client in [*everyone, tab]:
                 assert sorted(client.users.items()) == views[0]
+
+    run_bounded(scenario())
+
+
+def test_servers_sharing_a_chat_show_a_user_with_one_tag(make_cluster: MakeCluster) -> None:
+    """The tag comes from the chat's secret in Redis (made once, by the first server)."""
+    cluster = make_cluster(count=2)
+
+    async def scenario() -> None:
+        async with Crowd() as crowd:
+            ann = await crowd.join(cluster.url(0), "ann", id="a-1234")
+            bob = await crowd.join(cluster.url(1), "bob", id="b-1")
+            await all_see([ann, bob], {"a-1234", "b-1"})
+            await ann.wait_for(lambda c: len(c.tags) == 2, WAIT)
+            await bob.wait_for(lambda c: len(c.tags) == 2, WAIT)
+            assert ann.tags == bob.tags
+            with redis.Redis.from_url(cluster.redis.url, decode_responses=True) as connection:
+                key = connection.get("wslab:tag_key")
+            assert key is not None and ann.tags["a-1234"] == user_tag(key, "a-1234")
+            # The same user through the other server: the same tag.
+            tab = await crowd.join(cluster.url(1), "ann", id="a-1234", token=ann.token)
+            assert tab.tags == ann.tags
 
     run_bounded(scenario())
 

@@ -60,3 +60,15 @@ def test_another_room_starts_the_message_list_again() -> None:
     state.apply_connected(connected([ME], [entry(1, "old")], room="r1"))
     state.apply_connected(connected([ME], [entry(1, "new")], room="r2"))
     assert state.texts() == ["new"]
+
+
+def test_the_tags_follow_the_user_list() -> None:
+    """A tag from the server is kept per listed id; a server that sends none gives none."""
+    state = ChatState("me", "Me", None)
+    state.apply_connected(connected([ME, {"id": "bob", "username": "Bob", "tag": "bbbbbb"}], []))
+    assert state.tags == {"bob": "bbbbbb"}
+    state.join({"id": "cy", "username": "Cy", "tag": "cccccc"})
+    state.leave(BOB)
+    assert state.tags == {"cy": "cccccc"}
+    state.apply_presence(Presence(joined=[{"id": "cy", "username": "Cyd"}], left=[]))
+    assert state.tags == {}

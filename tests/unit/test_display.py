@@ -101,6 +101,22 @@ CASES: list[dict[str, Any]] = [
         "in": [["x-0001", "admin"], ["x-0002", "\uff41\uff44\uff4d\uff49\uff4e"]],
         "out": {"x-0001": "admin #0001", "x-0002": "\uff41\uff44\uff4d\uff49\uff4e #0002"},
     },
+    # The server's tag, when it sends one, is the suffix; the id's end otherwise.
+    {
+        "fn": "displayNames",
+        "in": [["a-1234", "alice", "k3m9qz"], ["x-1234", "alice", "ab2cde"]],
+        "out": {"a-1234": "alice #k3m9qz", "x-1234": "alice #ab2cde"},
+    },
+    {
+        "fn": "displayNames",
+        "in": [["a-1234", "alice", "k3m9qz"], ["x-5678", "alice"], ["bob", "bob", "zzzzzz"]],
+        "out": {"a-1234": "alice #k3m9qz", "x-5678": "alice #5678", "bob": "bob"},
+    },
+    {
+        "fn": "displayNames",
+        "in": [["a-1", "ann", "t\u202eag"], ["b-1", "ann", ""]],
+        "out": {"a-1": "ann #t\ufffdag", "b-1": "ann #b-1"},
+    },
     {"fn": "presenceLine", "in": ["joined", "bob"], "out": "bob joined"},
     {"fn": "presenceLine", "in": ["disconnected", "bob"], "out": "bob left"},
     {

@@ -6,6 +6,7 @@ same answers from Redis are checked through the room in tests/test_room.py.
 
 from __future__ import annotations
 
+from wslab.display import user_tag
 from wslab.engine import (
     PENDING,
     Append,
@@ -19,7 +20,7 @@ from wslab.engine import (
     Release,
     digest,
 )
-from wslab.protocol import Connecting, MessageEntry
+from wslab.protocol import Connecting, MessageEntry, user_entry
 
 
 def claim(engine: MemoryEngine, user_id: str, token: str | None = None) -> str:
@@ -39,7 +40,8 @@ def test_claim_binds_a_new_id_then_answers_tab_reload_or_taken() -> None:  # _CL
     engine = MemoryEngine(token_factory=lambda: "t-1")
     first = engine.claim(Claim("s1", Connecting("ann", "Ann")))
     assert (first.status, first.token, first.username) == ("new", "t-1", "Ann")
-    assert engine.take_log() == [LoggedJoin({"id": "ann", "username": "Ann"})]
+    ann = user_entry("ann", "Ann", user_tag(engine.tag_key, "ann"))
+    assert engine.take_log() == [LoggedJoin(ann)]
     assert claim(engine, "ann", "t-1") == "tab"
     assert claim(engine, "ann", "guess") == "taken" and claim(engine, "ann") == "taken"
     engine.mark_grace("ann")
@@ -55,7 +57,8 @@ def test_release_lets_go_only_of_a_grace_and_logs_the_leave() -> None:  # _RELEA
     assert engine.take_log() == []
     engine.mark_grace("ann")  # _MARK_GRACE
     engine.release("ann")
-    assert engine.take_log() == [LoggedLeave({"id": "ann", "username": "Ann"})]
+    ann = user_entry("ann", "Ann", user_tag(engine.tag_key, "ann"))
+    assert engine.take_log() == [LoggedLeave(ann)]
 
 
 def test_append_numbers_logs_and_remembers_client_message_ids() -> None:  # _APPEND

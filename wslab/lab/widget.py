@@ -36,8 +36,8 @@ grace, not a departure and an arrival. The shared server of :func:`chat`
 lives in :mod:`wslab.lab.lesson`; this module only shows a client's state.
 
 What it shows follows the page's rules: joins and leaves as lines among the
-messages, a notice when missed messages are gone, an id suffix on names two
-present users share, bidi controls neutralized.
+messages, a notice when missed messages are gone, each user's tag after a name
+two present users share, bidi controls neutralized.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class _ChatModel(anywidget.AnyWidget):
     config: traitlets.Dict[str, Any] = traitlets.Dict().tag(sync=True)
     #: state, retryIn, url, id, username, lastClose, error, truncated, wasPageReload, notice.
     status: traitlets.Dict[str, Any] = traitlets.Dict().tag(sync=True)
+    #: The present users: id, username, tag ("": the server sent none).
     users: traitlets.List[dict[str, str]] = traitlets.List().tag(sync=True)
     #: The newest ``max_messages`` entries, by messageId.
     messages: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
@@ -284,7 +285,10 @@ class ChatWidget:
         shown = client.messages[-self.max_messages :]
         with box.hold_sync():
             box.status = self._status()
-            box.users = [{"id": i, "username": name} for i, name in client.users.items()]
+            box.users = [
+                {"id": i, "username": name, "tag": client.tags.get(i, "")}
+                for i, name in client.users.items()
+            ]
             box.messages = [dict(entry) for entry in shown]
             box.cut = len(client.messages) > len(shown)
             box.presence = [

@@ -187,8 +187,8 @@
     error: null, // the last `error` event from the server
     truncated: false, // the last `connected` said that missed messages are gone
     wasPageReload: false,
-    users: new Map(), // id -> username
-    names: new Map(), // id -> name as shown (with a suffix where names clash)
+    users: new Map(), // id -> { id, username, tag } (tag: if the server sent one)
+    names: new Map(), // id -> name as shown (with the tag where names clash)
     messages: [], // entries of the current history, sorted by messageId (bounded)
     byMessageId: new Set(), // messageIds in `messages`, for the dedupe
     pastHistories: [], // [{ count, last }] of rooms that are gone (server restarts)
@@ -247,9 +247,10 @@
   }
 
   const shownName = (id, username) => chat.names.get(id) ?? neutralizeName(username);
+  const userOf = (u) => ({ id: u.id, username: u.username, tag: u.tag });
 
   function renderUsers() {
-    chat.names = displayNames(Array.from(chat.users));
+    chat.names = displayNames(Array.from(chat.users.values(), (u) => [u.id, u.username, u.tag]));
     el.users.replaceChildren(...view.userItems(chat.names, chat.id));
     el.me.textContent = neutralizeName(chat.username || chat.requestedName || "");
     view.renameAuthors(el.messages, shownName);
@@ -540,8 +541,8 @@
         // The server may issue a new token (e.g. it restarted and forgot us): keep the latest.
         chat.token = event.token;
         saveJson(identityKey(chat.requestedName), { id: chat.id, token: chat.token });
-        chat.users = new Map(event.connectedUserList.map((u) => [u.id, u.username]));
-        if (!chat.users.has(chat.id)) chat.users.set(chat.id, chat.username); // we are here
+        chat.users = new Map(event.connectedUserList.map((u) => [u.id, userOf(u)]));
+        if (!chat.users.has(chat.id)) chat.users.set(chat.id, userOf(event)); // we are here
         chat.truncated = event.truncated === true;
         chat.wasPageReload = event.wasPageReload === true;
         enterRoom(event.roomId ?? null);
@@ -556,7 +557,7 @@
         return;
       }
       case "joined":
-        chat.users.set(event.id, event.username);
+        chat.users.set(event.id, userOf(event));
         renderUsers();
         systemLine(view.presenceItem("joined", shownName(event.id, event.username)));
         return;
@@ -577,7 +578,7 @@
         const others = event.left.filter((u) => u.id !== chat.id);
         const left = others.map((u) => shownName(u.id, u.username));
         for (const u of others) chat.users.delete(u.id);
-        for (const u of event.joined) chat.users.set(u.id, u.username);
+        for (const u of event.joined) chat.users.set(u.id, userOf(u));
         renderUsers();
         for (const name of left) systemLine(view.presenceItem("disconnected", name));
         for (const u of event.joined) systemLine(view.presenceItem("joined", shownName(u.id, u.username)));
@@ -669,7 +670,7 @@
     get state() { return chat.state; },
     get id() { return chat.id; },
     get username() { return chat.username; },
-    get users() { return Array.from(chat.users, ([id, username]) => ({ id, username })); },
+    get users() { return Array.from(chat.users.values(), (u) => (u.tag ? { ...u } : { id: u.id, username: u.username })); },
     get messages() { return copy([...chat.pastHistories.flat(), ...chat.messages]); },
     get pending() { return copy(chat.outbox); },
     get roomId() { return chat.roomId; },

@@ -6,7 +6,10 @@
 // (wslab.display, wslab.retry.page_policy) as the `display` and `closeMeanings`
 // given to wslabView.rules(...).
 //
-//   - names: a name two present users share gets "#" and the end of each id;
+//   - names: a name two present users share gets "#" and each user's tag (which
+//     the server derives from the id with a secret key, so that nobody can choose
+//     an id to get someone else's), or the end of the id from a server that sends
+//     no tag;
 //   - presence lines: "bob joined", "bob left";
 //   - bidi controls (which could make "gnp.exe" read "exe.png") show as U+FFFD;
 //   - in names, so do the characters that show as nothing (zero width and format
@@ -59,16 +62,18 @@ const wslabView = (() => {
     // invisible characters left out, case ignored.
     const nameKey = (name) =>
       String(name).normalize("NFKC").replace(controls, "").replace(invisibles, "").toLowerCase();
-    const shortSuffix = (id) => `#${String(id).slice(-display.suffixLength)}`;
+    const shortSuffix = (id, tag) =>
+      `#${tag ? neutralizeName(tag) : String(id).slice(-display.suffixLength)}`;
 
-    // pairs: [[id, username], ...] of the present users -> Map id -> name as shown.
+    // pairs: [[id, username, tag], ...] of the present users (tag: from the
+    // server, if it sent one) -> Map id -> name as shown.
     function displayNames(pairs) {
       const counts = new Map();
       for (const [, name] of pairs) counts.set(nameKey(name), (counts.get(nameKey(name)) || 0) + 1);
       const shown = new Map();
-      for (const [id, name] of pairs) {
+      for (const [id, name, tag] of pairs) {
         let label = neutralizeName(name);
-        if (counts.get(nameKey(name)) > 1) label += ` ${shortSuffix(id)}`;
+        if (counts.get(nameKey(name)) > 1) label += ` ${shortSuffix(id, tag)}`;
         shown.set(id, label);
       }
       return shown;

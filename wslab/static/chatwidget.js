@@ -200,7 +200,7 @@ class ChatView {
 
   drawUsers() {
     const { ui, view } = this;
-    this.names = view.displayNames(this.model.get("users").map((u) => [u.id, u.username]));
+    this.names = view.displayNames(this.model.get("users").map((u) => [u.id, u.username, u.tag]));
     ui.count.textContent = `USERS (${this.names.size})`;
     ui.users.replaceChildren(...view.userItems(this.names, this.model.get("status").id));
     view.renameAuthors(ui.messages, (id, username) => this.shownName(id, username));

@@ -40,6 +40,7 @@ class RedisDriver:
         self.backplane = RedisBackplane(
             url, history=room.history_cap, dedupe_per_id=dedupe_per_id, prefix=prefix
         )
+        self.loop.run_until_complete(self.backplane.load_tag_key())
         room.load(self.loop.run_until_complete(self.backplane.snapshot()))
 
     def settle(self, outcome: Outcome) -> Outcome:

@@ -26,7 +26,7 @@ from tests.unit.test_display import CASES, RUN_CASES
 from tests.unit.test_retry import CLOSE_TABLE
 from wslab import ChatServer, Reconnector, RetryPolicy
 from wslab.clock import FakeClock
-from wslab.display import REFUSED_NOTICE
+from wslab.display import REFUSED_NOTICE, user_tag
 from wslab.frontend import page_config, widget_css, widget_esm
 from wslab.retry import page_policy
 
@@ -362,13 +362,22 @@ def test_a_truncated_recovery_shows_a_notice(context: BrowserContext, server: Ch
     assert page.evaluate("wslabChat.truncated") is True
 
 
-def test_shared_names_get_the_id_suffix_and_bidi_is_neutralized(
+def tags_of(server: ChatServer, *user_ids: str) -> list[str]:
+    """The tags ``server`` gives these ids (from its secret, which no client is told)."""
+    key = server.room.engine.tag_key  # type: ignore[attr-defined]
+    return [user_tag(key, user_id) for user_id in user_ids]
+
+
+def test_shared_names_get_the_users_tags_and_bidi_is_neutralized(
     context: BrowserContext, server: ChatServer
 ) -> None:
-    """Two present "alice"s show with their ids' last four characters, on the user
-    list and on their messages; U+202E in a message shows as U+FFFD."""
+    """Two present "alice"s, the second with an id chosen to end like the first's,
+    show with their tags (the server derives them from the ids with its secret), on
+    the user list and on their messages; U+202E in a message shows as U+FFFD."""
+    first_tag, second_tag = tags_of(server, "first-1111", "x-1111")
+    assert first_tag != second_tag
     pages = []
-    for user_id in ("first-1111", "second-2222"):
+    for user_id in ("first-1111", "x-1111"):
         page = context.new_page()
         identity = json.dumps(json.dumps({"id": user_id}))
         page.add_init_script(f"localStorage.setItem('wslab:identity:alice', {identity})")
@@ -376,10 +385,11 @@ def test_shared_names_get_the_id_suffix_and_bidi_is_neutralized(
         expect(page.locator("#status")).to_have_attribute("data-state", "online")
         pages.append(page)
     first, second = pages
-    expect(first.locator("#users li")).to_have_text(["alice #1111 (you)", "alice #2222"])
+    shown = [f"alice #{first_tag} (you)", f"alice #{second_tag}"]
+    expect(first.locator("#users li")).to_have_text(shown)
     send_message(second, "invoice_\u202egnp.exe")
     expect(delivered(first)).to_have_text(["invoice_\ufffdgnp.exe"])
-    expect(first.locator("#messages li[data-message-id] .author")).to_have_text(["alice #2222"])
+    expect(first.locator("#messages li[data-message-id] .author")).to_have_text([shown[1]])
 
 
 def test_a_flood_of_1000_messages_keeps_the_page_responsive(
@@ -531,8 +541,9 @@ def set_trait(page: Page, name: str, value: Any) -> None:
 def test_the_widget_and_the_page_show_the_same_lines(
     widget_view: Callable[..., Page], context: BrowserContext, server: ChatServer
 ) -> None:
-    """Shared names with id suffixes, a bidi control as U+FFFD, markup as text, and
+    """Shared names with their tags, a bidi control as U+FFFD, markup as text, and
     "joined" / "left" lines: the widget shows what the page shows for the same chat."""
+    first_tag, second_tag = tags_of(server, "u-first-1111", "u-second-2222")
     pages = []
     for user_id in ("u-first-1111", "u-second-2222"):
         page = context.new_page()
@@ -570,12 +581,12 @@ def test_the_widget_and_the_page_show_the_same_lines(
         return [" ".join(text.split()) for text in found]
 
     page_users = lines(first, "#users li")
-    assert page_users == ["alice #1111 (you)", "alice #2222"]
+    assert page_users == [f"alice #{first_tag} (you)", f"alice #{second_tag}"]
     assert lines(widget, ".wslab-users li") == page_users
     shown = "li[data-message-id] .author, li[data-message-id] .text, li.system"
     assert lines(widget, f".wslab-messages :is({shown})") == lines(first, f"#messages :is({shown})")
     assert lines(widget, ".wslab-messages li.system") == [
-        "alice #2222 joined",
+        f"alice #{second_tag} joined",
         f"{XSS} joined",
         f"{XSS} left",
     ]
