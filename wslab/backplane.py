@@ -584,6 +584,7 @@ class AppendBatcher:
         self._waiting = []
 
     async def _run(self) -> None:
+        batch: list[tuple[Append, asyncio.Future[AppendResult]]] = []
         try:
             while self._waiting:
                 batch = self._waiting[: self.limit]
@@ -591,16 +592,19 @@ class AppendBatcher:
                 self._sending = len(batch)
                 try:
                     results = await self._send([append for append, _ in batch])
-                except (BackplaneError, asyncio.CancelledError) as error:
-                    _settle(batch, error)
-                    raise
                 finally:
                     self._sending = 0
                 for (_, done), result in zip(batch, results, strict=True):
                     if not done.done():
                         done.set_result(result)
-        except BackplaneError as error:
-            _settle(self._waiting, error)
+        except asyncio.CancelledError as error:
+            _settle(batch, error)
+            raise
+        except Exception as error:
+            # A lost Redis: the link learns of it from the answers. Anything else is a bug.
+            if not isinstance(error, BackplaneError):
+                logger.exception("appending messages to Redis failed")
+            _settle(batch + self._waiting, error)
             self._waiting = []
         finally:
             if self._task is asyncio.current_task():
