@@ -18,7 +18,10 @@ from .targets import REPO
 __all__ = ["RESULTS", "Check", "fmt", "machine_info", "print_checks", "results_dir", "table"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-_PACKAGES = ("websockets", "picows", "uvloop", "python-socketio", "aiohttp", "matplotlib", "psutil")
+_PACKAGES = (
+    "websockets", "picows", "uvloop", "python-socketio", "aiohttp", "matplotlib", "psutil",
+    "redis", "hiredis",
+)  # fmt: skip
 
 
 def results_dir(quick: bool) -> Path:

@@ -9,6 +9,11 @@ Run one as its own process; like ``python -m wslab serve`` it prints its URL fir
 
     python -m benchmarks.servers baseline --port 0
     python -m benchmarks.servers socketio --port 0
+    python -m benchmarks.servers socketio --port 0 --redis redis://127.0.0.1:6379/0
+
+With ``--redis``, the python-socketio server shares its rooms through Redis
+(``socketio.AsyncRedisManager``, its own way to run several servers): every emit is
+published to Redis, and every server, this one included, sends it to its own clients.
 """
 
 from __future__ import annotations
@@ -91,12 +96,16 @@ async def serve_baseline(host: str, port: int) -> None:
         await _wait_for_signal()
 
 
-async def serve_socketio(host: str, port: int) -> None:
-    """Serve the python-socketio chat (aiohttp) on ``ws://host:port/socket.io/``."""
+async def serve_socketio(host: str, port: int, redis: str | None = None) -> None:
+    """Serve the python-socketio chat (aiohttp) on ``ws://host:port/socket.io/``,
+    through the Redis at ``redis`` if given."""
     import socketio
     from aiohttp import web
 
-    sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
+    manager = socketio.AsyncRedisManager(redis) if redis else None
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", client_manager=manager, logger=False, engineio_logger=False
+    )
     users: dict[str, tuple[str, str]] = {}
     message_ids = itertools.count(1)
 
@@ -131,14 +140,20 @@ async def serve_socketio(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m benchmarks.servers {baseline,socketio} [--host] [--port]``."""
+    """Command line: ``python -m benchmarks.servers {baseline,socketio} [--host] [--port]
+    [--redis URL]`` (``--redis``: socketio only)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
     parser.add_argument("kind", choices=["baseline", "socketio"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--redis", help="socketio: share the rooms through this Redis")
     args = parser.parse_args(argv)
-    serve = serve_baseline if args.kind == "baseline" else serve_socketio
-    asyncio.run(serve(args.host, args.port))
+    if args.kind == "baseline":
+        if args.redis:
+            parser.error("--redis is for socketio")
+        asyncio.run(serve_baseline(args.host, args.port))
+    else:
+        asyncio.run(serve_socketio(args.host, args.port, args.redis))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -89,6 +89,9 @@ __all__ = ["BackplaneLink", "RedisBackplane"]
 logger = logging.getLogger("wslab.backplane")
 
 T = TypeVar("T")
+
+#: The entries' JSON as the protocol writes it (compact, UTF-8 kept).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 #: The oldest Redis whose streams take ``n-*`` ids (a given first part, a new second).
 MIN_REDIS = (7, 0)
@@ -143,25 +146,42 @@ end
 return 2
 """
 
-# KEYS: seq, log, cmid:{id}, cmids:{id}
-# ARGV: entry JSON after its messageId (starts with ','), clientMessageId ('' if none),
-#       digest, ts, keep, dedupe_per_id
+# KEYS: seq, log
+# ARGV: keep, dedupe_per_id, key prefix, then five per message, in order: id, entry
+#       JSON after its messageId (starts with ','), clientMessageId ('' if none),
+#       digest, ts
+# One call numbers and logs a whole batch. Per message: {1, messageId} when stored,
+# {0, 'messageId|digest|ts', entry JSON or ''} when its clientMessageId was accepted.
 _APPEND = """
-if ARGV[2] ~= '' then
-  local earlier = redis.call('HGET', KEYS[3], ARGV[2])
-  if earlier then return {0, earlier} end
-end
-local n = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], n .. '-0',
-           't', 'm', 'e', '{"messageId":' .. n .. ARGV[1])
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[2], n .. '|' .. ARGV[3] .. '|' .. ARGV[4])
-  redis.call('LPUSH', KEYS[4], ARGV[2])
-  if redis.call('LLEN', KEYS[4]) > tonumber(ARGV[6]) then
-    redis.call('HDEL', KEYS[3], redis.call('RPOP', KEYS[4]))
+local keep, per_id, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local replies = {}
+for i = 4, #ARGV, 5 do
+  local cmid = ARGV[i + 2]
+  local accepted = prefix .. 'cmid:' .. ARGV[i]
+  local earlier = cmid ~= '' and redis.call('HGET', accepted, cmid)
+  if earlier then
+    local n = string.sub(earlier, 1, string.find(earlier, '|', 1, true) - 1)
+    local entry = ''
+    for _, found in ipairs(redis.call('XRANGE', KEYS[2], n .. '-0', n .. '-0')) do
+      entry = found[2][4]
+    end
+    replies[#replies + 1] = {0, earlier, entry}
+  else
+    local n = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', keep, n .. '-0',
+               't', 'm', 'e', '{"messageId":' .. n .. ARGV[i + 1])
+    if cmid ~= '' then
+      local order = prefix .. 'cmids:' .. ARGV[i]
+      redis.call('HSET', accepted, cmid, n .. '|' .. ARGV[i + 3] .. '|' .. ARGV[i + 4])
+      redis.call('LPUSH', order, cmid)
+      if redis.call('LLEN', order) > per_id then
+        redis.call('HDEL', accepted, redis.call('RPOP', order))
+      end
+    end
+    replies[#replies + 1] = {1, n}
   end
 end
-return {1, n}
+return replies
 """
 
 # KEYS: servers, users, given_up
@@ -494,37 +514,26 @@ class RedisBackplane:
 
     async def append(self, append: Append) -> AppendResult:
         """Number and log a message, unless its ``clientMessageId`` was accepted before."""
-        draft = dict(append.draft)
-        draft.pop("messageId", None)
-        user_id = str(draft["id"])
-        rest = json.dumps(draft, ensure_ascii=False, separators=(",", ":"))
-        cmid = str(draft.get("clientMessageId", ""))
-        keys = [
-            self.key("seq"),
-            self.key("log"),
-            self.key(f"cmid:{user_id}"),
-            self.key(f"cmids:{user_id}"),
-        ]
-        args: list[str | int] = [
-            "," + rest[1:],
-            cmid,
-            append.digest,
-            str(draft["ts"]),
-            self.keep,
-            self.dedupe_per_id,
-        ]
-        stored, value = await self._call("append", self._scripts["append"](keys=keys, args=args))
-        if stored:
-            return AppendResult(True, int(value))
-        message_id, digest, ts = str(value).split("|", 2)
-        entry = None
-        found = await self._call(
-            "resend",
-            self._redis.xrange(self.key("log"), min=f"{message_id}-0", max=f"{message_id}-0"),
-        )
-        if found:
-            entry = cast(MessageEntry, json.loads(found[0][1]["e"]))
-        return AppendResult(False, int(message_id), digest, ts, entry)
+        (result,) = await self.append_batch([append])
+        return result
+
+    async def append_batch(self, appends: Sequence[Append]) -> list[AppendResult]:
+        """:meth:`append` for several messages, in their order, in one script call."""
+        args: list[str | int] = [self.keep, self.dedupe_per_id, self.prefix]
+        for append in appends:
+            draft = dict(append.draft)
+            draft.pop("messageId", None)
+            rest = _ENCODER.encode(draft)
+            args += [
+                str(draft["id"]),
+                "," + rest[1:],
+                str(draft.get("clientMessageId", "")),
+                append.digest,
+                str(draft["ts"]),
+            ]
+        keys = [self.key("seq"), self.key("log")]
+        replies = await self._call("append", self._scripts["append"](keys=keys, args=args))
+        return [_appended(reply) for reply in replies]
 
     async def mark_grace(self, user_id: str) -> None:
         keys = [self.key(f"holders:{user_id}")]
@@ -622,19 +631,120 @@ def _parse_users(values: Iterable[str]) -> list[UserEntry]:
     return [_parse_user(value) for _, value in stored]
 
 
+def _appended(reply: list[Any]) -> AppendResult:
+    """One message's reply from the append script."""
+    if reply[0]:
+        return AppendResult(True, int(reply[1]))
+    message_id, digest, ts = str(reply[1]).split("|", 2)
+    entry = cast(MessageEntry, json.loads(reply[2])) if reply[2] else None
+    return AppendResult(False, int(message_id), digest, ts, entry)
+
+
+class AppendBatcher:
+    """Sends a server's new messages to Redis in batches: one script call per batch.
+
+    One batch is out at a time; the messages that arrive meanwhile wait and go out
+    together in the next, up to ``limit`` per call. A quiet chat's message goes out
+    at once, alone; a busy chat shares each round trip among many messages. The
+    order of :meth:`submit` calls is the order Redis numbers them in.
+
+    Server thread only.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[Append]], Awaitable[list[AppendResult]]],
+        *,
+        limit: int = 256,
+    ) -> None:
+        self._send = send
+        self.limit = limit
+        self._waiting: list[tuple[Append, asyncio.Future[AppendResult]]] = []
+        self._sending = 0
+        self._task: asyncio.Task[None] | None = None
+        #: The answer to the message submitted last (``None`` before the first).
+        self.last: asyncio.Future[AppendResult] | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Messages submitted and not answered yet."""
+        return len(self._waiting) + self._sending
+
+    def submit(self, append: Append) -> asyncio.Future[AppendResult]:
+        """Queue a message for the next batch; the future gets its answer."""
+        done: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append((append, done))
+        self.last = done
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        return done
+
+    def fail(self, error: BackplaneError) -> None:
+        """Redis is lost or the server stops: every waiting message gets ``error``."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        _settle(self._waiting, error)
+        self._waiting = []
+
+    async def _run(self) -> None:
+        batch: list[tuple[Append, asyncio.Future[AppendResult]]] = []
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.limit]
+                del self._waiting[: self.limit]
+                self._sending = len(batch)
+                try:
+                    results = await self._send([append for append, _ in batch])
+                finally:
+                    self._sending = 0
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
+        except asyncio.CancelledError as error:
+            _settle(batch, error)
+            raise
+        except Exception as error:
+            # A lost Redis: the link learns of it from the answers. Anything else is a bug.
+            if not isinstance(error, BackplaneError):
+                logger.exception("appending messages to Redis failed")
+            _settle(batch + self._waiting, error)
+            self._waiting = []
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+
+def _settle(
+    waiting: list[tuple[Append, asyncio.Future[AppendResult]]], error: BaseException
+) -> None:
+    """End the futures of messages that will not be answered: with ``error``, or cancelled."""
+    for _, done in waiting:
+        if done.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            done.cancel()
+        else:
+            done.set_exception(error)
+
+
 class BackplaneLink:
     """Runs the Redis engine for a server's room, on the server's loop.
 
     The room's requests (:attr:`Outcome.tasks <wslab.room.Outcome.tasks>`) come
     here through :meth:`request`. Claims, grace marks and releases go through one
     queue, in order, so that Redis sees an id's holds change in the order they
-    happened here; appends run at once. The log reader hands what it reads to the
-    room, and the heartbeat takes over the graces of servers that died.
+    happened here; appends go out in batches, a hold change after the messages
+    requested before it. The log reader hands what it reads to the room, and the
+    heartbeat takes over the graces of servers that died.
 
     ``apply(outcome)`` carries an outcome out (the server's one way to do it);
     ``reschedule()`` re-arms the server's timer; ``on_lost()`` closes every client,
     as an outage must, and returns how many. Server thread only.
     """
+
+    #: Messages that may wait for Redis before a socket that sends more waits too.
+    max_backlog = 1024
 
     def __init__(
         self,
@@ -659,6 +769,7 @@ class BackplaneLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._recovery: asyncio.Task[None] | None = None
         self._closing = False
+        self._appends = AppendBatcher(backplane.append_batch)
 
     # ------------------------------------------------------------ life cycle
 
@@ -701,6 +812,7 @@ class BackplaneLink:
         for task in self._tasks:
             task.cancel()
         self._fail_queued(BackplaneError("the server is stopping"))
+        self._appends.fail(BackplaneError("the server is stopping"))
         # The loops also stop at their next turn by themselves (``_closing``): a cancel
         # that lands inside a Redis command may be absorbed by the client library.
         if self._tasks:
@@ -712,22 +824,44 @@ class BackplaneLink:
     def request(self, task: Request) -> Coroutine[Any, Any, Outcome] | None:
         """Start a request of the room; return what awaits the room's answer, if it has one.
 
-        Claims and appends are answered: await the returned coroutine for the
-        outcome the room makes of the answer. Claims, grace marks and releases are
-        queued at once, in the order of the calls; an append runs when awaited.
+        A claim is answered: await the returned coroutine for the outcome the room
+        makes of the answer. Claims, grace marks and releases are queued at once, in
+        the order of the calls. Appends go out in batches (:class:`AppendBatcher`),
+        and the link applies their answers itself, in order: nothing to await, unless
+        more than :attr:`max_backlog` messages wait for Redis; then the coroutine
+        returned waits for this one (the socket reads on once Redis caught up).
         During an outage nothing is done: the holds are redone when Redis is back.
         """
         if not self.up:
             return None
-        reply: Awaitable[Answer]
+        if isinstance(task, Append):
+            return self._append(task)
         if isinstance(task, Claim):
             reply = self._queued(partial(self.backplane.claim, task, secrets.token_urlsafe(16)))
-        elif isinstance(task, Append):
-            reply = self.backplane.append(task)
-        else:
-            _detach(self._queued(partial(self._change_hold, task)))
-            return None
-        return self._answer(task, reply)
+            return self._answer(task, reply)
+        # A hold changes after the messages sent before it: a leave never overtakes them.
+        _detach(self._queued(partial(self._change_hold, task, self._appends.last)))
+        return None
+
+    def _append(self, task: Append) -> Coroutine[Any, Any, Outcome] | None:
+        reply = self._appends.submit(task)
+        reply.add_done_callback(partial(self._appended, task))
+        return self._caught_up(reply) if self._appends.backlog > self.max_backlog else None
+
+    def _appended(self, task: Append, reply: asyncio.Future[AppendResult]) -> None:
+        if reply.cancelled():
+            return
+        error = reply.exception()
+        if isinstance(error, BackplaneError):
+            self.lost(error)
+        elif error is None:
+            more = self._apply(self.room.answer(task, reply.result()))
+            if asyncio.iscoroutine(more):
+                _detach(asyncio.ensure_future(more))
+
+    async def _caught_up(self, reply: asyncio.Future[AppendResult]) -> Outcome:
+        await asyncio.wait([reply])
+        return Outcome()  # the answer is applied by _appended
 
     async def _answer(self, task: Request, reply: Awaitable[Answer]) -> Outcome:
         try:
@@ -737,7 +871,11 @@ class BackplaneLink:
             return Outcome()
         return self.room.answer(task, answer)
 
-    async def _change_hold(self, task: MarkGrace | Release) -> None:
+    async def _change_hold(
+        self, task: MarkGrace | Release, after: asyncio.Future[AppendResult] | None
+    ) -> None:
+        if after is not None and not after.done():
+            await asyncio.wait([after])
         if isinstance(task, MarkGrace):
             await self.backplane.mark_grace(task.user_id)
         else:
@@ -825,6 +963,7 @@ class BackplaneLink:
             if task is not current:
                 task.cancel()
         self._fail_queued(error)
+        self._appends.fail(error)
         closed = self._on_lost()
         logger.error(
             "%s; closed %d clients with 1013, refusing new ones (HTTP 503);"

@@ -361,7 +361,7 @@ class ChatServer(ServedAt, LoopService):
                 try:
                     answered = self._apply(room.receive(socket, data))
                     if answered is not None:
-                        await answered  # the engine answers before this socket's next frame
+                        await answered  # a claim is answered before this socket's next frame
                     if room.presence_due is not None and self._timer_later(room.presence_due):
                         self._schedule_expiry()  # a join started a presence tick
                 except ConnectionClosed:
@@ -391,9 +391,9 @@ class ChatServer(ServedAt, LoopService):
 
         The one way any outcome is carried out (a frame, a close, a timer, the
         engine's log). When a remote engine is asked something that it answers (a
-        claim, an append: only a frame asks that), returns a coroutine the caller
-        must await: it carries the answers out in turn. Otherwise ``None``.
-        Server thread only.
+        claim: only a frame asks that; an append too, while too many wait for Redis),
+        returns a coroutine the caller must await: it carries the answers out in turn.
+        Otherwise ``None``. Server thread only.
         """
         for send in outcome.sends:
             # One serialization per event, however many receivers: no per-socket work.

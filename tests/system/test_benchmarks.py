@@ -32,9 +32,13 @@ def test_quick_benchmarks_run_and_report_every_target() -> None:
     assert len(verdicts) >= 6, result.stdout[-3000:]
     for section in ["join", "herd", "redis-fanout"]:
         assert f"== {section} ==" in result.stdout, result.stdout[-3000:]
-    # Fan-out through Redis: each configuration as a ratio to one server without Redis.
-    for configuration in ["single", "redis-1", "redis-2", "redis-3"]:
-        row = f"| 10 | {configuration:>7} |"
-        assert any(line.startswith(row) for line in result.stdout.splitlines()), row
+    # Fan-out through Redis: each configuration as a ratio to the same server alone,
+    # then the ratios side by side, wslab's and python-socketio's, on one line.
+    lines = result.stdout.splitlines()
+    for configuration in ["single", "redis-1", "redis-2", "redis-3", "socketio", "socketio-redis"]:
+        row = f"| 10 | {configuration:>14} |"
+        assert any(line.startswith(row) for line in lines), row
+    (ratios,) = [line for line in lines if line.startswith("N=10: wslab on Redis ")]
+    assert "of wslab alone;" in ratios and "python-socketio on Redis" in ratios, ratios
     for plot in ["fanout.png", "history.png", "herd.png", "real-herd.png"]:
         assert (ROOT / "benchmarks" / "results" / "quick" / plot).stat().st_size > 0
