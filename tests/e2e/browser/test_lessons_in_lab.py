@@ -90,17 +90,71 @@ def without_outputs(notebook: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-def wait_until_all_ran(page: Page, cells: int) -> None:
-    """Every code cell shows an execution count: Run All reached the end."""
-    page.wait_for_function(
-        """(n) => {
-            const prompts = [...document.querySelectorAll(".jp-CodeCell .jp-InputPrompt")];
-            return prompts.length === n && prompts.every((p) => /\\[\\d+\\]/.test(p.textContent));
-        }""",
-        arg=cells,
-        polling=500,
-        timeout=RUN_ALL_MS,
-    )
+#: Each code cell as the page shows it: its prompt ("[3]", "[*]", "[ ]") and its outputs.
+CELL_STATES_JS = """() => [...document.querySelectorAll(".jp-Notebook .jp-CodeCell")].map(
+    (cell) => ({
+        prompt: (cell.querySelector(".jp-InputPrompt")?.textContent ?? "").trim(),
+        output: cell.querySelector(".jp-OutputArea")?.innerText ?? "",
+    })
+)"""
+RAN = re.compile(r"^\[\d+\]:?$")
+POLL_S = 0.5  # how often the page is read while Run All goes on
+STOPPED_POLLS = 4  # polls in a row with nothing running or queued: Run All has stopped
+
+
+def cell_states(page: Page) -> list[dict[str, str]]:
+    states: list[dict[str, str]] = page.evaluate(CELL_STATES_JS)
+    return states
+
+
+def run_all_report(why: str, sources: list[str], states: list[dict[str, str]]) -> str:
+    """Which cell ran, runs or never ran, and what each printed: a stalled Run All's cause."""
+    lines = [why]
+    for index, source in enumerate(sources):
+        state = states[index] if index < len(states) else {"prompt": "?", "output": ""}
+        head = source.strip().splitlines()[0] if source.strip() else ""
+        lines.append(f"  cell {index:2} {state['prompt'] or '[ ]':6} {head[:70]}")
+        output = state["output"].strip()
+        if output:
+            shown = output if len(output) <= 600 else "…" + output[-600:]
+            lines.extend(f"           | {line}" for line in shown.splitlines())
+    return "\n".join(lines)
+
+
+def wait_until_all_ran(page: Page, lab: Lab, sources: list[str]) -> None:
+    """Every code cell shows an execution count: Run All reached the end.
+
+    Fails as soon as Run All has stopped short (a cell failed, so Lab dropped the cells
+    queued after it) or after ``RUN_ALL_MS``, naming the cell that runs or failed and
+    showing what every cell printed.
+    """
+    deadline = time.monotonic() + RUN_ALL_MS / 1000
+    idle_polls = 0
+    while True:
+        states = cell_states(page)
+        prompts = [state["prompt"] for state in states]
+        if len(prompts) == len(sources) and all(RAN.match(p) for p in prompts):
+            return
+        busy = any("*" in p for p in prompts)
+        idle_polls = 0 if busy else idle_polls + 1
+        if idle_polls >= STOPPED_POLLS:
+            kernels = [k["execution_state"] for k in lab.api("GET", "/api/kernels")]
+            pytest.fail(
+                run_all_report(f"Run All stopped short (kernels: {kernels}):", sources, states),
+                pytrace=False,
+            )
+        if time.monotonic() > deadline:
+            running = [i for i, p in enumerate(prompts) if p.startswith("[*")]
+            pytest.fail(
+                run_all_report(
+                    f"Run All did not finish in {RUN_ALL_MS / 1000:.0f} s; "
+                    f"running: cell {running[:1] or '-'}",
+                    sources,
+                    states,
+                ),
+                pytrace=False,
+            )
+        time.sleep(POLL_S)  # a poll interval, not a wait for an outcome
 
 
 def saved_notebook(page: Page, lab: Lab, name: str) -> dict[str, Any]:
@@ -183,7 +237,8 @@ def run_solution_in_lab(
     page = lab_context.new_page()
     try:
         open_and_run_all(page, lab, name)
-        wait_until_all_ran(page, sum(c["cell_type"] == "code" for c in solution["cells"]))
+        sources = ["".join(c["source"]) for c in solution["cells"] if c["cell_type"] == "code"]
+        wait_until_all_ran(page, lab, sources)
         return solution, saved_notebook(page, lab, name)
     finally:
         page.close()
