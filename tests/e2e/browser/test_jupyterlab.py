@@ -161,6 +161,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={root}",
+                # window.jupyterapp: the tests read Lab's notebook model, which holds
+                # every cell, drawn or not.
+                "--LabApp.expose_app_in_browser=True",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -90,30 +90,51 @@ def without_outputs(notebook: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-#: Each code cell as the page shows it: its prompt ("[3]", "[*]", "[ ]") and its outputs.
-CELL_STATES_JS = """() => [...document.querySelectorAll(".jp-Notebook .jp-CodeCell")].map(
-    (cell) => ({
-        prompt: (cell.querySelector(".jp-InputPrompt")?.textContent ?? "").trim(),
-        output: cell.querySelector(".jp-OutputArea")?.innerText ?? "",
-    })
-)"""
-RAN = re.compile(r"^\[\d+\]:?$")
+#: Each code cell of the open notebook, from Lab's notebook model (so cells that Lab's
+#: windowing has not drawn count too): its execution count (null until it ran),
+#: whether it is running or queued, and its outputs as text.
+CELL_STATES_JS = """(path) => {
+    const panel = [...window.jupyterapp.shell.widgets("main")].find(
+        (widget) => widget.context && widget.context.path === path
+    );
+    if (!panel || !panel.content.model) return null;
+    const cells = panel.content.model.cells;
+    const states = [];
+    for (let index = 0; index < cells.length; index++) {
+        const cell = cells.get(index);
+        if (cell.type !== "code") continue;
+        const outputs = cell.outputs.toJSON().map((o) =>
+            o.output_type === "error" ? `${o.ename}: ${o.evalue}\\n`
+            : o.output_type === "stream" ? [].concat(o.text).join("")
+            : [].concat((o.data || {})["text/plain"] || "").join("") + "\\n"
+        );
+        states.push({
+            count: cell.executionCount, running: cell.executionState === "running",
+            output: outputs.join(""),
+        });
+    }
+    return states;
+}"""
 POLL_S = 0.5  # how often the page is read while Run All goes on
-STOPPED_POLLS = 4  # polls in a row with nothing running or queued: Run All has stopped
+STOPPED_POLLS = 4  # polls in a row with no cell running or queued: Run All has stopped
 
 
-def cell_states(page: Page) -> list[dict[str, str]]:
-    states: list[dict[str, str]] = page.evaluate(CELL_STATES_JS)
-    return states
+def cell_states(page: Page, name: str) -> list[dict[str, Any]]:
+    states: list[dict[str, Any]] | None = page.evaluate(CELL_STATES_JS, name)
+    return states or []
 
 
-def run_all_report(why: str, sources: list[str], states: list[dict[str, str]]) -> str:
+def run_all_report(why: str, sources: list[str], states: list[dict[str, Any]]) -> str:
     """Which cell ran, runs or never ran, and what each printed: a stalled Run All's cause."""
     lines = [why]
     for index, source in enumerate(sources):
-        state = states[index] if index < len(states) else {"prompt": "?", "output": ""}
+        state = states[index] if index < len(states) else {"output": ""}
+        if state.get("running"):
+            prompt = "[*]"
+        else:
+            prompt = f"[{state['count']}]" if state.get("count") is not None else "[ ]"
         head = source.strip().splitlines()[0] if source.strip() else ""
-        lines.append(f"  cell {index:2} {state['prompt'] or '[ ]':6} {head[:70]}")
+        lines.append(f"  cell {index:2} {prompt:6} {head[:70]}")
         output = state["output"].strip()
         if output:
             shown = output if len(output) <= 600 else "…" + output[-600:]
@@ -121,8 +142,8 @@ def run_all_report(why: str, sources: list[str], states: list[dict[str, str]]) -
     return "\n".join(lines)
 
 
-def wait_until_all_ran(page: Page, lab: Lab, sources: list[str]) -> None:
-    """Every code cell shows an execution count: Run All reached the end.
+def wait_until_all_ran(page: Page, lab: Lab, name: str, sources: list[str]) -> None:
+    """Every code cell of notebook ``name`` has run: Run All reached the end.
 
     Fails as soon as Run All has stopped short (a cell failed, so Lab dropped the cells
     queued after it) or after ``RUN_ALL_MS``, naming the cell that runs or failed and
@@ -131,29 +152,23 @@ def wait_until_all_ran(page: Page, lab: Lab, sources: list[str]) -> None:
     deadline = time.monotonic() + RUN_ALL_MS / 1000
     idle_polls = 0
     while True:
-        states = cell_states(page)
-        prompts = [state["prompt"] for state in states]
-        if len(prompts) == len(sources) and all(RAN.match(p) for p in prompts):
+        states = cell_states(page, name)
+        ran = [state["count"] is not None for state in states]
+        if len(states) == len(sources) and all(ran):
             return
-        busy = any("*" in p for p in prompts)
+        busy = any(state["running"] for state in states)
         idle_polls = 0 if busy else idle_polls + 1
         if idle_polls >= STOPPED_POLLS:
             kernels = [k["execution_state"] for k in lab.api("GET", "/api/kernels")]
-            pytest.fail(
-                run_all_report(f"Run All stopped short (kernels: {kernels}):", sources, states),
-                pytrace=False,
-            )
+            why = f"Run All stopped short (kernels: {kernels}; the cells as Lab has them):"
+            pytest.fail(run_all_report(why, sources, states), pytrace=False)
         if time.monotonic() > deadline:
-            running = [i for i, p in enumerate(prompts) if p.startswith("[*")]
-            pytest.fail(
-                run_all_report(
-                    f"Run All did not finish in {RUN_ALL_MS / 1000:.0f} s; "
-                    f"running: cell {running[:1] or '-'}",
-                    sources,
-                    states,
-                ),
-                pytrace=False,
+            running = [i for i, state in enumerate(states) if state["running"]][:1]
+            why = (
+                f"Run All did not finish in {RUN_ALL_MS / 1000:.0f} s; "
+                f"cell running: {running or 'none'}; ran {sum(ran)} of {len(sources)}:"
             )
+            pytest.fail(run_all_report(why, sources, states), pytrace=False)
         time.sleep(POLL_S)  # a poll interval, not a wait for an outcome
 
 
@@ -238,7 +253,7 @@ def run_solution_in_lab(
     try:
         open_and_run_all(page, lab, name)
         sources = ["".join(c["source"]) for c in solution["cells"] if c["cell_type"] == "code"]
-        wait_until_all_ran(page, lab, sources)
+        wait_until_all_ran(page, lab, name, sources)
         return solution, saved_notebook(page, lab, name)
     finally:
         page.close()
