@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import math
 import os
 import re
 import time
@@ -91,8 +90,8 @@ def without_outputs(notebook: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Each code cell of the open notebook, from Lab's notebook model (so cells that Lab's
-#: windowing has not drawn count too): its execution count (null until it ran),
-#: whether it is running or queued, and its outputs as text.
+#: windowing has not drawn count too): its id, its execution count (null until it
+#: ran), whether it is running or queued, and its outputs as Lab saves them.
 CELL_STATES_JS = """(path) => {
     const panel = [...window.jupyterapp.shell.widgets("main")].find(
         (widget) => widget.context && widget.context.path === path
@@ -103,14 +102,11 @@ CELL_STATES_JS = """(path) => {
     for (let index = 0; index < cells.length; index++) {
         const cell = cells.get(index);
         if (cell.type !== "code") continue;
-        const outputs = cell.outputs.toJSON().map((o) =>
-            o.output_type === "error" ? `${o.ename}: ${o.evalue}\\n`
-            : o.output_type === "stream" ? [].concat(o.text).join("")
-            : [].concat((o.data || {})["text/plain"] || "").join("") + "\\n"
-        );
         states.push({
-            count: cell.executionCount, running: cell.executionState === "running",
-            output: outputs.join(""),
+            id: cell.id,
+            count: cell.executionCount,
+            running: cell.executionState === "running",
+            outputs: cell.outputs.toJSON(),
         });
     }
     return states;
@@ -128,22 +124,24 @@ def run_all_report(why: str, sources: list[str], states: list[dict[str, Any]]) -
     """Which cell ran, runs or never ran, and what each printed: a stalled Run All's cause."""
     lines = [why]
     for index, source in enumerate(sources):
-        state = states[index] if index < len(states) else {"output": ""}
+        state = states[index] if index < len(states) else {}
         if state.get("running"):
             prompt = "[*]"
         else:
             prompt = f"[{state['count']}]" if state.get("count") is not None else "[ ]"
         head = source.strip().splitlines()[0] if source.strip() else ""
         lines.append(f"  cell {index:2} {prompt:6} {head[:70]}")
-        output = state["output"].strip()
+        output = "\n".join(text for _, text in comparable(state.get("outputs", []))).strip()
         if output:
             shown = output if len(output) <= 600 else "…" + output[-600:]
             lines.extend(f"           | {line}" for line in shown.splitlines())
     return "\n".join(lines)
 
 
-def wait_until_all_ran(page: Page, lab: Lab, name: str, sources: list[str]) -> None:
+def wait_until_all_ran(page: Page, lab: Lab, name: str, sources: list[str]) -> list[dict[str, Any]]:
     """Every code cell of notebook ``name`` has run: Run All reached the end.
+
+    Returns the code cells as Lab's model holds them then (see ``CELL_STATES_JS``).
 
     Fails as soon as Run All has stopped short (a cell failed, so Lab dropped the cells
     queued after it) or after ``RUN_ALL_MS``, naming the cell that runs or failed and
@@ -155,7 +153,7 @@ def wait_until_all_ran(page: Page, lab: Lab, name: str, sources: list[str]) -> N
         states = cell_states(page, name)
         ran = [state["count"] is not None for state in states]
         if len(states) == len(sources) and all(ran):
-            return
+            return states
         busy = any(state["running"] for state in states)
         idle_polls = 0 if busy else idle_polls + 1
         if idle_polls >= STOPPED_POLLS:
@@ -170,37 +168,6 @@ def wait_until_all_ran(page: Page, lab: Lab, name: str, sources: list[str]) -> N
             )
             pytest.fail(run_all_report(why, sources, states), pytrace=False)
         time.sleep(POLL_S)  # a poll interval, not a wait for an outcome
-
-
-def saved_notebook(page: Page, lab: Lab, name: str) -> dict[str, Any]:
-    """Save the notebook in Lab (File > Save) and read it back through Lab's API.
-
-    Lab may have autosaved part of the run already: wait until the file on disk has
-    an execution count in every code cell.
-    """
-    deadline = time.monotonic() + 60 * UNIT_S
-    saved_at = -math.inf
-    while True:
-        # Two saves in flight at once (ours and an autosave, or ours twice) can fail
-        # in Lab with "No such file": dismiss that dialog, and save again only when
-        # the last save has had time to finish.
-        if page.locator(".jp-Dialog").count():
-            page.keyboard.press("Escape")
-        if time.monotonic() - saved_at > 5 * UNIT_S:
-            page.get_by_role("menuitem", name="File", exact=True).click()
-            page.locator('.lm-Menu-item[data-command="docmanager:save"]').click()
-            saved_at = time.monotonic()
-        try:
-            content: dict[str, Any] = lab.api("GET", f"/api/contents/{name}?content=1")["content"]
-        except urllib.error.HTTPError:  # caught mid-save: read it again
-            content = {"cells": [{"cell_type": "code", "execution_count": None}]}
-        code = [c for c in content["cells"] if c["cell_type"] == "code"]
-        if all(c["execution_count"] is not None for c in code):
-            return content
-        if time.monotonic() > deadline:
-            dialogs = page.locator(".jp-Dialog").all_inner_texts()
-            pytest.fail(f"{name} was not saved with its outputs; dialogs: {dialogs}")
-        time.sleep(0.5)  # a poll interval, not a wait for an outcome
 
 
 def stop_kernels(lab: Lab) -> None:
@@ -244,7 +211,8 @@ def run_solution_in_lab(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run All on a lesson's solution, without its stored outputs, in a real JupyterLab.
 
-    Returns the solution as stored and the notebook as Lab saved it after the run.
+    Returns the solution as stored and its code cells as Lab holds them after the run
+    (the outputs as Lab would save them; tags and source from the solution).
     """
     solution = json.loads((REPO / "notebooks" / "solutions" / f"{stem}.ipynb").read_text())
     name = f"{stem}.ipynb"
@@ -253,8 +221,13 @@ def run_solution_in_lab(
     try:
         open_and_run_all(page, lab, name)
         sources = ["".join(c["source"]) for c in solution["cells"] if c["cell_type"] == "code"]
-        wait_until_all_ran(page, lab, name, sources)
-        return solution, saved_notebook(page, lab, name)
+        states = wait_until_all_ran(page, lab, name, sources)
+        code = [c for c in solution["cells"] if c["cell_type"] == "code"]
+        cells = [
+            {**cell, "outputs": state["outputs"], "execution_count": state["count"]}
+            for cell, state in zip(code, states, strict=True)
+        ]
+        return solution, {"cells": cells}
     finally:
         page.close()
         stop_kernels(lab)
