@@ -265,25 +265,7 @@ def test_lesson_runs_in_lab_and_its_browser_cells_print_their_stored_outputs(
         assert got == comparable(stored_student[cell["id"]]["outputs"]), f"student {cell['id']}"
 
 
-#: The lessons without browser cells that no other Lab test runs: 00 and 08 run in
-#: test_run_all.py, 02 in test_lesson_wire_in_lab.py, 01 and 03 above.
-PLAIN_LESSONS = [
-    "04_protocol",
-    "05_broadcast",
-    "06_reconnect",
-    "07_reload_grace",
-    "09_wss",
-    "10_asyncio_in_jupyter",
-    "11_performance",
-    "12_original_design",
-    "13_scaling_out",
-]
-
-
-@pytest.mark.parametrize("stem", PLAIN_LESSONS)
-def test_lesson_runs_clean_under_run_all_in_lab(
-    stem: str, lab: Lab, lab_context: BrowserContext
-) -> None:
-    """Run All on a solution in JupyterLab, as a learner would: no cell fails."""
-    _, ran = run_solution_in_lab(stem, lab, lab_context)
-    assert failed_cells(ran) == {}, "cells failed in JupyterLab"
+# The lessons without a widget or a browser cell (04-07, 09-13) get Run All as Lab sends
+# it, every cell queued at once, in a kernel without a browser: see
+# tests/system/test_lessons.py. 00 and 08 run in test_run_all.py, 02 in
+# test_lesson_wire_in_lab.py, 01 and 03 above.
