@@ -1,4 +1,4 @@
-"""What the lessons promise about their shared chat server, run in a real kernel.
+"""What the lessons promise when they run in a real kernel, without a browser.
 
 Lessons 00 and 08 leave the chat running at the end (Run All must not stop it;
 the browser test runs that in JupyterLab), and their last cell stops it when the
@@ -6,6 +6,9 @@ learner sets ``STOP_THE_CHAT = True``. Here each solution notebook is run by
 nbclient in a kernel of this Python with the flag set; run as stored, its last cell
 says the chat is still running, which nbval checks against the stored output
 (notebooks/).
+
+The lessons without widgets or browser cells run under Run All as JupyterLab sends
+it: every cell queued at once, stopping at the first error.
 """
 
 from __future__ import annotations
