@@ -19,7 +19,6 @@ import json
 import os
 import re
 import time
-import urllib.error
 from typing import Any
 
 import nbformat
@@ -27,9 +26,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page
 
 from .helpers import UNIT_MS, UNIT_S
-from .test_jupyterlab import REPO, Lab, lab, lab_context, open_and_run_all
-
-__all__ = ["lab", "lab_context"]  # fixtures, shared with test_jupyterlab
+from .test_jupyterlab import REPO, Lab, open_and_run_all
 
 # Lab, its kernels and chromium: each step has its own wait (up to 300 s for a Run All);
 # the whole test gets a limit above their sum instead of the default 60 s.
@@ -170,16 +167,6 @@ def wait_until_all_ran(page: Page, lab: Lab, name: str, sources: list[str]) -> l
         time.sleep(POLL_S)  # a poll interval, not a wait for an outcome
 
 
-def stop_kernels(lab: Lab) -> None:
-    """Shut down this test's kernel; one that is already gone is fine."""
-    for kernel in lab.api("GET", "/api/kernels"):
-        try:
-            lab.api("DELETE", f"/api/kernels/{kernel['id']}")
-        except urllib.error.HTTPError as error:
-            if error.code != 404:
-                raise
-
-
 def recorded(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Lab's outputs as stored: a widget view keeps only its text (no model id)."""
     kept = []
@@ -230,7 +217,7 @@ def run_solution_in_lab(
         return solution, {"cells": cells}
     finally:
         page.close()
-        stop_kernels(lab)
+        lab.stop_kernels()
 
 
 def failed_cells(ran: dict[str, Any]) -> dict[str, Any]:
