@@ -20,7 +20,8 @@ messageId order; presence converges to the surviving ids after the grace; no
 thread and no file descriptor leaks. The figures are printed in the terminal
 summary and written to ``$WSLAB_RESULTS_DIR/soak.json``.
 
-Length: ``WSLAB_SOAK_SECONDS`` (default 18; "full mode" is 60).
+Length: ``WSLAB_SOAK_SECONDS`` (default 12, which still restarts the server four
+times; "full mode" is 60).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from tests.helpers.reliability import RawWebSocket, hello, record_figures, unit,
 from wslab import ChatClient, ChatServer, RetryPolicy
 from wslab.store import SQLiteStore
 
-SOAK_SECONDS = float(os.environ.get("WSLAB_SOAK_SECONDS", "18"))
+SOAK_SECONDS = float(os.environ.get("WSLAB_SOAK_SECONDS", "12"))
 CLIENTS = int(os.environ.get("WSLAB_SOAK_CLIENTS", "110"))
 MESSAGES_PER_SECOND = float(os.environ.get("WSLAB_SOAK_RATE", "20"))
 GRACE = 0.5

@@ -21,8 +21,9 @@ converges (Redis and every server list exactly the clients still there), and no
 process, thread or file descriptor is left behind. The figures are printed and
 written to ``$WSLAB_RESULTS_DIR/cluster-soak.json``.
 
-Length: ``WSLAB_CLUSTER_SOAK_SECONDS`` of faults (default 30); the whole run stays
-under 90 s on an idle machine and stops by itself.
+Length: ``WSLAB_CLUSTER_SOAK_SECONDS`` of faults (default 15: every fault above,
+about 50 client faults); the whole run stays under 60 s on an idle machine and stops
+by itself.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from tests.helpers.reliability import record_figures, unit, wait_until
 from tests.system.test_chaos_soak import Chatters
 from wslab import ChatClient, RedisServer
 
-SOAK_SECONDS = float(os.environ.get("WSLAB_CLUSTER_SOAK_SECONDS", "30"))
+SOAK_SECONDS = float(os.environ.get("WSLAB_CLUSTER_SOAK_SECONDS", "15"))
 CLIENTS = int(os.environ.get("WSLAB_CLUSTER_SOAK_CLIENTS", "60"))
 GRACE = 0.5
 HEARTBEAT = 0.2  # a server silent for 1 s is taken for dead

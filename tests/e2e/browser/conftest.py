@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 from wslab import ChatServer
 
 from .helpers import GRACE_S, UNIT_MS
+from .test_jupyterlab import Lab, running_lab
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -103,3 +104,22 @@ def open_chat(context: BrowserContext, server: ChatServer) -> Callable[..., Page
         return page
 
     return open_chat
+
+
+# One JupyterLab for every Lab test of the package (starting one costs seconds): each
+# test opens notebooks of its own name and stops its kernels when it ends.
+@pytest.fixture(scope="package")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with running_lab(tmp_path_factory.mktemp("lab")) as started:
+        yield started
+
+
+@pytest.fixture
+def lab_context(browser: Browser, lab: Lab) -> Iterator[BrowserContext]:
+    """A browser context for one Lab test; its kernels are stopped when it ends."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url)
+    context.set_default_timeout(10 * UNIT_MS)
+    yield context
+    context.close()
+    lab.stop_kernels()

@@ -14,6 +14,7 @@ teardown.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from .helpers import UNIT_MS, UNIT_S, delivered, send_message
 
@@ -102,8 +103,14 @@ class Lab:
         return self.log.read_text(errors="replace")[-3000:]
 
     def stop_kernels(self) -> None:
-        for kernel in self.api("GET", "/api/kernels"):
-            self.api("DELETE", f"/api/kernels/{kernel['id']}")
+        """End every notebook session and kernel; one already gone is fine."""
+        for kind in ("sessions", "kernels"):
+            for item in self.api("GET", f"/api/{kind}"):
+                try:
+                    self.api("DELETE", f"/api/{kind}/{item['id']}")
+                except urllib.error.HTTPError as error:
+                    if error.code != 404:
+                        raise
 
 
 def write_lab_settings(settings: pathlib.Path) -> None:
@@ -130,10 +137,10 @@ def write_kernelspec(data_dir: pathlib.Path) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A `jupyter lab` on loopback with a token, isolated settings and runtime dirs."""
-    base = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def running_lab(base: pathlib.Path) -> Iterator[Lab]:
+    """A `jupyter lab` on loopback with a token, isolated settings and runtime dirs,
+    in ``base``; stopped (its kernels first) on exit."""
     root = base / "notebooks"
     root.mkdir()
     write_lab_settings(base / "settings")
@@ -161,6 +168,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={root}",
+                # window.jupyterapp: the tests read Lab's notebook model, which holds
+                # every cell, drawn or not.
+                "--LabApp.expose_app_in_browser=True",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -195,15 +205,6 @@ def wait_until_serving(lab: Lab) -> None:
             if time.monotonic() > deadline:
                 pytest.fail(f"jupyter lab did not answer in {LAB_START_S:.0f} s:\n{lab.log_tail()}")
         time.sleep(0.2)  # a poll interval, not a wait for an outcome
-
-
-@pytest.fixture
-def lab_context(browser: Browser, lab: Lab) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url)
-    context.set_default_timeout(10 * UNIT_MS)
-    yield context
-    context.close()
 
 
 def open_and_run_all(page: Page, lab: Lab, name: str) -> None:

@@ -14,9 +14,9 @@ import re
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
-# The Lab fixtures and helpers of the widget test: one real Lab per module.
+# The Lab helpers of the widget test; the package's one Lab (conftest.py).
 from .helpers import UNIT_MS, UNIT_S
-from .test_jupyterlab import REPO, Lab, lab, lab_context, open_and_run_all  # noqa: F401
+from .test_jupyterlab import REPO, Lab, open_and_run_all
 
 # Lab, its kernels and chromium: each step has its own wait (up to 300 s for a Run All);
 # the whole test gets a limit above their sum instead of the default 60 s.
@@ -34,8 +34,8 @@ def without_outputs(path: str) -> str:
 
 
 def test_lesson_02_runs_in_lab_and_its_tap_table_fills_in_live(
-    lab: Lab,  # noqa: F811
-    lab_context: BrowserContext,  # noqa: F811
+    lab: Lab,
+    lab_context: BrowserContext,
 ) -> None:
     (lab.root / NOTEBOOK).write_text(without_outputs(f"notebooks/solutions/{NOTEBOOK}"))
     page = lab_context.new_page()

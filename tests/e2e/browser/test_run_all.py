@@ -22,9 +22,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from .helpers import UNIT_MS, UNIT_S
-from .test_jupyterlab import REPO, Lab, lab, lab_context, open_and_run_all
-
-__all__ = ["lab", "lab_context"]  # fixtures, imported for this module's tests
+from .test_jupyterlab import REPO, Lab, open_and_run_all
 
 # Lab, its kernels and chromium: each step has its own wait (up to 300 s for a Run All);
 # the whole test gets a limit above their sum instead of the default 60 s.
