@@ -4,6 +4,7 @@ page served wherever it was started from."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import select
 import signal
@@ -294,3 +295,72 @@ def test_the_page_is_served_when_started_next_to_a_folder_named_wslab(tmp_path: 
         process.terminate()
         _, err = process.communicate(timeout=4 * WAIT)
     assert "Traceback" not in err, err
+
+
+# --------------------------------------------------------------------------- --hub
+
+
+@pytest.mark.parametrize(
+    "other",
+    [["--redis", "redis://127.0.0.1:6379/0"], ["--store", "chat.db"], ["--seed-compatible"]],
+)
+def test_hub_with_redis_store_or_seed_is_one_line_and_exit_code_2(other: list[str]) -> None:
+    result = run_cli("serve", "--hub", *other)
+    assert result.returncode == 2
+    assert "--hub cannot go with --redis, --store or --seed-compatible" in one_line(result)
+
+
+def _without_hub_variables(**extra: str) -> dict[str, str]:
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    return {**kept, **extra}
+
+
+def test_hub_outside_a_hub_is_one_line_and_exit_code_1() -> None:
+    command = [sys.executable, "-m", "wslab", "serve", "--hub"]
+    result = subprocess.run(
+        command, env=_without_hub_variables(), capture_output=True, text=True, timeout=4 * WAIT
+    )
+    assert result.returncode == 1
+    assert "JUPYTERHUB_SERVICE_URL is not set" in one_line(result)
+    env = _without_hub_variables(JUPYTERHUB_SERVICE_URL="http://127.0.0.1:10101")
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=4 * WAIT)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert "not set: JUPYTERHUB_SERVICE_NAME, JUPYTERHUB_API_URL" in line
+
+
+def test_hub_without_the_classroom_extra_is_one_line_and_exit_code_1(tmp_path: Path) -> None:
+    hidden = tmp_path / "jupyterhub"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    variables = {
+        "JUPYTERHUB_SERVICE_NAME": "wslab",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
+        "JUPYTERHUB_API_TOKEN": "secret-service-token",
+        "JUPYTERHUB_CLIENT_ID": "service-wslab",
+        "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:10101",
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/wslab/",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/services/wslab/oauth_callback",
+    }
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    env = _without_hub_variables(PYTHONPATH=path, **variables)
+    result = subprocess.run(
+        [sys.executable, "-m", "wslab", "serve", "--hub"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=4 * WAIT,
+    )
+    assert result.returncode == 1
+    line = one_line(result)
+    assert 'pip install "wslab[classroom]"' in line and "secret-service-token" not in line
+
+
+def test_a_hub_server_refuses_redis_store_and_seed_as_a_configuration_error() -> None:
+    from wslab.errors import ConfigurationError
+
+    for other in ({"redis": "redis://127.0.0.1:6379/0"}, {"store": "x.db"}):
+        with pytest.raises(ConfigurationError, match="a classroom is one server"):
+            ChatServer(hub=True, **other)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="a classroom is one server"):
+        ChatServer(hub=True, seed_compatible=True)
