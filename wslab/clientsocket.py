@@ -178,7 +178,7 @@ class ClientSocket:
 
 
 #: Handshake headers whose values are credentials: websockets' debug log shows them masked.
-SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "set-cookie"})
 
 
 class _MaskingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

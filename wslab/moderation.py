@@ -112,6 +112,7 @@ class ClassRoom(Room):
         return until
 
     def close(self, socket: Socket) -> Outcome:
+        """A socket closed: as in the plain room, and its hub user is forgotten."""
         outcome = super().close(socket)
         self._hub_users.pop(socket, None)
         return outcome

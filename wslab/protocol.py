@@ -98,7 +98,7 @@ class CloseCode(IntEnum):
     :attr:`explanation` is one line a person can read; :attr:`causes` lists every
     reason the kit has to close with the code (docs/protocol.md shows them as a
     table, :func:`close_codes_table`). 1012 is never sent by the kit: clients
-    retry it, like any code but 1008 and 1009.
+    retry it, like any code but 1008, 1009 and 4003.
     """
 
     NORMAL_CLOSURE = 1000
@@ -742,7 +742,14 @@ def _parse_progress(obj: dict[str, Any]) -> Progress:
     return Progress(exercise, passed)
 
 
-_CLASSROOM_PARSERS: dict[str, Callable[[dict[str, Any]], ClassroomEvent]] = {
+def _parse_classroom_connecting(obj: dict[str, Any]) -> Connecting:
+    # The hub says who the socket is: id, username and token are not read at all (a
+    # client may send back the hub name it was given, which need not be a plain id).
+    return _parse_connecting({**obj, "id": "hub", "username": "hub", "token": None})
+
+
+_CLASSROOM_PARSERS: dict[str, Callable[[dict[str, Any]], ClientEvent | ClassroomEvent]] = {
+    "connecting": _parse_classroom_connecting,
     "mute": lambda obj: Mute(_hub_name(obj)),
     "unmute": lambda obj: Unmute(_hub_name(obj)),
     "kick": lambda obj: Kick(_hub_name(obj)),
@@ -756,7 +763,9 @@ _CLASSROOM_PARSERS: dict[str, Callable[[dict[str, Any]], ClassroomEvent]] = {
 def parse_classroom_event(data: str | bytes) -> ClientEvent | ClassroomEvent:
     """Parse one frame a client of a classroom (``serve --hub``) sent.
 
-    :func:`parse_client_event`, and the classroom's events (:data:`CLASSROOM_EVENTS`).
+    :func:`parse_client_event`, and the classroom's events (:data:`CLASSROOM_EVENTS`);
+    the ``id``, ``username`` and ``token`` of ``connecting`` are not read (the hub says
+    who the socket is), so they may be absent or anything.
 
     Raises:
         ProtocolError: ``bad_json``, ``unknown_event`` or ``invalid_field``; never

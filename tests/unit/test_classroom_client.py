@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -195,6 +196,7 @@ class FakeClient:
         return self.status == "online"
 
     def start(self) -> None:
+        self.starts = getattr(self, "starts", 0) + 1
         self.status = "online" if self.joins else "offline"
         if self.joins and self.on_connected is not None:
             self.on_connected(None)
@@ -332,9 +334,13 @@ def test_a_class_that_refuses_the_kernel_costs_the_check_nothing() -> None:
     progress, made = reporter("refused")
     try:
         assert progress.report("check_grace", True) is None  # nothing printed
-        assert progress.problem is not None and "refused" in progress.problem
+        assert progress.problem is not None and "cannot be joined" in progress.problem
         assert progress.unsent == {"check_grace": True}  # kept for a later join
         assert made[0].frames == []
+        made[0].joins = True  # the kick is over: the next verdict brings the client back
+        assert progress.report("check_bot", False) is None
+        wait_until(lambda: len(made[0].frames) == 2)
+        assert made[0].starts == 2 and progress.unsent == {}
     finally:
         progress.stop()
 
@@ -349,3 +355,56 @@ def test_no_hub_service_means_no_notice() -> None:
         assert progress.problem == "the hub has no service named 'wslab'"
     finally:
         progress.stop()
+
+
+def test_a_hub_that_does_not_answer_delays_only_the_first_check_and_briefly() -> None:
+    answer = threading.Event()
+
+    def find(environ: Any) -> ClassroomAddress:
+        answer.wait(WAIT)  # a hub request that hangs
+        raise ClassroomError("the hub at http://hub cannot be reached: timed out")
+
+    progress = ProgressReporter(environ=HUB, find=find, settle=0.2)
+    try:
+        started = time.monotonic()
+        assert progress.report("check_grace", False) is None
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert progress.report("check_bot", True) is None
+        second = time.monotonic() - started
+        assert 0.2 <= first < 0.2 + WAIT / 2 and second < 0.05
+        assert progress.unsent == {"check_grace": False, "check_bot": True}
+    finally:
+        answer.set()
+        progress.stop()
+
+
+def test_every_checks_verdict_goes_to_the_kernels_reporter(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wslab import CheckFailed, should_retry
+    from wslab.lab.checks import _common
+    from wslab.lab.checks.reconnect import check_should_reconnect
+
+    reports: list[tuple[str, bool]] = []
+
+    class Reporter:
+        def report(self, exercise: str, passed: bool) -> str | None:
+            reports.append((exercise, passed))
+            return "to the class" if len(reports) == 1 else None
+
+    monkeypatch.setattr(_common, "kernel_reporter", Reporter)
+    check_should_reconnect(lambda code, by_us: should_retry(code, closed_by_us=by_us))
+    with pytest.raises(CheckFailed):
+        check_should_reconnect(lambda code, by_us: True)
+    assert reports == [("check_should_reconnect", True), ("check_should_reconnect", False)]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("PASS check_should_reconnect") and lines[1:] == ["to the class"]
+
+    class Broken:
+        def report(self, exercise: str, passed: bool) -> str | None:
+            raise RuntimeError("a bug in the reporter")
+
+    monkeypatch.setattr(_common, "kernel_reporter", Broken)
+    check_should_reconnect(lambda code, by_us: should_retry(code, closed_by_us=by_us))
+    assert capsys.readouterr().out.startswith("PASS")  # the verdict stands

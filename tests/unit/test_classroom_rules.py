@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import hello, say
 from wslab.clock import FakeClock
@@ -74,6 +76,20 @@ def test_the_hub_name_is_the_id_and_username_whatever_connecting_claims() -> Non
     assert c.room.users == [{"id": "ada", "username": "ada"}]
     teacher = c.join("t", "tom", "teacher", id="ada", username="ada")
     assert (teacher["id"], teacher["role"], teacher["progressList"]) == ("tom", "teacher", [])
+
+
+def test_connecting_is_read_without_its_id_username_and_token() -> None:
+    c = Class()
+    c.room.admit("s", "ada.lovelace@uni.example", "student")
+    c.room.open("s")
+    # the hub name sent back as the id (not a plain chat id), no username at all
+    claimed = json.dumps({"event": "connecting", "id": "ada.lovelace@uni.example"})
+    (connected,) = to(c.room.receive("s", claimed), "s")
+    assert connected["id"] == "ada.lovelace@uni.example"
+    bad = json.dumps({"event": "connecting", "lastMessageId": -1})  # the rest is checked
+    c.room.open("t")
+    c.room.admit("t", "tom", "teacher")
+    assert error_of(c.room.receive("t", bad), "t") == "invalid_field"
 
 
 def test_messages_carry_the_hub_name() -> None:
@@ -256,3 +272,63 @@ def test_server_events_of_the_classroom_parse_back() -> None:
     raw = teacher.join("t", "tom", "teacher")
     back = parse_server_event(json.dumps(raw))
     assert back.role == "teacher" and back.progress_list == []  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=70), st.just("bob")
+)
+_frames = st.one_of(
+    st.builds(
+        lambda event, fields: json.dumps({"event": event, **fields}),
+        st.sampled_from(
+            ["connecting", "writeMessage", "mute", "unmute", "kick", "clear", "announce",
+             "progress", "nope"]
+        ),
+        st.dictionaries(
+            st.sampled_from(["id", "username", "message", "exercise", "passed", "roomId",
+                             "lastMessageId", "token"]),
+            _values,
+            max_size=4,
+        ),
+    ),
+    st.text(max_size=20),
+)  # fmt: skip
+_who = {"t": ("tom", "teacher"), "a": ("ada", "student"), "b": ("bob", "student")}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(_who)), _frames, st.booleans()), max_size=40))
+def test_random_frames_never_break_the_classroom_rules(steps: list[tuple[str, str, bool]]) -> None:
+    """Whatever arrives: no exception, students never get a progress event, every close
+    is 4003 or 1008, and a muted user's message is never stored."""
+    c = Class(kick_seconds=5, rate_limit=0)
+    generation = dict.fromkeys(_who, 0)
+    for socket, name in _who.items():
+        c.room.admit(f"{socket}0", *name)
+        c.room.open(f"{socket}0")
+    for who, data, advance in steps:
+        socket = f"{who}{generation[who]}"
+        stored_before = len(c.room.history)
+        muted = _who[who][0] in c.room.muted
+        outcome = c.room.receive(socket, data)
+        for send in outcome.sends:
+            event = json.loads(encode(send.event))
+            if event["event"] == "progress":
+                assert all(c.room.role_of(s) == "teacher" for s in send.to)
+        if muted and '"event": "writeMessage"' in data:
+            assert len(c.room.history) == stored_before
+        for close in [outcome.close, *outcome.closes]:
+            if close is None:
+                continue
+            assert close.code in (CloseCode.REMOVED, CloseCode.POLICY_VIOLATION)
+            c.room.close(close.socket)
+            closed = str(close.socket)[0]
+            generation[closed] += 1
+            fresh = f"{closed}{generation[closed]}"
+            c.room.admit(fresh, *_who[closed])
+            c.room.open(fresh)
+        if advance:
+            c.clock.advance(1)
+            c.room.expire()

@@ -14,6 +14,11 @@
 - :class:`HubLogin`: the chat page's login through the hub (OAuth with PKCE), ending
   in the signed cookie :class:`HubGate` reads.
 
+``python -m wslab serve --hub`` puts them together: :mod:`wslab.classroom.service`
+serves the page, its login and the socket below the hub's service prefix, and
+:class:`wslab.moderation.ClassRoom` holds the classroom's rules (hub names, teachers,
+``mute``, ``kick``, ``clear``, ``announce``, ``progress``).
+
 The service's side needs the ``classroom`` extra (``pip install "wslab[classroom]"``,
 which brings ``jupyterhub``); :func:`join` needs nothing beyond wslab's own dependencies
 (and the widget's, ``anywidget``).

@@ -101,10 +101,10 @@ class HubLogin:
             secure=secure,
         )
 
-    def begin(self, next_path: str) -> tuple[str, str]:
+    def begin(self, next_path: str, *, secure: bool | None = None) -> tuple[str, str]:
         """Where to send a browser that must log in, and the ``Set-Cookie`` value for the
         state. ``next_path`` is where it returns to (a path below the prefix, else the
-        prefix itself)."""
+        prefix itself); ``secure`` marks the cookie ``Secure`` (``None``: as built)."""
         from tornado.web import create_signed_value
 
         state = secrets.token_urlsafe(24)
@@ -120,10 +120,12 @@ class HubLogin:
         }
         carried = json.dumps({"state": state, "next": self._safe(next_path), "verifier": verifier})
         value = create_signed_value(self.cookie_secret, self.state_cookie_name, carried)
-        cookie = self._cookie(self.state_cookie_name, value.decode(), STATE_SECONDS)
+        cookie = self._cookie(self.state_cookie_name, value.decode(), STATE_SECONDS, secure)
         return f"{self.authorize_url}?{urlencode(query)}", cookie
 
-    async def finish(self, query: str, cookie_header: str | None) -> tuple[str, str] | Refusal:
+    async def finish(
+        self, query: str, cookie_header: str | None, *, secure: bool | None = None
+    ) -> tuple[str, str] | Refusal:
         """Finish a login at the callback: ``(next_path, Set-Cookie value)`` or a refusal.
 
         ``query`` is the callback's query string, ``cookie_header`` the request's
@@ -158,7 +160,7 @@ class HubLogin:
 
         value = create_signed_value(self.cookie_secret, self.cookie_name, token).decode()
         return self._safe(str(saved.get("next", ""))), self._cookie(
-            self.cookie_name, value, LOGIN_DAYS * 86400
+            self.cookie_name, value, LOGIN_DAYS * 86400, secure
         )
 
     def _safe(self, path: str) -> str:
@@ -167,12 +169,12 @@ class HubLogin:
             return path
         return self.cookie_path
 
-    def _cookie(self, name: str, value: str, seconds: int) -> str:
+    def _cookie(self, name: str, value: str, seconds: int, secure: bool | None) -> str:
         """A ``Set-Cookie`` value below the prefix, HttpOnly, SameSite=Lax."""
-        secure = "; Secure" if self.secure else ""
+        flag = "; Secure" if (self.secure if secure is None else secure) else ""
         return (
             f"{name}={value}; Path={self.cookie_path}; Max-Age={seconds};"
-            f" HttpOnly; SameSite=Lax{secure}"
+            f" HttpOnly; SameSite=Lax{flag}"
         )
 
 

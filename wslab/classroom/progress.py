@@ -17,7 +17,8 @@ that a check never waits for the hub or the chat:
 
 A class that cannot be reached costs a check nothing but the first check's short
 wait (:data:`SETTLE_SECONDS`) while the first join is still under way; the
-verdicts stay unsent until the chat is back.
+verdicts stay unsent until the chat is back. A client that stopped for good (its
+token refused, a teacher's kick) tries once more with each new verdict.
 """
 
 from __future__ import annotations
@@ -157,15 +158,19 @@ class ProgressReporter:
         client.on_connected = lambda _event: self._spawn(self._send_unsent())
         self.address, self.client = found, client
         client.start()
-        await client.wait_for(lambda c: c.online or c.status == "offline", None)
+        # Settled by the first attempt's end: joined, refused for good, or retrying (the
+        # chat down: the verdicts wait, the checks do not).
+        await client.wait_for(lambda c: c.status in ("online", "offline", "reconnecting"), None)
         if not client.online:
-            self.problem = f"the class chat refused this kernel: {client.describe_last_close()}"
-            logger.info("check verdicts stay in this notebook: %s", self.problem)
+            self.problem = f"the class chat cannot be joined: {client.describe_last_close()}"
+            logger.info("check verdicts stay in this notebook for now: %s", self.problem)
         self._settled.set()
 
     async def _send_unsent(self) -> None:
         """Send every unsent verdict while online; one that fails stays unsent."""
         client = self.client
+        if client is not None and client.status == "offline":
+            client.start()  # refused or kicked before: a new verdict tries once more
         if client is None or not client.online:
             return  # sent on the next connected
         with self._lock:

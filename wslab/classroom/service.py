@@ -166,16 +166,28 @@ class HubDoor:
                 return pages.respond("/", config=config)
             if user.status != http.HTTPStatus.FORBIDDEN:
                 return _plain(http.HTTPStatus(user.status), user.reason)
-        location, state_cookie = self.login.begin(request.path)
+        location, state_cookie = self.login.begin(request.path, secure=_over_https(request))
         return _redirect(location, state_cookie)
 
     async def _callback(self, request: Request) -> Response:
         query = urlsplit(request.path).query
-        answer = await self.login.finish(query, request.headers.get("Cookie"))
+        cookies = _header(request, "Cookie")
+        answer = await self.login.finish(query, cookies, secure=_over_https(request))
         if isinstance(answer, Refusal):
             return _plain(http.HTTPStatus(answer.status), answer.reason)
         next_path, login_cookie = answer
         return _redirect(next_path, login_cookie)
+
+
+def _over_https(request: Request) -> bool:
+    """Whether the browser reached the proxy over HTTPS (its cookies are then ``Secure``)."""
+    return (_header(request, "X-Forwarded-Proto") or "").lower() == "https"
+
+
+def _header(request: Request, name: str) -> str | None:
+    """A request's header, ``None`` when it is missing or sent more than once."""
+    values = request.headers.get_all(name)
+    return values[0] if len(values) == 1 else None
 
 
 def _headers(content_type: str, length: int) -> Headers:

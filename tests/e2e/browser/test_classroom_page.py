@@ -36,11 +36,13 @@ pytestmark = [
 SERVICE = "wslab"
 PREFIX = f"/services/{SERVICE}/"
 ACCESS = f"access:services!service={SERVICE}"
+GRACE_S = 5 * UNIT_S  # a reload through the hub's proxy comes back well within it
 
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[JupyterHubProcess]:
     command = [sys.executable, "-m", "wslab", "serve", "--hub", "--teachers", "teachers"]
+    command += ["--grace", str(GRACE_S)]
     hub = JupyterHubProcess(
         services=[
             HubService(
@@ -50,7 +52,7 @@ def hub() -> Iterator[JupyterHubProcess]:
             )
         ],
         roles=[{"name": "wslab-class", "scopes": [ACCESS], "groups": ["class", "teachers"]}],
-        groups={"class": ["ada"], "teachers": ["tom"]},
+        groups={"class": ["ada", "bob"], "teachers": ["tom"]},
     )
     with hub:
         yield hub
@@ -108,3 +110,18 @@ def test_the_page_shows_an_announcement_a_mute_a_clear_and_a_kick(
         expect(page.locator("#status")).to_have_attribute("data-state", "offline")
         wait_until(page, "wslabChat.lastClose && wslabChat.lastClose.code === 4003")
         assert page.evaluate("wslabChat.lastClose.reason") == "removed by the teacher"
+
+
+def test_a_reload_through_the_proxy_is_within_the_grace(
+    context: BrowserContext, hub: JupyterHubProcess
+) -> None:
+    page = logged_in_page(context, hub, "bob")
+    with teacher(hub) as tom:
+        page.reload()
+        expect(page.locator("#status")).to_have_attribute("data-state", "online")
+        assert page.evaluate("wslabChat.username") == "bob"
+        send(tom, "writeMessage", message="still there?")
+        # tom was told of no departure: the reload came back within the grace
+        while (event := json.loads(tom.recv(timeout=10 * UNIT_S)))["event"] == "joined":
+            pass
+        assert event["event"] == "messageWritten"

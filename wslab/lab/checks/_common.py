@@ -40,14 +40,16 @@ logger = logging.getLogger("wslab.lab.checks")
 
 
 def passed(check: str, what: str) -> None:
-    """Print the one-line success verdict of ``check``; in a class, the teachers get it."""
+    """Print the one-line success verdict of ``check``; in a class, teachers get it too."""
     print(f"PASS {check}: {what}")
     _tell_the_class(check, True)
 
 
 def fail(check: str, what: str, hint: str) -> CheckFailed:
-    """Build the one-line failure of ``check``; the caller raises it. In a class, the
-    teachers get it."""
+    """Build the one-line failure of ``check`` for the caller to raise; teachers get it.
+
+    (In a class on JupyterHub: see :func:`_tell_the_class`.)
+    """
     _tell_the_class(check, False)
     return CheckFailed(f"FAIL {check}: {what}. Hint: {hint}")
 
