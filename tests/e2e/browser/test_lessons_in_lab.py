@@ -223,7 +223,8 @@ def test_lesson_runs_in_lab_and_its_browser_cells_print_their_stored_outputs(
 
 
 #: The lessons without browser cells that no other Lab test runs: 00 and 08 run in
-#: test_run_all.py, 02 in test_lesson_wire_in_lab.py, 01 and 03 above.
+#: test_run_all.py, 02 in test_lesson_wire_in_lab.py, 01 and 03 above. 14 starts a real
+#: JupyterHub; nbval and ``exercises --check`` run it, in a kernel but not in the Lab.
 PLAIN_LESSONS = [
     "04_protocol",
     "05_broadcast",
