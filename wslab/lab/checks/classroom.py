@@ -114,9 +114,9 @@ SITUATIONS = (
         service="chat",
     ),
     Situation(
-        {"kind": "service", "name": "grader", "roles": ["grader"], "scopes": [ACCESS]},
-        "only hub users join, not services (their model has kind 'service', and no"
-        " 'admin' or 'groups')",
+        {"kind": "service", "name": "grader", "admin": False, "scopes": [ACCESS]},
+        "only hub users join, not services (a service's model has kind 'service', and no"
+        " 'groups')",
     ),
 )
 
