@@ -115,8 +115,7 @@ SITUATIONS = (
     ),
     Situation(
         {"kind": "service", "name": "grader", "admin": False, "scopes": [ACCESS]},
-        "only hub users join, not services (a service's model has kind 'service', and no"
-        " 'groups')",
+        "only hub users join, not services (a service's model has kind 'service', and no 'groups')",
     ),
 )
 
