@@ -16,7 +16,8 @@ folder) or on a copy of this folder elsewhere (``cd my-course && pytest --nbval`
   installed, instead of stopping on an unknown option;
 - skips every cell of a notebook that needs a program this machine lacks, with
   the install command as the reason (``pytest -rs`` prints it). A notebook says
-  what it needs in its metadata: ``"wslab": {"requires": ["redis-server"]}``;
+  what it needs in its metadata: ``"wslab": {"requires": ["redis-server"]}``
+  (lesson 13), ``["configurable-http-proxy", "jupyterhub"]`` (lesson 14);
 - skips every cell tagged ``browser`` with that reason: such a cell talks to the
   page that shows the notebook, so it runs only in JupyterLab in a browser (the
   repository's browser tests run it there), and its stored output was recorded there.
@@ -91,8 +92,19 @@ def _missing_program(notebook: Path) -> str | None:
     for program in [requires] if isinstance(requires, str) else requires:
         if shutil.which(program) is None:
             from wslab.errors import MissingProgramError
-            from wslab.testing.processes import REDIS_INSTALL_HINT
 
-            hint = REDIS_INSTALL_HINT if program == "redis-server" else f"install {program}"
-            return str(MissingProgramError(program, hint))
+            return str(MissingProgramError(program, _install_hint(program)))
     return None
+
+
+def _install_hint(program: str) -> str:
+    """How to install ``program``, one of the programs a lesson may require."""
+    from wslab.testing.hub import HUB_INSTALL_HINT, PROXY_INSTALL_HINT
+    from wslab.testing.processes import REDIS_INSTALL_HINT
+
+    hints = {
+        "redis-server": REDIS_INSTALL_HINT,
+        "configurable-http-proxy": PROXY_INSTALL_HINT,
+        "jupyterhub": HUB_INSTALL_HINT,
+    }
+    return hints.get(program, f"install {program}")

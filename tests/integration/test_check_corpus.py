@@ -29,6 +29,7 @@ from wslab.lab.checks._common import CheckFailed
 from wslab.lab.checks.asyncio_kernel import check_run_blocking
 from wslab.lab.checks.broadcast import check_broadcast
 from wslab.lab.checks.chat import check_bot
+from wslab.lab.checks.classroom import check_role_of
 from wslab.lab.checks.close_codes import check_message_too_big, check_policy_violation
 from wslab.lab.checks.events import check_event_log, check_parse_frame, check_socket_url
 from wslab.lab.checks.grace import check_grace
@@ -198,6 +199,32 @@ def _claim(states: list[str], order: tuple[str, ...]) -> str:
         if state in states:
             return answer
     return "new"
+
+
+# ------------------------------------------------------------------ 14
+
+
+def _role(
+    user: dict[str, Any],
+    service: str,
+    groups: tuple[str, ...],
+    *,
+    access: Callable[[list[str], str], bool] | None = None,
+    teacher: Callable[[dict[str, Any], tuple[str, ...]], bool] | None = None,
+) -> str | None:
+    """A role decision with one part replaceable: who has access, who is a teacher."""
+    if user.get("kind") != "user":
+        return None
+    scopes = user["scopes"]
+    if access is not None:
+        allowed = access(scopes, service)
+    else:
+        allowed = bool({"access:services", f"access:services!service={service}"} & set(scopes))
+    if not allowed:
+        return None
+    if teacher is not None:
+        return "teacher" if teacher(user, groups) else "student"
+    return "teacher" if user["admin"] or set(user["groups"]) & set(groups) else "student"
 
 
 CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
@@ -482,6 +509,43 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
             "always new": lambda states: "new",
         },
     ),
+    "14 role_of": (
+        check_role_of,
+        {
+            "no access check": lambda u, s, g: _role(u, s, g, access=lambda scopes, s: True),
+            "a scope that contains the service": lambda u, s, g: _role(
+                u, s, g, access=lambda scopes, s: any(s in scope for scope in scopes)
+            ),
+            "only the filtered scope": lambda u, s, g: _role(
+                u, s, g, access=lambda scopes, s: f"access:services!service={s}" in scopes
+            ),
+            "admins are students": lambda u, s, g: _role(
+                u, s, g, teacher=lambda user, g: bool(set(user["groups"]) & set(g))
+            ),
+            "a group by prefix": lambda u, s, g: _role(
+                u,
+                s,
+                g,
+                teacher=lambda user, g: (
+                    user["admin"] or any(group.startswith(t) for group in user["groups"] for t in g)
+                ),
+            ),
+            "the user's name as a group": lambda u, s, g: _role(
+                u,
+                s,
+                g,
+                teacher=lambda user, g: (
+                    user["admin"] or user["name"] in g or bool(set(user["groups"]) & set(g))
+                ),
+            ),
+            "reads admin before kind": lambda u, s, g: "teacher" if u["admin"] else _role(u, s, g),
+            "teachers skip the access check": lambda u, s, g: (
+                "teacher" if u.get("admin") or set(u.get("groups", ())) & set(g) else _role(u, s, g)
+            ),
+            "the service hard-coded": lambda u, s, g: _role(u, "wslab", g),
+            "'refused', not None": lambda u, s, g: _role(u, s, g) or "refused",
+        },
+    ),
 }
 
 
@@ -523,5 +587,5 @@ def test_the_corpus_holds_at_least_five_wrong_answers_per_exercise() -> None:
     counts = {exercise: len(answers) for exercise, (_, answers) in CORPUS.items()}
     for exercise, count in counts.items():
         print(f"{exercise}: {count} wrong answers")
-    assert len(counts) == 19
+    assert len(counts) == 20
     assert min(counts.values()) >= 5, counts

@@ -1,5 +1,6 @@
-"""What happens when redis-server is missing: a lesson that needs it is skipped with the
-install command, and a test of the main suite that needs it fails with it.
+"""What happens when a program is missing: a lesson that needs redis-server (13) or the
+hub's programs (14) is skipped with the install command, and a test of the main suite
+that needs redis-server fails with it.
 
 Each case runs pytest in a subprocess whose PATH holds (or lacks) redis-server.
 """
@@ -26,12 +27,12 @@ INSTALL = "sudo apt-get install redis-server"
 CELL = 'import shutil\nprint(shutil.which("redis-server") is not None)'
 
 
-def path_without_redis(tmp_path: Path) -> str:
-    """This PATH without the folders that hold redis-server (plus an empty one)."""
+def path_without_redis(tmp_path: Path, program: str = "redis-server") -> str:
+    """This PATH without the folders that hold ``program`` (plus an empty one)."""
     empty = tmp_path / "bin"
     empty.mkdir(exist_ok=True)
     folders = os.environ.get("PATH", "").split(os.pathsep)
-    kept = [f for f in folders if f and not (Path(f) / "redis-server").exists()]
+    kept = [f for f in folders if f and not (Path(f) / program).exists()]
     return os.pathsep.join([str(empty), *kept])
 
 
@@ -115,3 +116,25 @@ def test_a_suite_test_that_needs_redis_server_fails_without_it(tmp_path: Path) -
     assert result.returncode == 1, output
     assert "1 error" in output and "skipped" not in output, output
     assert "redis-server is not installed" in output and INSTALL in output, output
+
+
+def test_the_classroom_lesson_is_skipped_cell_by_cell_without_the_hubs_proxy(
+    tmp_path: Path,
+) -> None:
+    """Lesson 14, both versions, where configurable-http-proxy is missing: no cell runs."""
+    folder = lesson_folder(tmp_path, {})
+    for version in ("14_classroom.ipynb", "solutions/14_classroom.ipynb"):
+        shutil.copy(ROOT / "notebooks" / version, folder / version.replace("/", "_"))
+    path = path_without_redis(tmp_path, "configurable-http-proxy")
+    names = ["14_classroom.ipynb", "solutions_14_classroom.ipynb"]
+    result = run_pytest(folder, path, "--nbval", "-rs", *names)
+    output = result.stdout + result.stderr
+    cells = sum(
+        cell.cell_type == "code"
+        for name in names
+        for cell in nbformat.read(folder / name, as_version=4).cells
+    )
+    assert result.returncode == 0, output
+    assert f"{cells} skipped" in output and "passed" not in output, output
+    assert "configurable-http-proxy is not installed" in output, output
+    assert "npm install -g configurable-http-proxy@5" in output, output

@@ -255,4 +255,5 @@ def test_lesson_runs_in_lab_and_its_browser_cells_print_their_stored_outputs(
 # The lessons without a widget or a browser cell (04-07, 09-13) get Run All as Lab sends
 # it, every cell queued at once, in a kernel without a browser: see
 # tests/system/test_lessons.py. 00 and 08 run in test_run_all.py, 02 in
-# test_lesson_wire_in_lab.py, 01 and 03 above.
+# test_lesson_wire_in_lab.py, 01 and 03 above. 14 starts a real JupyterHub; nbval and
+# ``exercises --check`` run it.

@@ -23,6 +23,7 @@ class in the background. Lessons import the checks by topic::
     from wslab.lab.checks.asyncio_kernel import check_run_blocking  # 10
     from wslab.lab.checks.performance import check_frame_bytes   # 11
     from wslab.lab.checks.scaling import check_claim_status      # 13
+    from wslab.lab.checks.classroom import check_role_of         # 14
 """
 
 from ...classroom.progress import kernel_reporter
