@@ -21,24 +21,17 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import unit
+from tests.helpers.hubs import ACCESS, READ, SERVICE, hub_marks
 from tests.helpers.remote_kernel import RemoteKernel
 from wslab import ChatClient, CloseCode
 from wslab.classroom import Teacher
 from wslab.classroom.progress import NOTICE
 from wslab.loopthread import LoopThread
-from wslab.testing.hub import HubService, JupyterHubProcess, missing_hub_programs
+from wslab.testing.hub import HubService, JupyterHubProcess
 
 T = TypeVar("T")
-MISSING = missing_hub_programs()
-pytestmark = [
-    pytest.mark.skipif(MISSING is not None, reason=MISSING or ""),
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-]
+pytestmark = hub_marks(900)
 
-SERVICE = "wslab"
-ACCESS = f"access:services!service={SERVICE}"
-READ = f"read:services!service={SERVICE}"
 CHECK = "check_should_reconnect"
 RIGHT = f"""
 from wslab import should_retry

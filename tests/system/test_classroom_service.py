@@ -31,19 +31,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import unit
-from wslab.testing.hub import HubService, JupyterHubProcess, missing_hub_programs
+from tests.helpers.hubs import ACCESS, PREFIX, SERVICE, hub_marks
+from wslab.testing.hub import HubService, JupyterHubProcess
 
 T = TypeVar("T")
-MISSING = missing_hub_programs()
-pytestmark = [
-    pytest.mark.skipif(MISSING is not None, reason=MISSING or ""),
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-]
+pytestmark = hub_marks(600)
 
-SERVICE = "wslab"
-PREFIX = f"/services/{SERVICE}/"
-ACCESS = f"access:services!service={SERVICE}"
 KICK_SECONDS = 3
 GRACE = 2
 SERVE = [

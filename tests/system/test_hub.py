@@ -27,22 +27,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import unit
+from tests.helpers.hubs import ACCESS, READ, SERVICE, hub_marks
 from wslab.classroom import HubGate, HubUser, Refusal
 from wslab.clock import FakeClock
 from wslab.errors import MissingProgramError
-from wslab.testing.hub import HubAPIError, HubService, JupyterHubProcess, missing_hub_programs
+from wslab.testing.hub import HubAPIError, HubService, JupyterHubProcess
 
 T = TypeVar("T")
-MISSING = missing_hub_programs()
-pytestmark = [
-    pytest.mark.skipif(MISSING is not None, reason=MISSING or ""),
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-]
+pytestmark = hub_marks(600)
 
-SERVICE = "wslab"
-ACCESS = f"access:services!service={SERVICE}"
-READ = f"read:services!service={SERVICE}"
 # Listens where the hub says, as `serve --hub` will, and answers 200 (the hub waits for
 # a managed service to answer without an error before it starts).
 STAND_IN = """

@@ -23,19 +23,13 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from websockets.sync.client import ClientConnection, connect
 
-from wslab.testing.hub import HubService, JupyterHubProcess, missing_hub_programs
+from tests.helpers.hubs import ACCESS, PREFIX, SERVICE, hub_marks
+from wslab.testing.hub import HubService, JupyterHubProcess
 
 from .helpers import UNIT_S, wait_until
 
-MISSING = missing_hub_programs()
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(MISSING is not None, reason=MISSING or ""),
-]
+pytestmark = [*hub_marks(), pytest.mark.browser]
 
-SERVICE = "wslab"
-PREFIX = f"/services/{SERVICE}/"
-ACCESS = f"access:services!service={SERVICE}"
 GRACE_S = 5 * UNIT_S  # a reload through the hub's proxy comes back well within it
 
 
