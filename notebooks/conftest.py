@@ -26,6 +26,7 @@ folder) or on a copy of this folder elsewhere (``cd my-course && pytest --nbval`
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -90,11 +91,19 @@ def _missing_program(notebook: Path) -> str | None:
         return None  # nbval reports an unreadable notebook itself
     requires = metadata.get("wslab", {}).get("requires", [])
     for program in [requires] if isinstance(requires, str) else requires:
-        if shutil.which(program) is None:
+        # A Python program the lesson also imports (jupyterhub: the chat's service
+        # runs with the kernel's Python) must be installed in this Python, not only
+        # somewhere on PATH.
+        importable = program not in _PYTHON_PROGRAMS or importlib.util.find_spec(program)
+        if shutil.which(program) is None or not importable:
             from wslab.errors import MissingProgramError
 
             return str(MissingProgramError(program, _install_hint(program)))
     return None
+
+
+#: The programs a lesson may require that are Python packages of the kernel's Python too.
+_PYTHON_PROGRAMS = {"jupyterhub"}
 
 
 def _install_hint(program: str) -> str:

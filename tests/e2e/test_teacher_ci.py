@@ -129,3 +129,27 @@ def test_nbval_inside_the_repository(teacher: tuple[Path, dict[str, str], Path])
     python, env, _ = teacher
     _pytest_nbval(python, env, ROOT, [f"notebooks/{NOTEBOOKS[1]}"])
     _pytest_nbval(python, env, ROOT / "notebooks", NOTEBOOKS[:1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_the_classroom_lesson_is_skipped_without_the_classroom_extra(
+    teacher: tuple[Path, dict[str, str], Path],
+) -> None:
+    """Lesson 14 starts a JupyterHub whose chat runs with the kernel's Python: in a venv
+    with the lessons' extra only, every cell is skipped with the pip line, even on a
+    machine where another Python's ``jupyterhub`` is on PATH (this one's is)."""
+    python, env, scratch = teacher
+    course = scratch / "hub-course"
+    course.mkdir()
+    shutil.copy2(ROOT / "notebooks" / "conftest.py", course)
+    shutil.copy2(ROOT / "notebooks" / "nbval-sanitize.cfg", course)
+    shutil.copy2(ROOT / "notebooks" / "14_classroom.ipynb", course)
+    result = _run(
+        [str(python), "-m", "pytest", "--nbval", "-q", "-rs", "14_classroom.ipynb"],
+        timeout=600,
+        env=env,
+        cwd=course,
+    )
+    assert " skipped" in result.stdout and "passed" not in result.stdout, result.stdout
+    assert 'pip install "wslab[classroom]"' in result.stdout, result.stdout
