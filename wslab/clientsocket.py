@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from .outbox import Outbox
 from .protocol import CloseCode, Connecting, WriteMessage, encode
 from .rawlog import RawEvent
+from .redact import MaskingLogger
 
 __all__ = ["ClientSocket", "SocketOptions"]
 
@@ -177,23 +178,8 @@ class ClientSocket:
             self.socket = None
 
 
-#: Handshake headers whose values are credentials: websockets' debug log shows them masked.
-SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "set-cookie"})
-
-
-class _MaskingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """websockets' client logger, with credentials masked in its handshake lines.
-
-    At DEBUG level websockets logs every request header as ``> name: value``.
-    """
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if len(args) == 2 and str(args[0]).lower() in SECRET_HEADERS:
-            args = (args[0], "[hidden]")
-        super().log(level, msg, *args, **kwargs)
-
-
-_HANDSHAKE_LOGGER = _MaskingLogger(logging.getLogger("websockets.client"), {})
+#: websockets' client logger, credentials masked in its handshake lines.
+_HANDSHAKE_LOGGER = MaskingLogger(logging.getLogger("websockets.client"))
 
 
 def _refused_for_good(error: BaseException) -> bool:

@@ -29,6 +29,7 @@ from .connection import ChatConnection
 from .options import Limits, Timeouts
 from .pages import CHAT_PATH
 from .protocol import CloseCode
+from .redact import MaskingLogger
 
 if TYPE_CHECKING:
     from .classroom.service import HubDoor
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["Listener"]
 
 logger = logging.getLogger("wslab.server")
+#: The server's logger for websockets, credentials masked in its handshake lines.
+_HANDSHAKE_LOGGER = MaskingLogger(logger)
 
 Handler = Callable[[ChatConnection], Awaitable[None]]
 
@@ -97,7 +100,7 @@ class Listener:
             ping_timeout=self.timeouts.ping_timeout,
             # websockets calls this like a class: (protocol, server, **options).
             create_connection=self._new_connection,  # type: ignore[arg-type]
-            logger=logger,
+            logger=_HANDSHAKE_LOGGER,
         )
         self._handlers_of = self.server
         return int(self.server.sockets[0].getsockname()[1])

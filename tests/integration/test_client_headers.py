@@ -96,3 +96,30 @@ def test_a_blocking_client_sends_them_too() -> None:
 
     run_bounded(scenario())
     assert seen == [f"token {SECRET}"]
+
+
+def test_the_chat_server_debug_log_masks_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    """A chat server's websockets log at DEBUG shows the credential headers it received
+    as ``[hidden]``: an operator who turns on debug logging sees no hub token or cookie."""
+    from wslab import ChatServer
+
+    async def scenario() -> None:
+        async with ChatServer(port=0) as server:
+            client = ChatClient(
+                server.url,
+                "ada",
+                policy=FAST,
+                additional_headers={
+                    "Authorization": f"token {SECRET}",
+                    "Cookie": f"login={SECRET}",
+                },
+            )
+            await client.connect(WAIT)
+            await client.close()
+
+    with caplog.at_level(logging.DEBUG):
+        run_bounded(scenario())
+    server_lines = [r.getMessage() for r in caplog.records if r.name == "wslab.server"]
+    assert any("Authorization: [hidden]" in line for line in server_lines), server_lines
+    assert any("Cookie: [hidden]" in line for line in server_lines), server_lines
+    assert not [r for r in caplog.records if SECRET in r.getMessage()]
