@@ -29,6 +29,7 @@ PURE_MODULES = [
     "engine",
     "presence",
     "moderation",
+    "redact",
 ]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
