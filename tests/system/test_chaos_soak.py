@@ -20,8 +20,7 @@ messageId order; presence converges to the surviving ids after the grace; no
 thread and no file descriptor leaks. The figures are printed in the terminal
 summary and written to ``$WSLAB_RESULTS_DIR/soak.json``.
 
-Length: ``WSLAB_SOAK_SECONDS`` (default 12, which still restarts the server four
-times; "full mode" is 60).
+Length: ``WSLAB_SOAK_SECONDS`` (default 18; "full mode" is 60).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from tests.helpers.reliability import RawWebSocket, hello, record_figures, unit,
 from wslab import ChatClient, ChatServer, RetryPolicy
 from wslab.store import SQLiteStore
 
-SOAK_SECONDS = float(os.environ.get("WSLAB_SOAK_SECONDS", "12"))
+SOAK_SECONDS = float(os.environ.get("WSLAB_SOAK_SECONDS", "18"))
 CLIENTS = int(os.environ.get("WSLAB_SOAK_CLIENTS", "110"))
 MESSAGES_PER_SECOND = float(os.environ.get("WSLAB_SOAK_RATE", "20"))
 GRACE = 0.5
@@ -387,8 +386,13 @@ def test_chaos_soak_loses_and_duplicates_nothing(durable: bool, tmp_path: Path) 
             server.store.close()
     gc.collect()
     wait_until(lambda: _threads() <= threads_before, unit(10), "the soak's threads to end")
+    left = ", ".join(
+        f"{c.status} {c.laddr} -> {c.raddr}" for c in psutil.Process().net_connections()
+    )
     wait_until(
-        lambda: psutil.Process().num_fds() <= fds_before, unit(10), "the soak's sockets to close"
+        lambda: psutil.Process().num_fds() <= fds_before,
+        unit(10),
+        f"the soak's sockets to close (open after the stop: {left or 'none'})",
     )
     result["threads_leaked"] = len(_threads() - threads_before)
     result["fds_leaked"] = max(0, psutil.Process().num_fds() - fds_before)
