@@ -243,3 +243,13 @@ def engine(request: pytest.FixtureRequest) -> Iterator[RoomEngine]:
         yield choice
     finally:
         choice.close()
+
+
+#: Every classroom teacher event with the fields it takes (bob is the student acted on).
+TEACHER_EVENTS = [
+    ("mute", {"id": "bob"}),
+    ("unmute", {"id": "bob"}),
+    ("kick", {"id": "bob"}),
+    ("clear", {}),
+    ("announce", {"message": "exam at 10"}),
+]

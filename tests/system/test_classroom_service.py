@@ -30,7 +30,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import unit
+from tests.conftest import TEACHER_EVENTS, unit
 from tests.helpers.hubs import ACCESS, PREFIX, SERVICE, hub_marks
 from wslab.testing.hub import HubService, JupyterHubProcess
 
@@ -193,16 +193,7 @@ def test_admins_and_the_teachers_group_are_teachers(hub: JupyterHubProcess, toke
     run(scenario())
 
 
-@pytest.mark.parametrize(
-    ("event", "fields"),
-    [
-        ("mute", {"id": "bob"}),
-        ("unmute", {"id": "bob"}),
-        ("kick", {"id": "bob"}),
-        ("clear", {}),
-        ("announce", {"message": "I am the teacher now"}),
-    ],
-)
+@pytest.mark.parametrize(("event", "fields"), TEACHER_EVENTS)
 def test_each_teacher_event_is_refused_to_a_student(
     hub: JupyterHubProcess, tokens: Tokens, event: str, fields: dict[str, Any]
 ) -> None:

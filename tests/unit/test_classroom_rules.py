@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import hello, say, untagged
+from tests.conftest import TEACHER_EVENTS, hello, say, untagged
 from wslab.clock import FakeClock
 from wslab.moderation import ClassRoom, Role
 from wslab.protocol import (
@@ -110,16 +110,7 @@ def test_a_second_tab_and_a_reload_within_the_grace_are_the_same_user() -> None:
     assert untagged(c.room.users) == [{"id": "ada", "username": "ada"}]
 
 
-@pytest.mark.parametrize(
-    ("event", "fields"),
-    [
-        ("mute", {"id": "bob"}),
-        ("unmute", {"id": "bob"}),
-        ("kick", {"id": "bob"}),
-        ("clear", {}),
-        ("announce", {"message": "exam at 10"}),
-    ],
-)
+@pytest.mark.parametrize(("event", "fields"), TEACHER_EVENTS)
 def test_every_teacher_event_is_forbidden_to_a_student(
     room: Class, event: str, fields: dict[str, Any]
 ) -> None:
