@@ -211,9 +211,9 @@ def fanout_checks(fanout: dict[str, Any]) -> list[Check]:
         for key, label in (("deliveries_per_s", "msgs/s"), ("capacity_per_s", "capacity")):
             checks += [
                 at_least(
-                    f"wslab {label} >= 0.85 x baseline at N={n}",
+                    f"wslab {label} >= 0.9 x baseline at N={n}",
                     ratio("wslab", "baseline", n, key),
-                    0.85,
+                    0.9,
                     note,
                 ),
                 at_least(

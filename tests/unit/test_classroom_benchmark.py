@@ -43,3 +43,16 @@ def test_the_targets_are_a_3x_join_and_one_request_per_user() -> None:
     slow = {**POINT, "hub": {**POINT["hub"], "cold_join_s": 3.5, "hub_requests_warm": 300}}
     failing = classroom_checks({"points": {"300": slow}})
     assert [check.passed for check in failing] == [False, False]
+
+
+def test_the_hub_alone_is_shown_beside_the_join_and_named_in_the_verdict() -> None:
+    alone = {**POINT, "hub": {**POINT["hub"], "hub_alone_s": 1.8}}
+    assert "1.800" in classroom_table({300: alone}) and "1.80x" in classroom_table({300: alone})
+    join = classroom_checks({"points": {"300": alone}})[0]
+    assert join.note == "the hub alone: 1.80x"
+
+
+def test_results_recorded_without_the_hub_alone_still_make_a_table() -> None:
+    row = classroom_table({300: POINT}).splitlines()[-1]
+    assert [cell.strip() for cell in row.split("|")][7:9] == ["-", "-"]
+    assert classroom_checks({"points": {"300": POINT}})[0].note == ""
