@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from wslab.__main__ import build_parser, options_table
 from wslab.options import cli_options
-from wslab.protocol import CloseCode, close_codes_table
+from wslab.protocol import close_codes_table
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIONS_START = (
@@ -57,24 +56,3 @@ def test_the_close_codes_table_is_the_one_the_code_generates() -> None:
     assert block_after(text, CLOSE_START) == close_codes_table(), (
         "docs/protocol.md: paste wslab.protocol.close_codes_table() between the markers"
     )
-
-
-def test_every_close_code_the_kit_sends_lists_its_causes() -> None:
-    used: set[str] = set()
-    for path in (ROOT / "wslab").rglob("*.py"):
-        if path.name != "protocol.py":
-            used |= set(re.findall(r"CloseCode\.([A-Z_]+)", path.read_text()))
-    assert used, "no close found in the code"
-    assert "SERVICE_RESTART" not in used  # the kit never sends 1012
-    for name in used:
-        assert CloseCode[name].causes, f"CloseCode.{name} is used but lists no cause"
-    assert not CloseCode.SERVICE_RESTART.causes
-
-
-def test_1013_lists_every_cause_the_server_has() -> None:
-    causes = " ".join(CloseCode.TRY_AGAIN_LATER.causes)
-    for cause in ("max_clients", "max_buffer", "Redis"):
-        assert cause in causes
-    causes = " ".join(CloseCode.POLICY_VIOLATION.causes)
-    for cause in ("id taken", "10 protocol errors", "join_timeout"):
-        assert cause in causes
