@@ -189,6 +189,7 @@ _CLOSE_CAUSES: dict[CloseCode, tuple[str, ...]] = {
         "`server.drop(id)`, a lost network, a killed process",
         "a connection over `max_per_address`, aborted when accepted",
         "a failed handshake (refused with 403, 404, 503, or no server)",
+        "a handshake not finished within the server's `open_timeout`, dropped by the server",
         "a peer that never finishes closing, aborted after `close_timeout`",
     ),
     CloseCode.INVALID_PAYLOAD_DATA: ("a text frame that is not UTF-8 (websockets closes it)",),
