@@ -9,9 +9,9 @@ the frames they exchange (:class:`WireTap`). :class:`Limits`, :class:`Timeouts` 
 processes of their own.
 """
 
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
+from ._version import read_version
 from .client import BlockingChatClient, ChatClient, PendingMessage, RawEvent
 from .clock import FakeClock, SystemClock
 from .errors import (
@@ -35,11 +35,9 @@ from .server import ChatServer
 from .testing.processes import RedisServer, ServerProcess, have_redis_server
 from .wiretap import WireRecord, WireTap
 
-try:
-    #: The installed distribution's version (``pip show wslab``).
-    __version__ = _metadata.version("wslab")
-except _metadata.PackageNotFoundError:  # imported from a source tree that pip never installed
-    __version__ = "0+unknown"
+#: The distribution's version, from its metadata (``pip show wslab``); a source tree
+#: that was never installed reads its ``pyproject.toml`` (:mod:`wslab._version`).
+__version__ = read_version()
 
 if TYPE_CHECKING:
     from .lab.browser import BrowserSocket
@@ -100,5 +98,3 @@ __all__ = [
     "have_redis_server",
     "should_retry",
 ]
-
-__version__ = "0.1.0"

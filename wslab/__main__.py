@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .errors import BackplaneError, MissingExtraError
 from .lab import exercises
-from .options import OptionSpec, cli_options
+from .options import FLAT_OPTIONS, OptionSpec, cli_options
 from .server import ChatServer
 from .store import StoreError
 
@@ -208,21 +208,30 @@ def hub_address() -> tuple[str, int]:
     return parts.hostname, port
 
 
-def options_table() -> str:
-    """The ``serve`` options as a Markdown table (README.md and docs/protocol.md hold it)."""
-    rows = [
-        ("--host", "127.0.0.1", "", "address to bind; 0.0.0.0 = every one"),
-        ("--port", "8765", PORT.bounds, PORT.help),
-    ]
+def options_table(group: type | None = None) -> str:
+    """The ``serve`` options as a Markdown table (README.md and docs/protocol.md hold it).
+
+    ``group``, an option class (:class:`~wslab.options.ClassroomOptions`, say): only
+    its options (docs/classroom.md holds that one).
+    """
+    rows = []
+    if group is None:
+        rows += [
+            ("--host", "127.0.0.1", "", "address to bind; 0.0.0.0 = every one"),
+            ("--port", "8765", PORT.bounds, PORT.help),
+        ]
     for option in cli_options():
+        if group is not None and FLAT_OPTIONS[option.keyword][0] is not group:
+            continue
         default = "" if option.default in (None, ()) else str(option.default)
         default = "off" if option.default is False else default
         allowed = option.spec.bounds or option.spec.allowed
         rows.append((option.flag, default, allowed, option.spec.help))
-    rows += [
-        ("--seed-compatible", "off", "", "the original design: ids trusted (insecure)"),
-        ("--store", "", "a writable file", "SQLite file for history and ids"),
-    ]
+    if group is None:
+        rows += [
+            ("--seed-compatible", "off", "", "the original design: ids trusted (insecure)"),
+            ("--store", "", "a writable file", "SQLite file for history and ids"),
+        ]
     lines = ["| option | default | allowed | meaning |", "|---|---|---|---|"]
     lines += [
         f"| `{flag}` | {default} | {allowed} | {meaning} |"

@@ -20,15 +20,21 @@
     │                                says how to install it (also a FileNotFoundError)
     ├── ProcessStartError            a program wslab started exited or never got ready
     │                                (also a RuntimeError)
-    ├── ClassroomError               the classroom cannot be joined: not on a hub, no such
-    │                                service; one line says what is missing (a RuntimeError)
+    ├── ClassroomError               the classroom or its hub cannot be used: not on a hub,
+    │   │                            no such service, no such server; one line says what is
+    │   │                            missing (also a RuntimeError)
+    │   └── HubAPIError              ... the hub's REST API answered with an error status
+    │                                (wslab.testing.hub; .status, .body)
     ├── CheckFailed                  an exercise check's verdict (raised by wslab.lab.checks;
     │                                also an AssertionError)
     └── MarkerError                  a lesson's solution markers are not in BEGIN / END pairs
                                      (wslab.lab.exercises; also a ValueError)
 
 A wrong argument (a negative timeout, a URL that is not a string) raises the usual
-``ValueError`` or ``TypeError``, as in the standard library.
+``ValueError`` or ``TypeError``, as in the standard library. Three more keep Python's
+own names: a call from the wrong thread or loop raises ``RuntimeError`` (as asyncio
+does), a wait that runs out of time ``TimeoutError`` (as ``asyncio.wait_for``), and
+an abstract method ``NotImplementedError``.
 
 A :class:`ProtocolError` names the ``error`` event the offending peer gets
 (``code``, an :class:`~wslab.protocol.ErrorCode`) and says why (``detail``). The
@@ -128,7 +134,7 @@ class ProcessStartError(WslabError, RuntimeError):
 
 
 class ClassroomError(WslabError, RuntimeError):
-    """The classroom on JupyterHub cannot be joined; one line says what is missing."""
+    """The classroom on JupyterHub, or its hub, cannot be used; one line says what is missing."""
 
 
 class CheckFailed(WslabError, AssertionError):

@@ -98,13 +98,15 @@ class CloseCode(IntEnum):
     """The WebSocket close codes the kit produces or reads, each with its meaning and causes.
 
     :attr:`explanation` is one line a person can read; :attr:`causes` lists every
-    reason the kit has to close with the code (docs/protocol.md shows them as a
-    table, :func:`close_codes_table`). 1012 is never sent by the kit: clients
-    retry it, like any code but 1008, 1009 and 4003.
+    reason the kit has to close with the code, each with the reason text its close
+    frame carries when the kit writes one (docs/protocol.md shows them as a table,
+    :func:`close_codes_table`). 1012 is never sent by the kit: clients retry it, like
+    any code but 1008, 1009 and 4003.
     """
 
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     NO_STATUS_RCVD = 1005
     ABNORMAL_CLOSURE = 1006
     INVALID_PAYLOAD_DATA = 1007
@@ -122,13 +124,20 @@ class CloseCode(IntEnum):
 
     @property
     def causes(self) -> tuple[str, ...]:
-        """Every cause the kit has for this code (empty: the kit never sends it)."""
+        """Every cause the kit has for this code (empty: the kit never sends it).
+
+        A cause whose close frame carries a reason the kit writes ends with it:
+        ``(reason "join timeout")``, ``N`` standing for a number.
+        """
         return _CLOSE_CAUSES[self]
 
 
 _CLOSE_EXPLANATIONS = {
     CloseCode.NORMAL_CLOSURE: "normal closure: one side called close() and the other agreed",
     CloseCode.GOING_AWAY: "going away: the server is stopping or the page was left",
+    CloseCode.PROTOCOL_ERROR: (
+        "protocol error: a frame broke the WebSocket protocol (RFC 6455) itself"
+    ),
     CloseCode.NO_STATUS_RCVD: (
         "no status received: the close frame carried no code, as after ws.close() "
         "(never sent on the wire)"
@@ -157,44 +166,62 @@ _CLOSE_EXPLANATIONS = {
 
 _CLOSE_CAUSES: dict[CloseCode, tuple[str, ...]] = {
     CloseCode.NORMAL_CLOSURE: (
-        "a client's `close()` (the Python client, the page, the widget)",
+        "a client's `close()` (the Python client, `BlockingChatClient`, the widget's `aclose()`)",
+        "the Python client's own join timeout: no `connected` within its `join_timeout`;"
+        ' the next attempt goes to the next URL (reason "join timeout")',
         "a handshake the client abandons because its own `close()` came first",
+        'a lesson\'s cleanup of the widgets it made (reason "notebook cleanup")',
+        'a `BrowserSocket` widget taken off the page (reason "widget closed")',
     ),
     CloseCode.GOING_AWAY: (
-        "the server stops: `stop()`, `aclose()`, Ctrl+C or SIGTERM on `python -m wslab serve`",
-        "a notebook chat widget replaced by a new one",
+        "the server stops: `stop()`, `aclose()`, Ctrl+C or SIGTERM on `python -m wslab serve`"
+        ' (reason "server stopping")',
+        'a notebook chat widget replaced by a new one (reason "replaced by a new widget")',
         "a browser page that is left or reloaded",
+    ),
+    CloseCode.PROTOCOL_ERROR: (
+        "a frame that breaks RFC 6455 (an unmasked frame from a client, a reserved opcode or"
+        " bit, a fragmented or too long control frame): websockets closes it, in the server"
+        " and in the Python client, and its reason names the rule, as in incorrect masking",
     ),
     CloseCode.NO_STATUS_RCVD: ("a close frame without a code (`close(None)`, `ws.close()`)",),
     CloseCode.ABNORMAL_CLOSURE: (
         "`server.drop(id)`, a lost network, a killed process",
         "a connection over `max_per_address`, aborted when accepted",
         "a failed handshake (refused with 403, 404, 503, or no server)",
+        "a handshake not finished within the server's `open_timeout`, dropped by the server",
         "a peer that never finishes closing, aborted after `close_timeout`",
     ),
     CloseCode.INVALID_PAYLOAD_DATA: ("a text frame that is not UTF-8 (websockets closes it)",),
     CloseCode.POLICY_VIOLATION: (
-        "id taken: `connecting` for a bound id without its token",
-        "10 protocol errors on one socket",
-        "join timeout: no `connecting` within `join_timeout`",
+        'id taken: `connecting` for a bound id without its token (reason "id taken")',
+        '`max_strikes` (10) protocol errors on one socket (reason "N protocol errors")',
+        'join timeout: no `connecting` within the server\'s `join_timeout` (reason "join timeout")',
+        "classroom mode: a socket that reached the chat without a hub user from its"
+        " handshake, a safeguard: the handshake refuses such a request first"
+        ' (reason "no hub user")',
     ),
     CloseCode.MESSAGE_TOO_BIG: (
         "a frame over the server's `max_size`",
         "a frame over the Python client's `max_size`",
     ),
     CloseCode.INTERNAL_ERROR: (
-        "the server's handler raised (a `message_filter`, say), for that socket only",
+        "the server's handler raised (a `message_filter`, say), for that socket only"
+        ' (reason "internal error")',
         "keepalive: no pong within `ping_timeout` (websockets closes it)",
     ),
     CloseCode.SERVICE_RESTART: (),
     CloseCode.TRY_AGAIN_LATER: (
-        "server full: `max_clients` connections already open",
-        "slow reader: more than `max_buffer` bytes left unread",
-        "Redis backplane outage: every client, and every new one until Redis is back",
+        "server full: `max_clients` connections already open"
+        ' (reason "server full (N clients); try again later")',
+        'slow reader: more than `max_buffer` bytes left unread (reason "too slow: over N unread")',
+        "Redis backplane outage: every client, and every new one until Redis is back"
+        ' (reason "chat backplane unavailable; try again later")',
     ),
     CloseCode.REMOVED: (
         "a teacher's `kick` in classroom mode (`serve --hub`): every socket of that user;"
-        " their handshakes then get 403 for `--kick-seconds`",
+        " their handshakes then get 403 for `--kick-seconds`"
+        ' (reason "removed by the teacher")',
     ),
 }
 

@@ -194,7 +194,7 @@ def test_close_removes_the_temporary_directory_but_not_a_given_one(tmp_path: Pat
     # A new server on the same directory reads the same data back.
     with RedisServer(directory=given) as again:
         assert resp(again.port, "GET", "k") == b"v"
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ProcessStartError, match="closed"):  # also a RuntimeError
         again.start()
 
 

@@ -3,7 +3,7 @@
 The answers and the log are written here by hand, as Redis would give them, so
 these tests need no Redis: they check how the one :class:`~wslab.room.Room` reads
 a remote engine's answers. The same rules on a real Redis, and on the memory
-engine, are checked by tests/test_room.py and tests/test_presence.py.
+engine, are checked by tests/unit/test_room.py and tests/integration/test_presence.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The memory engine, request by request: the readable reference of the Redis scripts.
 
 Each test names the Lua script (``wslab.backplane``) whose answer it pins down; the
-same answers from Redis are checked through the room in tests/test_room.py.
+same answers from Redis are checked through the room in tests/unit/test_room.py.
 """
 
 from __future__ import annotations

@@ -569,7 +569,7 @@ class RedisRoomMachine(RoomMachine):
 
     Seed-compatible mode is the memory engine's only, and the history cap is the
     default: Redis recovers beyond the cap from its log, where the model expects
-    the memory engine's truncation (tested on both in tests/test_room.py).
+    the memory engine's truncation (tested on both in tests/unit/test_room.py).
     """
 
     redis_url = ""

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import tomllib
 from pathlib import Path
 
 import pytest
 
 import wslab
+from wslab._version import UNKNOWN, _source_version, read_version
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE_MODULES = [
@@ -30,6 +32,7 @@ PURE_MODULES = [
     "presence",
     "moderation",
     "redact",
+    "_version",
 ]
 IO_IMPORTS = {"asyncio", "websockets", "threading", "socket", "ipywidgets", "IPython"}
 
@@ -95,7 +98,41 @@ def test_every_public_name_is_exported_and_exists() -> None:
 
 def test_the_version_is_the_installed_distributions() -> None:
     assert wslab.__version__ == importlib.metadata.version("wslab")
-    assert wslab.__version__ not in ("", "0+unknown")
+    assert wslab.__version__ not in ("", UNKNOWN)
+
+
+def test_no_source_file_writes_the_version_down() -> None:
+    """pyproject.toml holds the one version: no module assigns ``__version__`` a literal."""
+    literal = []
+    for path in sorted((ROOT / "wslab").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+                targets = [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            value = getattr(node, "value", None)
+            if "__version__" in names and isinstance(value, ast.Constant):
+                literal.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert literal == []
+
+
+def test_a_source_tree_never_installed_reads_its_pyproject(tmp_path: Path) -> None:
+    """No metadata: the ``pyproject.toml`` beside the package, else ``0+unknown``."""
+    missing = "wslab-never-installed"
+    pyproject = tmp_path / "pyproject.toml"
+    assert read_version(missing, pyproject) == UNKNOWN  # no file
+    pyproject.write_text(f'[project]\nname = "{missing}"\nversion = "2.5.1"\n')
+    assert read_version(missing, pyproject) == "2.5.1"
+    pyproject.write_text('[project]\nname = "another"\nversion = "9.9"\n')
+    assert read_version(missing, pyproject) == UNKNOWN  # another project's file
+    pyproject.write_text(f'[project]\nname = "{missing}"\ndynamic = ["version"]\n')
+    assert read_version(missing, pyproject) == UNKNOWN  # computed at build time
+    pyproject.write_text("[project\n")
+    assert read_version(missing, pyproject) == UNKNOWN  # not TOML
+    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert read_version(missing, ROOT / "pyproject.toml") == UNKNOWN  # name differs
+    assert read_version("wslab", ROOT / "nowhere.toml") == wslab.__version__
+    assert _source_version("wslab", ROOT / "pyproject.toml") == ours
 
 
 def test_every_error_wslab_raises_on_purpose_is_a_wslab_error() -> None:

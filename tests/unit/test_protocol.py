@@ -123,7 +123,7 @@ def test_connected_carries_every_field_of_the_contract() -> None:
 
 
 def test_close_codes_explain_themselves() -> None:
-    codes = [1000, 1001, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013, 4003]
+    codes = [1000, 1001, 1002, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 1013, 4003]
     assert [int(c) for c in CloseCode] == codes
     assert all(code.explanation for code in CloseCode)
     assert describe_close(1009).startswith("1009 (message too big")

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NoReturn
 
-from ..errors import MissingProgramError, ProcessStartError
+from ..errors import ClassroomError, MissingProgramError, ProcessStartError
 from .processes import _end, _free_port, _read_lines, _spawn, _tell_watchdog
 
 __all__ = [
@@ -200,8 +200,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class HubAPIError(RuntimeError):
-    """The hub's REST API answered with an error status (``.status``, ``.body``)."""
+class HubAPIError(ClassroomError):
+    """The hub's REST API answered with an error status (``.status``, ``.body``).
+
+    A :class:`~wslab.errors.ClassroomError`, so also a ``RuntimeError``.
+    """
 
     def __init__(self, method: str, path: str, status: int, body: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status} {body[:300]}")
@@ -663,7 +666,10 @@ class JupyterHubProcess(HubClient):
 
     def server_environment(self, user: str) -> dict[str, str]:
         """The environment ``user``'s running server was started with (as its kernels
-        inherit it), read from its process. Linux only."""
+        inherit it), read from its process. Linux only.
+
+        Raises :class:`~wslab.errors.ClassroomError` when ``user`` has no running server.
+        """
         with self._lock:
             process = self._process
             pids = [] if process is None else _descendants(process.pid)
@@ -672,7 +678,7 @@ class JupyterHubProcess(HubClient):
                 env = _environment_of(pid)
                 if env.get("JUPYTERHUB_USER") == user and "JUPYTERHUB_SERVER_NAME" in env:
                     return env
-        raise LookupError(f"no running server of {user!r} under this hub")
+        raise ClassroomError(f"no running server of {user!r} under this hub")
 
 
 def _config_text(hub: JupyterHubProcess) -> str:

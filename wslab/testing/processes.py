@@ -311,11 +311,11 @@ class RedisServer:
         Raises:
             ProcessStartError: it exited or did not answer within ``timeout``
                 seconds; the message ends with its log's last lines. Nothing is
-                left running.
+                left running. Also when this object was closed: make a new one.
         """
         with self._lock:
             if self._closed:
-                raise RuntimeError("this RedisServer is closed; make a new one")
+                raise ProcessStartError("this RedisServer is closed; make a new one")
             if self.running:
                 return self
             tries = _PORT_TRIES if self._auto_port else 1

@@ -15,7 +15,7 @@ from ._common import fail, passed, run_learner
 
 __all__ = ["check_full_jitter", "check_should_reconnect"]
 
-# The kit's own codes, then codes it never sends that a client may still meet
+# The codes the kit's own rules close with, then others a client may still meet
 # (protocol error, unsupported data, no status, invalid payload, bad gateway, an
 # application's 4000): "every other close" includes them.
 _CODES = [1000, 1001, 1006, 1008, 1009, 1011, 1012, 1013, 1002, 1003, 1005, 1007, 1014, 4000]

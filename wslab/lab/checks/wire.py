@@ -21,6 +21,7 @@ from websockets.frames import Frame
 from websockets.streams import StreamReader
 
 from ...client import BlockingChatClient
+from ...errors import ChatConnectionError
 from ...server import ChatServer
 from ...wiretap import WireTap, build_frame
 from ._common import fail, passed, run_learner
@@ -104,7 +105,7 @@ def _server_accept(key: str) -> str:
         name, _, value = line.partition(":")
         if name.lower() == "sec-websocket-accept":
             return value.strip()
-    raise RuntimeError(f"the server did not accept the handshake: {head[:80]!r}")
+    raise ChatConnectionError(f"the server did not accept the handshake: {head[:80]!r}")
 
 
 def check_accept_key(accept_key: Callable[[str], str]) -> None:
