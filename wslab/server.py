@@ -451,19 +451,20 @@ def _room_options(
         "clock": clock or SystemClock(),
         "message_filter": message_filter,
         "max_bindings": limits.max_bindings,
+        "dedupe_per_id": limits.dedupe_per_id,
         "presence_tick": timeouts.presence_tick,
     }
 
 
 def _check_modes(hub: bool, redis: str | None, store: object, seed_compatible: bool) -> None:
-    """Refuse options that cannot go together (a :class:`ValueError` saying why)."""
+    """Refuse options that cannot go together (a :class:`ConfigurationError` saying why)."""
     if hub and (redis is not None or store is not None or seed_compatible):
         raise ConfigurationError(
             "hub (classroom mode) cannot go with redis, store or seed_compatible:"
             " a classroom is one server, in memory, with the hub's ids"
         )
     if redis is not None and (store is not None or seed_compatible):
-        raise ValueError("a server on Redis keeps history and ids there: no store, no seed")
+        raise ConfigurationError("a server on Redis keeps history and ids there: no store, no seed")
 
 
 def _open_door(room: Room, teachers: tuple[str, ...]) -> HubDoor:
