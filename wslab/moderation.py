@@ -4,7 +4,8 @@ Pure: no asyncio, no sockets, no threads. :class:`ClassRoom` is a
 :class:`~wslab.room.Room` for classroom mode (``python -m wslab serve --hub``): the
 server tells it which hub user each socket belongs to (:meth:`ClassRoom.admit`,
 decided by the hub before the socket existed) and the room applies these rules on
-top of the plain room's::
+top of the plain room's, through the hooks :class:`~wslab.room.Room` offers a room
+with more events (:meth:`~wslab.room.Room.handle`, :meth:`~wslab.room.Room.welcome`)::
 
     connecting        id, username, token ignored: the socket is its hub user;
                       "connected" carries "role", and a teacher's "progressList"
@@ -168,7 +169,7 @@ class ClassRoom(Room):
 
     def _teach(self, socket: Socket, name: str, event: ClassroomEvent) -> Outcome:
         """A teacher's event (``progress`` is not one)."""
-        everyone = tuple(self.members)
+        everyone = self.members
         if isinstance(event, Mute):
             self._muted.add(event.id)
             return Outcome([Send(everyone, Muted(event.id, event.id))])

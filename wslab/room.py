@@ -666,9 +666,9 @@ class Room:
         return self.room_id
 
     @property
-    def members(self) -> list[Socket]:
+    def members(self) -> tuple[Socket, ...]:
         """The sockets past ``connecting``, in the order they got in."""
-        return list(self._audience.members)
+        return tuple(self._audience.members)
 
     # ------------------------------------------------------------------ the rules
 
