@@ -762,7 +762,8 @@ class Room:
 def _refusal(
     socket: Socket, state: _SocketState, error: ProtocolError, max_strikes: int
 ) -> Outcome:
-    """What a refused frame gets: ``error``; a close for ``id_taken`` or the last strike."""
+    """What a refused frame gets: ``error``, a strike on ``state`` if the code is one,
+    and a close for ``id_taken`` or for the ``max_strikes``-th strike."""
     outcome = Outcome([Send((socket,), ErrorEvent(error.code, error.detail))])
     if error.code is ErrorCode.ID_TAKEN:
         outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, "id taken")
