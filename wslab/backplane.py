@@ -76,7 +76,7 @@ from .engine import (
     Snapshot,
 )
 from .errors import BackplaneError, ConfigurationError, MissingExtraError
-from .options import safe_url
+from .options import DEFAULT_LIMITS, DEFAULT_REDIS, safe_url
 from .protocol import Connecting, MessageEntry, UserEntry, user_entry
 from .retry import backoff
 from .room import Outcome, Room
@@ -321,10 +321,10 @@ class RedisBackplane:
         self,
         url: str,
         *,
-        history: int = 100,
-        keep: int = 100_000,
-        dedupe_per_id: int = 100,
-        heartbeat: float = 0.5,
+        history: int = DEFAULT_LIMITS.history,
+        keep: int = DEFAULT_REDIS.keep,
+        dedupe_per_id: int = DEFAULT_LIMITS.dedupe_per_id,
+        heartbeat: float = DEFAULT_REDIS.heartbeat,
         prefix: str = "wslab:",
     ) -> None:
         try:

@@ -45,6 +45,8 @@ from itertools import islice
 from typing import Literal, Protocol, TypeAlias
 
 from .display import new_tag_key, user_tag
+from .errors import ConfigurationError
+from .options import DEFAULT_LIMITS, Limits
 from .protocol import Connecting, MessageEntry, UserEntry, user_entry
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "Release",
     "Snapshot",
     "digest",
+    "new_token",
 ]
 
 Socket = Hashable
@@ -230,6 +233,17 @@ class Engine(Protocol):
     def take_log(self) -> list[LogEvent]:
         """What the engine logged since the last call, oldest first."""
 
+    def clear_history(self) -> str:
+        """Forget the messages and go on under a new room id, which it returns.
+
+        A client coming back with a ``lastMessageId`` from before then gets what is
+        kept, not a gap to recover; ``messageId`` numbers go on growing.
+
+        Raises:
+            ConfigurationError: this engine's history is not its own to clear
+                (durable in a store, or shared by several servers).
+        """
+
 
 class HistoryStore(Protocol):
     """Durable storage a :class:`MemoryEngine` writes through (see :mod:`wslab.store`)."""
@@ -280,6 +294,9 @@ class RedisEngine:
     def take_log(self) -> list[LogEvent]:
         return []  # the link reads the log from Redis
 
+    def clear_history(self) -> str:
+        raise ConfigurationError("a chat on Redis shares its history: one server cannot clear it")
+
 
 # ---------------------------------------------------------------------- memory
 
@@ -300,7 +317,8 @@ class MemoryEngine:
         store: optional durable history and tokens, written through before answering.
         trust_ids: the original design's trust (seed-compatible mode): any
             ``connecting`` gets its id, and no token is issued.
-        token_factory: makes identity tokens for ids bound for the first time.
+        token_factory: makes identity tokens for ids bound for the first time
+            (default :func:`new_token`).
         max_bindings: how many ids it remembers while nobody holds them (their
             token without a store, and their ``clientMessageId`` values), the most
             recently used first. Held ids are always remembered.
@@ -314,17 +332,16 @@ class MemoryEngine:
         *,
         store: HistoryStore | None = None,
         trust_ids: bool = False,
-        token_factory: Callable[[], str] = lambda: secrets.token_urlsafe(16),
-        max_bindings: int = 10_000,
-        dedupe_per_id: int = 100,
+        token_factory: Callable[[], str] | None = None,
+        max_bindings: int = DEFAULT_LIMITS.max_bindings,
+        dedupe_per_id: int = DEFAULT_LIMITS.dedupe_per_id,
     ) -> None:
-        if dedupe_per_id < 1 or max_bindings < 1:
-            raise ValueError("dedupe_per_id and max_bindings must be >= 1")
+        Limits.check(max_bindings=max_bindings, dedupe_per_id=dedupe_per_id)
         self.store = store
         self.trust_ids = trust_ids
         self.max_bindings = max_bindings
         self.dedupe_per_id = dedupe_per_id
-        self._new_token = token_factory
+        self._new_token = token_factory or new_token
         self._tokens: OrderedDict[str, str] = OrderedDict()  # Redis: tokens
         self._holds: dict[str, Literal["open", "grace"]] = {}  # Redis: holders:{id}
         self._users: dict[str, UserEntry] = {}  # Redis: users, in order of arrival
@@ -367,6 +384,12 @@ class MemoryEngine:
     def take_log(self) -> list[LogEvent]:
         logged, self._log = self._log, []
         return logged
+
+    def clear_history(self) -> str:
+        if self.store is not None:
+            raise ConfigurationError("a chat with a store keeps its history: it is not cleared")
+        self.room_id = secrets.token_hex(8)
+        return self.room_id
 
     # ------------------------------------------------------------ the scripts
 
@@ -497,6 +520,11 @@ class MemoryEngine:
 
 _DEDUPE_RELOAD = 10_000  # messages read back from a store to rebuild de-duplication
 _RECOVERY_PAGE = 500  # messages read from the store at a time during recovery
+
+
+def new_token() -> str:
+    """A new identity token: 128 random bits, url-safe text."""
+    return secrets.token_urlsafe(16)
 
 
 def digest(text: str) -> str:

@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from .display import display_config
+from .protocol import UNKNOWN_CLOSE_MEANING
 from .retry import page_policy
 
 __all__ = ["CONFIG_MARKER", "STATIC_DIR", "fill_page", "page_config", "widget_css", "widget_esm"]
@@ -36,9 +37,12 @@ def page_config() -> dict[str, object]:
 
     ``policy``: :func:`wslab.retry.page_policy` (backoff numbers, final codes, the
     resend pause and every close code's meaning); ``display``:
-    :func:`wslab.display.display_config`.
+    :func:`wslab.display.display_config`, and ``unknownCloseMeaning``: what a
+    close code with no meaning is called
+    (:data:`~wslab.protocol.UNKNOWN_CLOSE_MEANING`).
     """
-    return {"policy": page_policy(), "display": display_config()}
+    display = {**display_config(), "unknownCloseMeaning": UNKNOWN_CLOSE_MEANING}
+    return {"policy": page_policy(), "display": display}
 
 
 def config_json(extra: Mapping[str, object] | None = None) -> str:

@@ -4,7 +4,8 @@ Pure: no asyncio, no sockets, no threads. :class:`ClassRoom` is a
 :class:`~wslab.room.Room` for classroom mode (``python -m wslab serve --hub``): the
 server tells it which hub user each socket belongs to (:meth:`ClassRoom.admit`,
 decided by the hub before the socket existed) and the room applies these rules on
-top of the plain room's::
+top of the plain room's, through the hooks :class:`~wslab.room.Room` offers a room
+with more events (:meth:`~wslab.room.Room.handle`, :meth:`~wslab.room.Room.welcome`)::
 
     connecting        id, username, token ignored: the socket is its hub user;
                       "connected" carries "role", and a teacher's "progressList"
@@ -28,12 +29,12 @@ Not thread-safe: call it from one thread (the server's loop thread).
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from collections.abc import Hashable
 from typing import Any, Literal
 
 from .clock import iso_utc
-from .engine import Append, Claim, ClaimResult, MemoryEngine
+from .engine import MemoryEngine
+from .options import DEFAULT_CLASSROOM, DEFAULT_LIMITS, ClassroomOptions
 from .protocol import (
     Announce,
     ClassroomEvent,
@@ -55,7 +56,7 @@ from .protocol import (
     WriteMessage,
     parse_classroom_event,
 )
-from .room import CloseSocket, Outcome, Room, Send, _SocketState
+from .room import CloseSocket, Outcome, Room, Send
 
 __all__ = ["KICK_SECONDS", "MAX_EXERCISES_PER_USER", "ClassRoom", "Role"]
 
@@ -63,7 +64,7 @@ Socket = Hashable
 Role = Literal["teacher", "student"]
 
 #: How long a kicked user's handshakes are refused, in seconds (``--kick-seconds``).
-KICK_SECONDS = 60.0
+KICK_SECONDS = DEFAULT_CLASSROOM.kick_seconds
 #: Exercises whose newest verdict is kept per user (the oldest verdict goes first).
 MAX_EXERCISES_PER_USER = 256
 
@@ -75,22 +76,31 @@ class ClassRoom(Room):
     """A room whose users are hub users, with teachers. See the module docstring.
 
     Args:
-        kick_seconds: how long :meth:`kicked_until` keeps a kicked user out.
+        kick_seconds: how long :meth:`kicked_until` keeps a kicked user out
+            (:class:`~wslab.options.ClassroomOptions`).
+        max_bindings, dedupe_per_id: the memory engine's (:class:`~wslab.options.Limits`).
         **options: the plain :class:`~wslab.room.Room`'s (``grace``, ``history``,
             ``clock``...), but not ``store``, ``seed_compatible``, ``token_factory``
             or ``engine``: a classroom is one server, in memory, without chat tokens.
     """
 
-    def __init__(self, *, kick_seconds: float = KICK_SECONDS, **options: Any) -> None:
-        if kick_seconds < 0:
-            raise ValueError("kick_seconds must be >= 0")
+    def __init__(
+        self,
+        *,
+        kick_seconds: float = DEFAULT_CLASSROOM.kick_seconds,
+        max_bindings: int = DEFAULT_LIMITS.max_bindings,
+        dedupe_per_id: int = DEFAULT_LIMITS.dedupe_per_id,
+        **options: Any,
+    ) -> None:
+        ClassroomOptions.check(kick_seconds=kick_seconds)
         engine = MemoryEngine(
             trust_ids=True,  # the hub decided who each socket is: no chat tokens
-            max_bindings=options.get("max_bindings", 10_000),
-            dedupe_per_id=options.get("dedupe_per_id", 100),
+            max_bindings=max_bindings,
+            dedupe_per_id=dedupe_per_id,
         )
-        super().__init__(engine=engine, **options)
-        self._memory = engine
+        super().__init__(
+            engine=engine, max_bindings=max_bindings, dedupe_per_id=dedupe_per_id, **options
+        )
         self.kick_seconds = kick_seconds
         self._hub_users: dict[Socket, tuple[str, Role]] = {}
         self._muted: set[str] = set()
@@ -135,7 +145,8 @@ class ClassRoom(Room):
 
     # ------------------------------------------------------------------ the rules
 
-    def _act(self, state: _SocketState, socket: Socket, data: str | bytes) -> Outcome:
+    def handle(self, socket: Socket, data: str | bytes) -> Outcome:
+        """The plain room's events as the hub user, the classroom's by the rules above."""
         event = parse_classroom_event(data)
         known = self._hub_users.get(socket)
         if known is None:  # not admitted by the server: nobody may use it
@@ -143,13 +154,13 @@ class ClassRoom(Room):
         name, role = known
         if isinstance(event, Connecting):
             hub_user = dataclasses.replace(event, id=name, username=name, token=None)
-            return self._connect(state, socket, hub_user)
-        if state.user_id is None:
+            return self.connect(socket, hub_user)
+        if self.user_of(socket) is None:
             raise ProtocolError(ErrorCode.NOT_CONNECTED, "send connecting first")
         if isinstance(event, WriteMessage):
             if name in self._muted:
                 raise ProtocolError(ErrorCode.MUTED, "a teacher muted you; nothing was stored")
-            return self._write(state, socket, event)
+            return self.write(socket, event)
         if isinstance(event, Progress):
             return self._note_progress(name, event)
         if role != "teacher":
@@ -158,18 +169,16 @@ class ClassRoom(Room):
 
     def _teach(self, socket: Socket, name: str, event: ClassroomEvent) -> Outcome:
         """A teacher's event (``progress`` is not one)."""
-        everyone = tuple(self._audience.members)
+        everyone = self.members
         if isinstance(event, Mute):
             self._muted.add(event.id)
             return Outcome([Send(everyone, Muted(event.id, event.id))])
         if isinstance(event, Kick):
             return self._kick(event.id)
         if isinstance(event, Clear):
-            self._history.entries.clear()
             # A new room id: a client coming back with a lastMessageId from before the
             # clear gets what is kept (nothing older), not a gap to recover.
-            self.room_id = self._memory.room_id = secrets.token_hex(8)
-            return Outcome([Send(everyone, Cleared(self.room_id))])
+            return Outcome([Send(everyone, Cleared(self.clear_history()))])
         if isinstance(event, Announce):
             draft: MessageEntry = {
                 "messageId": 0,
@@ -179,7 +188,7 @@ class ClassRoom(Room):
                 "ts": iso_utc(self.clock.time()),
                 "announcement": True,
             }
-            return self._ask(Append(socket, draft, "", event.message))
+            return self.post(socket, draft)
         assert not isinstance(event, Progress)
         self._muted.discard(event.id)
         return Outcome([Send(everyone, Unmuted(event.id, event.id))])
@@ -202,19 +211,14 @@ class ClassRoom(Room):
         done[event.exercise] = entry
         if len(done) > MAX_EXERCISES_PER_USER:
             del done[next(iter(done))]
-        teachers = tuple(s for s in self._audience.members if self.role_of(s) == "teacher")
+        teachers = tuple(s for s in self.members if self.role_of(s) == "teacher")
         return Outcome([Send(teachers, ProgressReport(entry))] if teachers else [])
 
-    def _claimed(self, claim: Claim, result: ClaimResult) -> Outcome:
+    def welcome(self, socket: Socket, connected: Connected) -> Connected:
         """The plain room's ``connected``, with the role and a teacher's progress list."""
-        outcome = super()._claimed(claim, result)
-        role = self.role_of(claim.socket)
-        for at, send in enumerate(outcome.sends):
-            if isinstance(send.event, Connected) and send.to == (claim.socket,):
-                progress = self.progress() if role == "teacher" else None
-                connected = dataclasses.replace(send.event, role=role, progress_list=progress)
-                outcome.sends[at] = Send(send.to, connected)
-        return outcome
+        role = self.role_of(socket)
+        progress = self.progress() if role == "teacher" else None
+        return dataclasses.replace(connected, role=role, progress_list=progress)
 
 
 def _name(event: ClassroomEvent) -> str:

@@ -8,11 +8,15 @@ Three small frozen objects group them, as httpx groups ``Timeout`` and ``Limits`
 - :class:`ClassroomOptions`: classroom mode, the chat as a JupyterHub service.
 
 Each field carries an :class:`OptionSpec` in its metadata. The objects check
-themselves when built (a bad value raises :class:`ValueError` naming the
-option), :class:`~wslab.server.ChatServer` maps its flat keyword arguments
-(typed by :class:`ServerOptions`) onto them through :data:`FLAT_OPTIONS`, and
-``python -m wslab serve`` derives its flags, defaults, help and checks from the
-same fields (:func:`cli_options`).
+themselves when built (a bad value raises :class:`~wslab.errors.ConfigurationError`,
+a :class:`ValueError`, naming the option), :class:`~wslab.server.ChatServer` maps
+its flat keyword arguments (typed by :class:`ServerOptions`) onto them through
+:data:`FLAT_OPTIONS`, and ``python -m wslab serve`` derives its flags, defaults,
+help and checks from the same fields (:func:`cli_options`). The parts that take
+some of these options one by one (:class:`~wslab.room.Room`,
+:class:`~wslab.engine.MemoryEngine`, :class:`~wslab.moderation.ClassRoom`) read
+their defaults from :data:`DEFAULT_LIMITS` and its siblings, and check their
+values with the same objects' :meth:`~Limits.check`.
 
 Pure: no asyncio, no sockets. Any thread.
 """
@@ -29,6 +33,10 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_CLASSROOM",
+    "DEFAULT_LIMITS",
+    "DEFAULT_REDIS",
+    "DEFAULT_TIMEOUTS",
     "FLAT_OPTIONS",
     "ClassroomOptions",
     "CliOption",
@@ -148,12 +156,24 @@ class _Options:
     """Checks every field against its :class:`OptionSpec` when built."""
 
     def __post_init__(self) -> None:
-        for name, spec, _ in self.specs():
-            value = getattr(self, name)
-            problem = spec.problem(value)
+        self.check(**{name: getattr(self, name) for name, _, _ in self.specs()})
+
+    @classmethod
+    def check(cls, **values: Any) -> None:
+        """Check some of these options' values as building the object checks them all.
+
+        For code that takes options one by one (the room, its presence view, the
+        memory engine): one set of bounds, one wording.
+
+        Raises:
+            ConfigurationError: the first value not allowed, naming its option.
+        """
+        specs = {f.name: f.metadata["option"] for f in dataclasses.fields(cls)}
+        for name, value in values.items():
+            problem = specs[name].problem(value)
             if problem is not None:
                 shown = safe_url(value) if isinstance(value, str) and "://" in value else value
-                raise ConfigurationError(f"{self.option_name(name)} {problem} (got {shown!r})")
+                raise ConfigurationError(f"{cls.option_name(name)} {problem} (got {shown!r})")
 
     @classmethod
     def specs(cls) -> Iterator[tuple[str, OptionSpec, Any]]:
@@ -194,6 +214,9 @@ class Limits(_Options):
     history: int = option(100, "messages kept in memory and sent to newcomers", minimum=1)
     max_bindings: int = option(
         10_000, "ids remembered while away, without a store (the newest ones)", minimum=1
+    )
+    dedupe_per_id: int = option(
+        100, "clientMessageId values remembered per id (the newest ones)", minimum=1, cli=False
     )
 
 
@@ -296,6 +319,12 @@ class ClassroomOptions(_Options):
 
 _GROUPS: tuple[type[_Options], ...] = (Limits, Timeouts, RedisOptions, ClassroomOptions)
 
+#: The defaults, which the room, the engines and the classroom read their own from.
+DEFAULT_LIMITS = Limits()
+DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_REDIS = RedisOptions()
+DEFAULT_CLASSROOM = ClassroomOptions()
+
 #: ``ChatServer``'s flat keyword arguments: name -> (option object class, field).
 FLAT_OPTIONS: Mapping[str, tuple[type[_Options], str]] = {
     group.option_name(name): (group, name) for group in _GROUPS for name, _, _ in group.specs()
@@ -319,6 +348,7 @@ class ServerOptions(TypedDict, total=False):
     rate_burst: float
     history: int
     max_bindings: int
+    dedupe_per_id: int
     grace: float
     join_timeout: float
     open_timeout: float

@@ -24,13 +24,12 @@ class PresenceView:
     """The present users and the pending presence diff. See the module docstring.
 
     Args:
-        tick: seconds over which changes are batched (at most one event per tick).
+        tick: seconds over which changes are batched (at most one event per tick);
+            the room checked it (``presence_tick`` in :class:`~wslab.options.Timeouts`).
         clock: where time comes from.
     """
 
     def __init__(self, tick: float, clock: Clock) -> None:
-        if tick < 0:
-            raise ValueError("presence_tick must be >= 0")
         self.tick = tick
         self.clock = clock
         self._entries: dict[str, UserEntry] = {}

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_MESSAGE_ID",
     "MAX_MESSAGE_LENGTH",
     "MAX_USERNAME_LENGTH",
+    "UNKNOWN_CLOSE_MEANING",
     "Announce",
     "ClassroomEvent",
     "Clear",
@@ -236,6 +237,10 @@ def close_codes_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: How a close code the kit does not use is described, here and by the front ends.
+UNKNOWN_CLOSE_MEANING = "not a code this kit uses"
+
+
 def describe_close(code: int | None) -> str:
     """Return ``"1001 (going away: ...)"`` for any close code, known or not."""
     if code is None:
@@ -243,7 +248,7 @@ def describe_close(code: int | None) -> str:
     try:
         return f"{code} ({CloseCode(code).explanation})"
     except ValueError:
-        return f"{code} (not a code this kit uses)"
+        return f"{code} ({UNKNOWN_CLOSE_MEANING})"
 
 
 class ErrorCode(str, Enum):  # noqa: UP042 (str() of a member stays "ErrorCode.X")

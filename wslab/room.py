@@ -41,7 +41,6 @@ Not thread-safe: call it from one thread (the server's loop thread).
 
 from __future__ import annotations
 
-import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -67,6 +66,7 @@ from .engine import (
     Snapshot,
     digest,
 )
+from .options import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, Limits, Timeouts
 from .presence import PresenceView
 from .protocol import (
     FEATURE_PRESENCE,
@@ -234,6 +234,17 @@ class _User:
     def entry(self) -> UserEntry:
         return user_entry(self.id, self.username, self.tag)
 
+    def draft(self, text: str, ts: str) -> MessageEntry:
+        """A message by this user, with ``messageId`` 0: the engine numbers it."""
+        return {
+            "messageId": 0,
+            "id": self.id,
+            "username": self.username,
+            "tag": self.tag,
+            "message": text,
+            "ts": ts,
+        }
+
 
 @dataclass
 class _SocketState:
@@ -255,6 +266,10 @@ class History:
     def load(self, entries: list[MessageEntry], last_id: int) -> None:
         self.entries = deque(entries[-self.cap :], maxlen=self.cap)
         self.last_id = last_id
+
+    def clear(self) -> None:
+        """Forget the kept messages; ``messageId`` numbers go on from :attr:`last_id`."""
+        self.entries.clear()
 
     def add(self, entry: MessageEntry) -> bool:
         """Keep a message from the log; ``False`` if it was read already."""
@@ -396,25 +411,20 @@ class Room:
     """The chat room state machine. See the module docstring.
 
     Args:
-        grace: seconds an id stays present after its last socket closed (0 allowed).
-        history: how many messages ``connected`` and seed-mode events carry.
-        rate_limit: frames per second per id, all its sockets together (0 turns the
-            limit off); a socket that has not joined yet has a bucket of its own.
-        rate_burst: frames an id may send at once before the rate applies.
+        grace, history, rate_limit, rate_burst, max_bindings, dedupe_per_id,
+        presence_tick: the options of :class:`~wslab.options.Timeouts` and
+            :class:`~wslab.options.Limits` of those names: their meaning, default and
+            bounds are defined there (a value out of bounds raises
+            :class:`~wslab.errors.ConfigurationError`). Before ``connecting`` a
+            socket has a rate bucket of its own; then it shares its id's.
         max_strikes: protocol errors after which a socket is closed with 1008.
         seed_compatible: behave like the original design (full ``messagesList`` in
             every ``messageWritten``, tokens ignored and none issued).
         clock: where time comes from (:class:`~wslab.clock.FakeClock` in tests).
-        token_factory: makes identity tokens (default: 128 random bits, url-safe).
+        token_factory: makes identity tokens (default :func:`wslab.engine.new_token`).
         message_filter: ``f(username, text) -> text`` applied to each new message;
             if it raises, the exception propagates (the server closes with 1011).
         store: durable history and tokens (a :class:`~wslab.engine.HistoryStore`).
-        dedupe_per_id: ``clientMessageId`` values remembered per id (the newest).
-        max_bindings: how many ids the room remembers while they are away (their
-            token without a store, their rate bucket and ``clientMessageId`` values),
-            the most recently used first. Present users are always remembered.
-        presence_tick: seconds over which presence changes are batched for sockets
-            that announced the ``presence`` feature (at most one event per tick).
         engine: where the shared state lives (:mod:`wslab.engine`). By default a
             :class:`~wslab.engine.MemoryEngine` built from ``store``,
             ``seed_compatible``, ``token_factory``, ``max_bindings`` and
@@ -424,23 +434,24 @@ class Room:
     def __init__(
         self,
         *,
-        grace: float = 1.0,
-        history: int = 100,
-        rate_limit: float = 20.0,
-        rate_burst: float = 40.0,
+        grace: float = DEFAULT_TIMEOUTS.grace,
+        history: int = DEFAULT_LIMITS.history,
+        rate_limit: float = DEFAULT_LIMITS.rate_limit,
+        rate_burst: float = DEFAULT_LIMITS.rate_burst,
         max_strikes: int = 10,
         seed_compatible: bool = False,
         clock: Clock | None = None,
         token_factory: Callable[[], str] | None = None,
         message_filter: MessageFilter | None = None,
         store: HistoryStore | None = None,
-        dedupe_per_id: int = 100,
-        max_bindings: int = 10_000,
-        presence_tick: float = 0.05,
+        dedupe_per_id: int = DEFAULT_LIMITS.dedupe_per_id,
+        max_bindings: int = DEFAULT_LIMITS.max_bindings,
+        presence_tick: float = DEFAULT_TIMEOUTS.presence_tick,
         engine: Engine | None = None,
     ) -> None:
-        if grace < 0 or history < 1:
-            raise ValueError("grace must be >= 0 and history >= 1")
+        Timeouts.check(grace=grace, presence_tick=presence_tick)
+        Limits.check(history=history, rate_limit=rate_limit, rate_burst=rate_burst)
+        Limits.check(max_bindings=max_bindings, dedupe_per_id=dedupe_per_id)
         if engine is not None and (store is not None or seed_compatible or token_factory):
             raise ValueError("store, seed_compatible and token_factory are the memory engine's")
         self.grace = grace
@@ -455,7 +466,7 @@ class Room:
         self.engine: Engine = engine or MemoryEngine(
             store=store,
             trust_ids=seed_compatible,
-            token_factory=token_factory or (lambda: secrets.token_urlsafe(16)),
+            token_factory=token_factory,
             max_bindings=max_bindings,
             dedupe_per_id=dedupe_per_id,
         )
@@ -539,16 +550,9 @@ class Room:
         if refused is not None:
             return refused
         try:
-            return self._act(state, socket, data)
+            return self.handle(socket, data)
         except ProtocolError as error:
-            return self._refuse(socket, state, error)
-
-    def _act(self, state: _SocketState, socket: Socket, data: str | bytes) -> Outcome:
-        """Parse a frame and carry it out: the seam a room with more events extends."""
-        event = parse_client_event(data)
-        if isinstance(event, Connecting):
-            return self._connect(state, socket, event)
-        return self._write(state, socket, event)
+            return _refusal(socket, state, error, self.max_strikes)
 
     def close(self, socket: Socket) -> Outcome:
         """A socket closed (cleanly or not). Starts the grace of its id if it was the last."""
@@ -614,18 +618,66 @@ class Room:
         self._users.adopt(entries, self.clock.monotonic() + self.grace)
         return Outcome()
 
-    # ------------------------------------------------------------------ the rules
+    # ------------------------------------------------------------------ for subclasses
+    # A room with more events (ClassRoom) overrides the hooks handle() and welcome(), and
+    # carries its events out with connect(), write(), post(), clear_history(), members.
 
-    def _connect(self, state: _SocketState, socket: Socket, event: Connecting) -> Outcome:
-        if state.user_id is not None:
+    def handle(self, socket: Socket, data: str | bytes) -> Outcome:
+        """Parse a frame (past the rate limit) and carry it out. A hook: a room with more
+        events overrides it. A :class:`ProtocolError` refuses the frame (a strike, or not)."""
+        event = parse_client_event(data)
+        if isinstance(event, Connecting):
+            return self.connect(socket, event)
+        return self.write(socket, event)
+
+    def welcome(self, socket: Socket, connected: Connected) -> Connected:
+        """The ``connected`` a socket gets for its claimed id. A hook: this one adds nothing."""
+        return connected
+
+    def connect(self, socket: Socket, event: Connecting) -> Outcome:
+        """``connecting``: ask the engine for ``event.id`` (``already_connected`` twice)."""
+        if self._audience.states[socket].user_id is not None:
             raise ProtocolError(ErrorCode.ALREADY_CONNECTED, "this socket already sent connecting")
         return self._ask(Claim(socket, event, self._history.recover_after(event, self.room_id)))
+
+    def write(self, socket: Socket, event: WriteMessage) -> Outcome:
+        """``writeMessage``: a new message for the engine (``not_connected`` before a join)."""
+        user_id = self._audience.states[socket].user_id
+        if user_id is None:
+            raise ProtocolError(ErrorCode.NOT_CONNECTED, "send connecting first")
+        user = self._users[user_id]
+        text = self._filter(user.username, event.message) if self._filter else event.message
+        draft = user.draft(text, iso_utc(self.clock.time()))
+        cmid = event.client_message_id
+        if cmid is None:
+            return self.post(socket, draft)
+        draft["clientMessageId"] = cmid
+        return self._ask(Append(socket, draft, digest(event.message), event.message))
+
+    def post(self, socket: Socket, draft: MessageEntry) -> Outcome:
+        """Store a message (``messageId`` 0: the engine numbers it) written on ``socket``."""
+        return self._ask(Append(socket, draft, "", draft["message"]))
+
+    def clear_history(self) -> str:
+        """Empty the history and go on under a new room id, returned (nobody is told).
+        The engine raises :class:`~wslab.errors.ConfigurationError` if it is not its to clear."""
+        self.room_id = self.engine.clear_history()
+        self._history.clear()
+        return self.room_id
+
+    @property
+    def members(self) -> tuple[Socket, ...]:
+        """The sockets past ``connecting``, in the order they got in."""
+        return tuple(self._audience.members)
+
+    # ------------------------------------------------------------------ the rules
 
     def _claimed(self, claim: Claim, result: ClaimResult) -> Outcome:
         socket, event = claim.socket, claim.event
         state = self._audience.states.get(socket)
         if result.status == "taken":
-            return self._refuse(socket, state, _id_taken(event.id)) if state else Outcome()
+            taken = _id_taken(event.id)
+            return _refusal(socket, state, taken, self.max_strikes) if state else Outcome()
         user = self._users.setdefault(event.id, _User(event.id, "", None))
         user.username, user.token, user.tag = result.username, result.token, result.tag
         if state is None or state.user_id is not None:
@@ -652,28 +704,9 @@ class Room:
             truncated=truncated,
             users_json=users_json,
         )
-        outcome = Outcome([Send((socket,), connected)])
+        outcome = Outcome([Send((socket,), self.welcome(socket, connected))])
         outcome.sends.extend(Send((socket,), MessageWritten(entry)) for entry in rest)
         return outcome
-
-    def _write(self, state: _SocketState, socket: Socket, event: WriteMessage) -> Outcome:
-        if state.user_id is None:
-            raise ProtocolError(ErrorCode.NOT_CONNECTED, "send connecting first")
-        user = self._users[state.user_id]
-        text = self._filter(user.username, event.message) if self._filter else event.message
-        draft: MessageEntry = {
-            "messageId": 0,  # the engine numbers it
-            "id": user.id,
-            "username": user.username,
-            "tag": user.tag,
-            "message": text,
-            "ts": iso_utc(self.clock.time()),
-        }
-        cmid = event.client_message_id
-        if cmid is None:
-            return self._ask(Append(socket, draft, "", event.message))
-        draft["clientMessageId"] = cmid
-        return self._ask(Append(socket, draft, digest(event.message), event.message))
 
     def _appended(self, append: Append, result: AppendResult) -> Outcome:
         # A stored message reaches every socket through the log. A resend of an accepted
@@ -685,7 +718,8 @@ class Room:
         if state is None:
             return Outcome()
         if result.digest != append.digest:
-            return self._refuse(socket, state, _reused_id(append.draft.get("clientMessageId")))
+            reused = _reused_id(append.draft.get("clientMessageId"))
+            return _refusal(socket, state, reused, self.max_strikes)
         entry = self._history.kept(result.message_id) or result.entry
         if entry is None:  # gone everywhere: the same text under its stored id and time
             entry = {**append.draft, "messageId": result.message_id, "message": append.sent}
@@ -706,17 +740,6 @@ class Room:
         self.rates.touch(user.id, self._users)
         return self._ask(Release(user.id))
 
-    def _refuse(self, socket: Socket, state: _SocketState, error: ProtocolError) -> Outcome:
-        outcome = Outcome([Send((socket,), ErrorEvent(error.code, error.detail))])
-        if error.code is ErrorCode.ID_TAKEN:
-            outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, "id taken")
-        elif error.code.is_strike:
-            state.strikes += 1
-            if state.strikes >= self.max_strikes:
-                reason = f"{state.strikes} protocol errors"
-                outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, reason)
-        return outcome
-
     def deliver(self, entry: MessageEntry) -> Outcome:
         """A message from the log: every member gets it, in ``messageId`` order."""
         if not self._history.add(entry):
@@ -734,6 +757,22 @@ class Room:
 
     def _message_event(self, entry: MessageEntry) -> MessageWritten:  # seed: all history too
         return MessageWritten(entry, self.history if self.seed_compatible else None)
+
+
+def _refusal(
+    socket: Socket, state: _SocketState, error: ProtocolError, max_strikes: int
+) -> Outcome:
+    """What a refused frame gets: ``error``, a strike on ``state`` if the code is one,
+    and a close for ``id_taken`` or for the ``max_strikes``-th strike."""
+    outcome = Outcome([Send((socket,), ErrorEvent(error.code, error.detail))])
+    if error.code is ErrorCode.ID_TAKEN:
+        outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, "id taken")
+    elif error.code.is_strike:
+        state.strikes += 1
+        if state.strikes >= max_strikes:
+            reason = f"{state.strikes} protocol errors"
+            outcome.close = CloseSocket(socket, CloseCode.POLICY_VIOLATION, reason)
+    return outcome
 
 
 def _reused_id(client_message_id: str | None) -> ProtocolError:

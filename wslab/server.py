@@ -165,21 +165,13 @@ class ChatServer(ServedAt, LoopService):
             compression=compression,
         )
         self.store = store = _open_store(store)
-        room_options = _room_options(self.limits, self.timeouts, clock, message_filter)
+        self.room = _new_room(self, seed_compatible, clock, message_filter)
+        #: Classroom mode's door (the page, its login, who each socket is), else ``None``.
+        self.hub: HubDoor | None = None
         if self.classroom_options.hub:
-            self.room: Room = ClassRoom(
-                kick_seconds=self.classroom_options.kick_seconds, **room_options
-            )
-            #: Classroom mode's door (the page, its login, who each socket is), else ``None``.
-            self.hub: HubDoor | None = _open_door(self.room, self.classroom_options.teachers)
+            self.hub = _open_door(self.room, self.classroom_options.teachers)
             self.listener.door = self.hub
             self.path_prefix = self.hub.prefix
-        else:
-            engine = RedisEngine() if redis is not None else None
-            self.room = Room(
-                seed_compatible=seed_compatible, store=store, engine=engine, **room_options
-            )
-            self.hub = None
         super().__init__(f"wslab-server-{port}")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = 0.0
@@ -439,11 +431,19 @@ class ChatServer(ServedAt, LoopService):
         self._schedule_expiry()
 
 
-def _room_options(
-    limits: Limits, timeouts: Timeouts, clock: Clock | None, message_filter: MessageFilter | None
-) -> dict[str, Any]:
-    """The room's options, which it takes flat."""
-    return {
+def _new_room(
+    server: ChatServer,
+    seed_compatible: bool,
+    clock: Clock | None,
+    message_filter: MessageFilter | None,
+) -> Room:
+    """The server's room: a classroom (``hub``), else a room on Redis or in memory.
+
+    Built from the server's option objects and store (``__init__`` sets them first);
+    the room takes the options flat, as ``Room(grace=..., history=...)``.
+    """
+    limits, timeouts, classroom = server.limits, server.timeouts, server.classroom_options
+    options: dict[str, Any] = {
         "grace": timeouts.grace,
         "history": limits.history,
         "rate_limit": limits.rate_limit,
@@ -451,19 +451,24 @@ def _room_options(
         "clock": clock or SystemClock(),
         "message_filter": message_filter,
         "max_bindings": limits.max_bindings,
+        "dedupe_per_id": limits.dedupe_per_id,
         "presence_tick": timeouts.presence_tick,
     }
+    if classroom.hub:
+        return ClassRoom(kick_seconds=classroom.kick_seconds, **options)
+    engine = RedisEngine() if server.redis_options.url is not None else None
+    return Room(seed_compatible=seed_compatible, store=server.store, engine=engine, **options)
 
 
 def _check_modes(hub: bool, redis: str | None, store: object, seed_compatible: bool) -> None:
-    """Refuse options that cannot go together (a :class:`ValueError` saying why)."""
+    """Refuse options that cannot go together (a :class:`ConfigurationError` saying why)."""
     if hub and (redis is not None or store is not None or seed_compatible):
         raise ConfigurationError(
             "hub (classroom mode) cannot go with redis, store or seed_compatible:"
             " a classroom is one server, in memory, with the hub's ids"
         )
     if redis is not None and (store is not None or seed_compatible):
-        raise ValueError("a server on Redis keeps history and ids there: no store, no seed")
+        raise ConfigurationError("a server on Redis keeps history and ids there: no store, no seed")
 
 
 def _open_door(room: Room, teachers: tuple[str, ...]) -> HubDoor:

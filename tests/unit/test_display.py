@@ -26,7 +26,7 @@ from wslab.display import (
     blank_name,
     display_config,
 )
-from wslab.protocol import CloseCode
+from wslab.protocol import UNKNOWN_CLOSE_MEANING, CloseCode
 from wslab.retry import page_policy
 
 #: One table for every view: each row names a rule of chatview.js, its input and answer.
@@ -183,7 +183,8 @@ RUN_CASES = """([rules, cases]) => cases.map((c) => {
 
 def test_the_page_config_is_the_policy_and_the_display_constants() -> None:
     config = frontend.page_config()
-    assert config == {"policy": page_policy(), "display": display_config()}
+    display = {**display_config(), "unknownCloseMeaning": UNKNOWN_CLOSE_MEANING}
+    assert config == {"policy": page_policy(), "display": display}
     meanings = page_policy()["closeMeanings"]
     assert isinstance(meanings, dict)
     assert meanings == {str(int(code)): code.explanation for code in CloseCode}
@@ -200,14 +201,30 @@ def test_the_served_page_gets_the_config_as_json_that_cannot_end_its_script() ->
     assert "<" not in frontend.config_json()
 
 
+def words_in(value: object) -> list[str]:
+    """Every text of several words in a JSON-ready value (a sentence, not a key)."""
+    if isinstance(value, str):
+        return [value] if " " in value.strip() else []
+    if isinstance(value, dict):
+        return [word for item in value.values() for word in words_in(item)]
+    if isinstance(value, list):
+        return [word for item in value for word in words_in(item)]
+    return []
+
+
 def test_no_javascript_file_holds_a_copy_of_the_python_words() -> None:
-    """The close meanings and the display words reach the front ends from Python only."""
-    words = [code.explanation for code in CloseCode]
-    words += [TRUNCATED_NOTICE, "back within the reload grace", REFUSED_NOTICE]
-    for script in ("chat.js", "chatview.js", "chatwidget.js"):
-        source = (frontend.STATIC_DIR / script).read_text(encoding="utf-8")
+    """The close meanings and the display words reach the front ends from Python only.
+
+    The original design's page (``seed.js``) is kept as it was written."""
+    words = words_in(frontend.page_config())
+    assert {UNKNOWN_CLOSE_MEANING, TRUNCATED_NOTICE, REFUSED_NOTICE} <= set(words)
+    assert {code.explanation for code in CloseCode} <= set(words)
+    scripts = sorted(p for p in frontend.STATIC_DIR.glob("*.js") if p.name != "seed.js")
+    assert {"chat.js", "chatview.js", "chatwidget.js"} <= {p.name for p in scripts}
+    for script in scripts:
+        source = script.read_text(encoding="utf-8")
         for word in words:
-            assert word not in source, (script, word)
+            assert word not in source, (script.name, word)
         assert "initialS: 0.3" not in source and "capS: 10" not in source
 
 

@@ -94,9 +94,10 @@ def test_the_cli_takes_its_defaults_from_the_option_classes() -> None:
         given = defaults[option.keyword]
         given = tuple(given or ()) if option.kind is tuple else given  # appended to a list
         assert given == option.default, option.flag
-    # The CLI offers every option but the two keepalive ones, which can be None.
+    # The CLI offers every option but the two keepalive ones, which can be None, and the
+    # de-duplication memory, which is the room's and the engines' (tests tune it).
     offered = {o.keyword for o in cli_options()}
-    assert set(FLAT_OPTIONS) - offered == {"ping_interval", "ping_timeout"}
+    assert set(FLAT_OPTIONS) - offered == {"ping_interval", "ping_timeout", "dedupe_per_id"}
     # ChatServer's own defaults are the same objects' defaults.
     server = ChatServer()
     assert (server.limits, server.timeouts, server.redis_options) == (

@@ -3,8 +3,8 @@
 // Both views draw through this file: the browser page (loaded before chat.js) and
 // the notebook chat widget (wslab/frontend.py puts it in front of chatwidget.js,
 // as one ES module). It holds rules, not numbers or words: those come from Python
-// (wslab.display, wslab.retry.page_policy) as the `display` and `closeMeanings`
-// given to wslabView.rules(...).
+// (wslab.frontend.page_config: wslab.display, wslab.retry.page_policy) as the
+// `display` and `closeMeanings` given to wslabView.rules(...).
 //
 //   - names: a name two present users share gets "#" and each user's tag (which
 //     the server derives from the id with a secret key, so that nobody can choose
@@ -51,7 +51,8 @@ const wslabView = (() => {
     return new RegExp(`[${spans.map(([first, last]) => `${hex(first)}-${hex(last)}`).join("")}]`, "gu");
   }
 
-  // display: wslab.display.display_config(); closeMeanings: code -> meaning.
+  // display: page_config()["display"] (wslab.display.display_config() and the
+  // unknownCloseMeaning); closeMeanings: code -> meaning.
   function rules(display, closeMeanings) {
     const controls = characterClass(display.bidiControls);
     const invisibles = rangeClass(display.nameInvisibles);
@@ -84,7 +85,7 @@ const wslabView = (() => {
       `${name} ${display.presenceWords[kind] ?? display.presenceWords.disconnected}`;
 
     function describeClose(close) {
-      const meaning = closeMeanings[close.code] || "not a code this kit uses";
+      const meaning = closeMeanings[close.code] || display.unknownCloseMeaning;
       const reason = close.reason ? ` "${neutralize(close.reason)}"` : "";
       return `${close.code} (${meaning})${reason}`;
     }
