@@ -443,6 +443,11 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
                 if entry["message"].startswith("!hello") and entry["id"] != bot_id
                 else _bot(entry, bot_id)
             ),
+            "echo without the space": lambda entry, bot_id: (
+                entry["message"][len("!echo") :].strip() or None
+                if entry["message"].startswith("!echo") and entry["id"] != bot_id
+                else _bot(entry, bot_id)
+            ),
             "reads a missing key": lambda entry, bot_id: _bot(entry, entry["bot"]),
         },
     ),
