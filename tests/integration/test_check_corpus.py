@@ -512,6 +512,13 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
                 states[0], "new"
             ),
             "always new": lambda states: "new",
+            "the majority decides": lambda states: (
+                "new"
+                if not states
+                else "tab"
+                if states.count("open") >= states.count("grace")
+                else "reload"
+            ),
         },
     ),
     "14 role_of": (
