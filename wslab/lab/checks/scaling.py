@@ -5,8 +5,9 @@ servers hold an id (``"open"``: a socket of it is open there; ``"grace"``: its
 last socket there closed and its grace runs), return ``"new"``, ``"reload"`` or
 ``"tab"``. The check starts its own Redis and three chat servers, puts a user in
 each situation for real (sockets open on some servers, graces running on
-others, the third server included), connects that user to the third server, and reads what the chat did:
-whether the others heard ``joined``, and what ``wasPageReload`` said.
+others, the third server included), connects that user to the third server,
+and reads what the chat did: whether the others heard ``joined``, and what
+``wasPageReload`` said.
 
 It needs ``redis-server`` (it raises :class:`~wslab.errors.MissingProgramError`,
 saying how to install it, when it is missing). Callable from a notebook cell.
