@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
+import re
 import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+import nbformat
 import pytest
 
 from wslab.lab.checks._common import CheckFailed
@@ -236,7 +240,7 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
             "still http": lambda page: urljoin(page, "chat"),
             "drops the proxy prefix": lambda page: "ws" + urljoin(page, "/chat")[4:],
             "always ws": lambda page: "ws://" + urljoin(page, "chat").split("://", 1)[1],
-            "raises on https": lambda page: {"http": "ws"}[page.split(":")[0]] + page[4:],
+            "forgets the chat path": lambda page: {"http": "ws"}[page.split(":")[0]] + page[4:],
         },
     ),
     "01 summarize": (
@@ -260,7 +264,7 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
             "any event value": _parse_any_event,
             "any JSON": lambda data: json.loads(data) if isinstance(data, str) and data else None,
             "a dict for everything": lambda data: {"event": str(data)},
-            "raises on a list": lambda data: (
+            "returns a JSON list": lambda data: (
                 json.loads(data) if isinstance(data, str) and data.startswith(("{", "[")) else None
             ),
         },
@@ -443,6 +447,11 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
                 if entry["message"].startswith("!hello") and entry["id"] != bot_id
                 else _bot(entry, bot_id)
             ),
+            "echo without the space": lambda entry, bot_id: (
+                entry["message"][len("!echo") :].strip() or None
+                if entry["message"].startswith("!echo") and entry["id"] != bot_id
+                else _bot(entry, bot_id)
+            ),
             "reads a missing key": lambda entry, bot_id: _bot(entry, entry["bot"]),
         },
     ),
@@ -507,6 +516,13 @@ CORPUS: dict[str, tuple[Callable[[Any], None], dict[str, Answer]]] = {
                 states[0], "new"
             ),
             "always new": lambda states: "new",
+            "the majority decides": lambda states: (
+                "new"
+                if not states
+                else "tab"
+                if states.count("open") >= states.count("grace")
+                else "reload"
+            ),
         },
     ),
     "14 role_of": (
@@ -558,6 +574,7 @@ def _no_hostname(pem: bytes) -> ssl.SSLContext:
 def _in_a_kernel(check: Callable[[Any], None]) -> Callable[[Any], None]:
     """Run ``check`` as a notebook cell does: synchronous code inside a running loop."""
 
+    @functools.wraps(check)
     def run(answer: Any) -> None:
         async def cell() -> None:
             check(answer)
@@ -570,22 +587,55 @@ def _in_a_kernel(check: Callable[[Any], None]) -> Callable[[Any], None]:
 CORPUS["10 run_blocking"] = (_in_a_kernel(check_run_blocking), CORPUS["10 run_blocking"][1])
 
 CASES = [(exercise, label) for exercise, (_, answers) in CORPUS.items() for label in answers]
+SOLUTIONS = Path(__file__).resolve().parents[2] / "notebooks" / "solutions"
+
+
+def _watched(answer: Answer) -> tuple[Answer, list[BaseException | None]]:
+    """``answer``, noting what each call raised (``None``: it returned)."""
+    calls: list[BaseException | None] = []
+
+    @functools.wraps(answer)
+    def call(*args: Any) -> Any:
+        try:
+            result = answer(*args)
+        except BaseException as error:
+            calls.append(error)
+            raise
+        calls.append(None)
+        return result
+
+    return call, calls
+
+
+def checks_in_the_lessons() -> list[str]:
+    """The checks that the solution notebooks' check cells call, one per exercise."""
+    called = []
+    for path in sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if "check" in cell.get("metadata", {}).get("tags", []):
+                called += re.findall(r"^(check_\w+)\(", cell.source, re.M)
+    return called
 
 
 @pytest.mark.parametrize(("exercise", "label"), CASES, ids=[f"{e}: {w}" for e, w in CASES])
 def test_every_wrong_answer_gets_a_one_line_verdict(exercise: str, label: str) -> None:
     check, answers = CORPUS[exercise]
+    answer, calls = _watched(answers[label])
     with pytest.raises(CheckFailed) as caught:
-        check(answers[label])
+        check(answer)
     message = str(caught.value)
     assert message.startswith("FAIL ") and "\n" not in message and "Hint: " in message, message
     assert "not implemented yet" not in message
     assert len(message) < 600, message
+    if calls and calls[-1] is not None:  # the check stopped where the answer raised
+        assert f"raised {type(calls[-1]).__name__}" in message, message
 
 
 def test_the_corpus_holds_at_least_five_wrong_answers_per_exercise() -> None:
     counts = {exercise: len(answers) for exercise, (_, answers) in CORPUS.items()}
     for exercise, count in counts.items():
         print(f"{exercise}: {count} wrong answers")
-    assert len(counts) == 20
+    called = checks_in_the_lessons()
+    assert len(counts) == len(called) >= 20
+    assert sorted(check.__name__ for check, _ in CORPUS.values()) == sorted(called)
     assert min(counts.values()) >= 5, counts

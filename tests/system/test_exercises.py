@@ -17,7 +17,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tests.conftest import unit
-from wslab.lab.exercises import STUB, MarkerError, make_student, student_source
+from wslab.lab.exercises import STUB, MarkerError, make_student, stored_problems, student_source
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -95,6 +95,25 @@ def test_the_student_version_tags_check_cells_and_drops_outputs() -> None:
     assert student.cells[1].outputs == []
     assert student.cells[2].metadata["tags"] == ["check", "raises-exception"]
     assert solution.cells[2].metadata["tags"] == ["check"]  # the solution is untouched
+
+
+def test_a_student_cell_without_the_outputs_of_its_solution_is_flagged() -> None:
+    """Pure: a code cell stores outputs in the solution and none in the student notebook."""
+    solution = _pair(SOLVED, CHECK)
+    solution.cells.insert(2, new_code_cell("print(1)"))
+    solution.cells.insert(3, new_code_cell("show()", metadata={"tags": ["browser"]}))
+    for cell, text in zip(solution.cells[1:], ("", "1\n", "shown\n", "PASS\n"), strict=True):
+        cell.outputs = [nbformat.v4.new_output("stream", text=text)] if text else []
+    student, _, _ = make_student(solution)
+    student.cells[4].outputs = [
+        nbformat.v4.new_output("error", ename="CheckFailed", evalue="", traceback=["FAIL x"])
+    ]
+    problems = stored_problems(student, "01_tiny", Path("course"), solution)
+    # The browser cell runs only in a browser; the check cell stores its verdict.
+    assert problems[:-1] == ["student cell 2 stores no output (its solution does)"]
+    assert problems[-1].startswith("store them with: ")
+    student.cells[2].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    assert stored_problems(student, "01_tiny", Path("course"), solution) == []
 
 
 # ------------------------------------------------------------------ the command, on a tiny tree

@@ -51,3 +51,24 @@ def test_following_next_from_00_visits_every_lesson_in_order() -> None:
         assert target not in route, f"a loop: {[*route, target]}"
         route.append(target)
     assert route == LESSONS
+
+
+DOCS = sorted(path.name for path in (ROOT / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_every_doc_is_linked_from_the_readme_or_named_in_a_lesson(name: str) -> None:
+    """A lesson names a doc by its path (a relative link differs between the two folders)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    lessons = [markdown(lesson) for lesson in LESSONS]
+    assert f"](docs/{name})" in readme or any(f"docs/{name}" in text for text in lessons), name
+
+
+@pytest.mark.parametrize(
+    ("lesson", "doc"), [("02_wire", "wiretap"), ("12_original_design", "original-design")]
+)
+def test_the_lesson_a_doc_serves_names_it(lesson: str, doc: str) -> None:
+    for folder in (NOTEBOOKS, NOTEBOOKS / "solutions"):
+        nb = nbformat.read(folder / f"{lesson}.ipynb", as_version=4)
+        text = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+        assert f"`docs/{doc}.md`" in text, folder / lesson

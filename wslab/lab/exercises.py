@@ -267,12 +267,25 @@ VERDICT_LINES = 4
 MACHINE_PATH = re.compile(r"site-packages|\.py:\d+|(?<![\w:/.-])(?:/[\w.+-]+){3,}")
 
 
-def stored_problems(student: Any, stem: str, root: Path) -> list[str]:
-    """What is wrong with the outputs a student notebook stores (empty: nothing)."""
+def stored_problems(student: Any, stem: str, root: Path, solution: Any = None) -> list[str]:
+    """What is wrong with the outputs a student notebook stores (empty: nothing).
+
+    With its ``solution`` (a notebook of the same cells), a code cell that stores
+    outputs there and none here is a problem too: the student notebook was not run.
+    Browser cells are left out: they run only in a browser.
+    """
     problems = []
-    for index, cell in enumerate(student.cells):
+    solved = solution.cells if solution is not None else [None] * len(student.cells)
+    for index, (cell, solved_cell) in enumerate(zip(student.cells, solved, strict=True)):
         if cell.cell_type != "code":
             continue
+        if (
+            solved_cell is not None
+            and solved_cell.get("outputs")
+            and not cell.get("outputs")
+            and not {BROWSER_TAG, CHECK_TAG} & set(_tags(cell))  # a check: its verdict, below
+        ):
+            problems.append(f"student cell {index} stores no output (its solution does)")
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if CHECK_TAG in _tags(cell) and not any(o.get("ename") == EXPECTED_ERROR for o in errors):
             problems.append(f"student check cell {index} stores no {EXPECTED_ERROR} verdict")
@@ -318,7 +331,7 @@ def _check_one(stem: str, solution_path: Path, student_path: Path, run: bool) ->
             "the student notebook is not the one generated from its solution: run --generate"
         )
     else:
-        report.problems.extend(stored_problems(stored, stem, student_path.parent))
+        report.problems.extend(stored_problems(stored, stem, student_path.parent, solution))
     if not run or report.problems:
         report.seconds = time.monotonic() - started
         return report

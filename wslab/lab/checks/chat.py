@@ -53,6 +53,11 @@ CASES: tuple[tuple[MessageEntry, str | None, str], ...] = (
     ),
     (_entry("!hellothere"), None, '"!hello" is the whole message; anything else is not it'),
     (
+        _entry("!echoes hi"),
+        None,
+        '"!echo" is a command only with a space after it: "!echoes hi" is not one',
+    ),
+    (
         _entry("!hello", user_id="ada-2", username="bot"),
         "hello, bot!",
         "a person may be called bot: know the bot by its id (bot_id), not by a name",

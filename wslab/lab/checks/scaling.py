@@ -5,8 +5,9 @@ servers hold an id (``"open"``: a socket of it is open there; ``"grace"``: its
 last socket there closed and its grace runs), return ``"new"``, ``"reload"`` or
 ``"tab"``. The check starts its own Redis and three chat servers, puts a user in
 each situation for real (sockets open on some servers, graces running on
-others), connects that user to the third server, and reads what the chat did:
-whether the others heard ``joined``, and what ``wasPageReload`` said.
+others, the third server included), connects that user to the third server,
+and reads what the chat did: whether the others heard ``joined``, and what
+``wasPageReload`` said.
 
 It needs ``redis-server`` (it raises :class:`~wslab.errors.MissingProgramError`,
 saying how to install it, when it is missing). Callable from a notebook cell.
@@ -28,7 +29,9 @@ __all__ = ["ANSWERS", "SITUATIONS", "check_claim_status"]
 
 CHECK = "check_claim_status"
 ANSWERS = ("new", "reload", "tab")
-#: The holder states on servers 1 and 2 when the user connects to server 3.
+#: The holder states on servers 1, 2 and 3, in that order, when the user connects
+#: to server 3. The last one outnumbers its open socket with graces (one of them on
+#: the server the user comes back to): an open socket still makes it a tab.
 SITUATIONS: tuple[tuple[str, ...], ...] = (
     (),
     ("open",),
@@ -37,6 +40,7 @@ SITUATIONS: tuple[tuple[str, ...], ...] = (
     ("open", "grace"),
     ("grace", "open"),
     ("grace", "grace"),
+    ("open", "grace", "grace"),
 )
 #: Long enough that no grace of the check runs out while it runs.
 GRACE = "30"
