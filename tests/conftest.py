@@ -234,9 +234,10 @@ class RoomEngine:
             room.close_engine()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory"])
 def engine(request: pytest.FixtureRequest) -> Iterator[RoomEngine]:
-    """Run the test on each engine: in memory, and on a real Redis."""
+    """The engine a room test runs on: in memory here; on a real Redis where a module
+    parametrizes it with ``"redis"`` (tests/system/test_room_on_redis.py)."""
     redis = request.getfixturevalue("shared_redis") if request.param == "redis" else None
     choice = RoomEngine(request.param, redis)
     try:
