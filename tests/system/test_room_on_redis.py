@@ -31,10 +31,11 @@ def engine_tests(*modules: ModuleType) -> dict[str, Callable[..., Any]]:
     found: dict[str, Callable[..., Any]] = {}
     for module in modules:
         for name, test in vars(module).items():
-            if name.startswith("test_") and inspect.isfunction(test):
-                if "engine" in inspect.signature(test).parameters:
-                    assert name not in found, f"two engine tests are called {name}"
-                    found[name] = test
+            if not (name.startswith("test_") and inspect.isfunction(test)):
+                continue
+            if "engine" in inspect.signature(test).parameters:
+                assert name not in found, f"two engine tests are called {name}"
+                found[name] = test
     return found
 
 
