@@ -343,7 +343,7 @@ def test_a_class_that_refuses_the_kernel_costs_the_check_nothing() -> None:
         notice = progress.report("check_bot", False)
         assert notice is None or "as refused" in notice
         wait_until(lambda: len(made[0].frames) == 2)
-        assert made[0].starts == 2 and progress.unsent == {}
+        assert made[0].online and progress.unsent == {}
     finally:
         progress.stop()
 
