@@ -3,7 +3,9 @@ Redis server, frame builders, and the reliability figures in the terminal summar
 
 Each test is marked by the tier its folder names (``tests/unit`` is ``unit``, and so on
 for ``integration``, ``system`` and ``e2e``), so ``-m`` can pick tiers from anywhere;
-everything under ``tests/e2e/browser`` is marked ``browser`` too.
+everything under ``tests/e2e/browser`` is marked ``browser`` too. While a test runs, its
+tier's rules hold (:func:`tier_rules`): a unit test opens no network socket, and an
+integration test starts no process.
 
 Every wait in the suite is a condition with a timeout counted in *units*
 (:func:`unit`), scaled by the environment variable ``WSLAB_TIME_SCALE``: a slow
