@@ -3,7 +3,9 @@ Redis server, frame builders, and the reliability figures in the terminal summar
 
 Each test is marked by the tier its folder names (``tests/unit`` is ``unit``, and so on
 for ``integration``, ``system`` and ``e2e``), so ``-m`` can pick tiers from anywhere;
-everything under ``tests/e2e/browser`` is marked ``browser`` too.
+everything under ``tests/e2e/browser`` is marked ``browser`` too. While a test runs, its
+tier's rules hold (:func:`tier_rules`): a unit test opens no network socket, and an
+integration test starts no process.
 
 Every wait in the suite is a condition with a timeout counted in *units*
 (:func:`unit`), scaled by the environment variable ``WSLAB_TIME_SCALE``: a slow
@@ -16,11 +18,13 @@ import asyncio
 import faulthandler
 import json
 import os
+import subprocess
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pytest_socket import disable_socket, enable_socket
 
 from wslab import ChatServer, MissingProgramError, RedisServer
 from wslab.room import Room
@@ -68,6 +72,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(tier)
         if Path(item.path).resolve().is_relative_to(TESTS / "e2e" / "browser"):
             item.add_marker("browser")
+
+
+@pytest.fixture(autouse=True)
+def tier_rules(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Hold each test to its tier's rules while it runs.
+
+    A unit test opens no network socket: pytest-socket refuses every socket but
+    ``AF_UNIX`` (an event loop's self-pipe). An integration test starts no process:
+    its servers live in the test process, so a child process (a ``redis-server``, a
+    ``python -m wslab serve``) fails the test, naming the tier where it belongs.
+    """
+    tier = tier_of(Path(request.node.path))
+    if tier == "unit":
+        disable_socket(allow_unix_socket=True)
+    elif tier == "integration":
+        monkeypatch.setattr(subprocess.Popen, "__init__", _no_process_in_integration)
+    try:
+        yield
+    finally:
+        if tier == "unit":
+            enable_socket()
+
+
+def _no_process_in_integration(popen: subprocess.Popen[Any], args: Any, *_: Any, **__: Any) -> None:
+    raise RuntimeError(
+        f"an integration test started a process ({args!r}): tests that run processes "
+        "(redis-server, server processes, hubs) belong in tests/system"
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -234,9 +266,10 @@ class RoomEngine:
             room.close_engine()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory"])
 def engine(request: pytest.FixtureRequest) -> Iterator[RoomEngine]:
-    """Run the test on each engine: in memory, and on a real Redis."""
+    """The engine a room test runs on: in memory here; on a real Redis where a module
+    parametrizes it with ``"redis"`` (tests/system/test_room_on_redis.py)."""
     redis = request.getfixturevalue("shared_redis") if request.param == "redis" else None
     choice = RoomEngine(request.param, redis)
     try:

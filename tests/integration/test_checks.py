@@ -27,7 +27,6 @@ from wslab.lab.checks.grace import check_grace
 from wslab.lab.checks.performance import check_frame_bytes
 from wslab.lab.checks.protocol import check_expected_error
 from wslab.lab.checks.reconnect import check_full_jitter, check_should_reconnect
-from wslab.lab.checks.scaling import check_claim_status
 from wslab.lab.checks.wss import check_trust
 from wslab.protocol import Connecting, ProtocolError, parse_client_event
 
@@ -425,44 +424,3 @@ def test_frame_bytes(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     for wrong in wrong_answers:
         fails(check_frame_bytes, wrong)
-
-
-# ------------------------------------------------------------------ 13: scaling out
-
-
-def claim_status(states: list[str]) -> str:
-    if "open" in states:
-        return "tab"
-    return "reload" if "grace" in states else "new"
-
-
-def test_claim_status(capsys: pytest.CaptureFixture[str]) -> None:
-    """Each wrong answer meets a live chat of three servers on Redis (redis-server needed)."""
-    passes(check_claim_status, claim_status, capsys)
-    assert "not implemented yet" in fails(check_claim_status, not_written)
-
-    def first_server_decides(states: list[str]) -> str:
-        return claim_status(states[:1])
-
-    def grace_wins(states: list[str]) -> str:
-        return "reload" if "grace" in states else claim_status(states)
-
-    def grace_forgotten(states: list[str]) -> str:
-        return "tab" if "open" in states else "new"
-
-    def every_server_must_be_open(states: list[str]) -> str:
-        if states and all(state == "open" for state in states):
-            return "tab"
-        return "reload" if states else "new"
-
-    wrong_answers = [
-        first_server_decides,  # misses ["grace", "open"]
-        grace_wins,  # an open tab is still there: not a reload
-        grace_forgotten,  # a grace on another server is a reload, not a newcomer
-        every_server_must_be_open,  # one open socket anywhere is enough
-        lambda states: "reload" if states else "tab",  # nobody holds it: new
-    ]
-    for wrong in wrong_answers:
-        message = fails(check_claim_status, wrong)
-        assert "the live chat of three servers said" in message, message
-    assert "answer one of" in fails(check_claim_status, lambda states: "second_tab")

@@ -23,7 +23,7 @@ from websockets.http11 import Request, Response
 import wslab.lab.lesson
 from tests.conftest import WAIT
 from wslab import ChatClient, CloseCode, RetryPolicy
-from wslab.classroom import Teacher, join
+from wslab.classroom import ClassroomError, Teacher, address, join
 from wslab.classroom.widget import Board
 
 FAST = RetryPolicy(initial=0.01, factor=1.0, cap=0.01, min_uptime=60)
@@ -231,3 +231,10 @@ def test_join_shows_the_chat_widget_as_the_hub_user(monkeypatch: pytest.MonkeyPa
         await widget.aclose()
 
     run(main)
+
+
+def test_address_says_when_the_hub_cannot_be_reached() -> None:
+    """A real connection attempt, to a closed loopback port."""
+    env = {"JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api", "JUPYTERHUB_API_TOKEN": "t"}
+    with pytest.raises(ClassroomError, match="cannot be reached"):
+        address(environ=env, timeout=2)

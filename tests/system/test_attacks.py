@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -75,12 +76,16 @@ class Canaries:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
-    async def start(self) -> Canaries:
+    async def start(self, rounds: int = 10) -> Canaries:
+        """Connect both and start their chat; return once each has read ``rounds``
+        messages of the other, so that their chat is part of the quiet state."""
         policy = RetryPolicy(initial=0.05, cap=0.5)
         self.a = await ChatClient(self.url, "canary-a", policy=policy).connect(unit(10))
         self.b = await ChatClient(self.url, "canary-b", policy=policy).connect(unit(10))
         self.sent = {self.a.id: [], self.b.id: []}
         self._task = asyncio.create_task(self._chat())
+        for reader, author in ((self.a, self.b.id), (self.b, self.a.id)):
+            await reader.wait_for(partial(_has_read, author=author, count=rounds), unit(10))
         return self
 
     async def _chat(self) -> None:
@@ -118,6 +123,10 @@ class Canaries:
             "canary_out_of_order": out_of_order,
             "canary_reconnects": reconnects,
         }
+
+
+def _has_read(client: ChatClient, author: str, count: int) -> bool:
+    return sum(message["id"] == author for message in client.messages) >= count
 
 
 class RssSampler:
@@ -220,7 +229,6 @@ def test_members_that_never_read_while_a_user_chats(
 
     async def scenario() -> dict[str, Any]:
         canaries = await Canaries(server.url).start()
-        await asyncio.sleep(0.5)  # pacing: the canaries' chat is part of the quiet state
         quiet = quiet_state(server)
         stalled: list[RawWebSocket] = []
         for i in range(STALLED):
@@ -307,7 +315,6 @@ def test_a_ping_flood_that_never_reads(server_process: Any, record_property: Rec
 
     async def scenario() -> dict[str, Any]:
         canaries = await Canaries(server.url).start()
-        await asyncio.sleep(0.5)  # pacing: the canaries' chat is part of the quiet state
         quiet = quiet_state(server)
         peer = await asyncio.to_thread(raw_peer, server.port)
         with RssSampler(server) as rss:
@@ -367,7 +374,6 @@ def test_a_thousand_sockets_that_never_join(server_process: Any, record_property
 
     async def scenario() -> dict[str, Any]:
         canaries = await Canaries(server.url).start()
-        await asyncio.sleep(0.5)  # pacing: the canaries' chat is part of the quiet state
         quiet = quiet_state(server)
         started = time.monotonic()
         with RssSampler(server) as rss:
@@ -464,7 +470,6 @@ def test_a_thousand_half_open_handshakes(server_process: Any, record_property: R
 
     async def scenario() -> dict[str, Any]:
         canaries = await Canaries(server.url).start()
-        await asyncio.sleep(0.5)  # pacing: the canaries' chat is part of the quiet state
         quiet = quiet_state(server)
         started = time.monotonic()
         with RssSampler(server) as rss:
@@ -542,7 +547,6 @@ def test_a_connection_flood_from_one_address(server_process: Any, record_propert
 
     async def scenario() -> dict[str, Any]:
         canaries = await Canaries(server.url).start()
-        await asyncio.sleep(0.5)  # pacing: the canaries' chat is part of the quiet state
         quiet = quiet_state(server)
         with RssSampler(server) as rss:
             socks, refused, stats = await asyncio.to_thread(open_all)

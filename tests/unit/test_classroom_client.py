@@ -338,9 +338,12 @@ def test_a_class_that_refuses_the_kernel_costs_the_check_nothing() -> None:
         assert progress.unsent == {"check_grace": True}  # kept for a later join
         assert made[0].frames == []
         made[0].joins = True  # the kick is over: the next verdict brings the client back
-        assert progress.report("check_bot", False) is None
+        # The join runs on the reporter's thread: the notice comes with this verdict
+        # when the join wins the race, else with a later one.
+        notice = progress.report("check_bot", False)
+        assert notice is None or "as refused" in notice
         wait_until(lambda: len(made[0].frames) == 2)
-        assert made[0].starts == 2 and progress.unsent == {}
+        assert made[0].online and progress.unsent == {}
     finally:
         progress.stop()
 

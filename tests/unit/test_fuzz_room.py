@@ -32,7 +32,6 @@ from hypothesis.stateful import (
 )
 
 from tests.helpers.json_values import deep_values, floats, integers, number_literals, to_json
-from wslab import RedisServer
 from wslab.clock import FakeClock
 from wslab.protocol import (
     CloseCode,
@@ -564,41 +563,6 @@ RoomMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_room_keeps_its_invariants_under_random_frames = RoomMachine.TestCase
-
-
-class RedisRoomMachine(RoomMachine):
-    """The same machine and model, the room on a real Redis (the ``redis`` engine).
-
-    Seed-compatible mode is the memory engine's only, and the history cap is the
-    default: Redis recovers beyond the cap from its log, where the model expects
-    the memory engine's truncation (tested on both in tests/unit/test_room.py).
-    """
-
-    redis_url = ""
-
-    def engine_options(self, seed: bool, cap: int) -> tuple[bool, int]:
-        return False, 100
-
-    def make_room(self, **options: Any) -> SettledRoom:
-        options.pop("seed_compatible")
-        return SettledRoom.on_redis(self.redis_url, **options)
-
-    def teardown(self) -> None:
-        room = getattr(self, "room", None)
-        if room is not None:
-            room.close_engine()
-
-
-RedisRoomMachine.TestCase.settings = settings(
-    RoomMachine.TestCase.settings, max_examples=15, stateful_step_count=40
-)
-
-
-def test_room_on_redis_keeps_its_invariants_under_random_frames(
-    shared_redis: RedisServer,
-) -> None:
-    RedisRoomMachine.redis_url = shared_redis.url
-    RedisRoomMachine.TestCase().runTest()
 
 
 # --------------------------------------------------------------------------- lone surrogates

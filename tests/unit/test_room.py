@@ -1,8 +1,9 @@
 """The room state machine, driven directly: fake clock, string sockets, no network.
 
 One test (or a few) per row of the protocol's tables (docs/protocol.md). Each test
-runs on both engines (the ``engine`` fixture): in memory, and on a real Redis
-whose answers the harness waits for, so one test body checks both.
+that takes the ``engine`` fixture runs on both engines: in memory here, and on a real
+Redis, whose answers the harness waits for, in tests/system/test_room_on_redis.py, so
+one test body checks both.
 """
 
 from __future__ import annotations

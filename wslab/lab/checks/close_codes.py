@@ -6,6 +6,7 @@ fresh server on loopback and reads the close code the client saw.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 from ...client import ChatClient
@@ -19,7 +20,12 @@ Frame = str | bytes
 
 
 async def _send_and_watch(frames: Sequence[Frame], *, max_size: int) -> tuple[int | None, int]:
-    """Send ``frames`` on a connected socket; return (close code or None, errors answered)."""
+    """Send ``frames`` on a connected socket; return (close code or None, errors answered).
+
+    A chat message sent after them tells when the server is done with them: it
+    handles a socket's frames in order, so once that message is acknowledged every
+    earlier frame has had its answer, and a close they caused would have come first.
+    """
     server = ChatServer(port=0, max_size=max_size).start()
     try:
         client = ChatClient(server.url, "learner", reconnect=False)
@@ -29,12 +35,16 @@ async def _send_and_watch(frames: Sequence[Frame], *, max_size: int) -> tuple[in
                 if not client.online:
                     break  # closed already: later frames have nowhere to go
                 await client.send_raw(frame)
-            try:
-                # Every frame gets an answer or a close within milliseconds.
-                await client.wait_for(lambda c: c.status == "offline", 2.0)
-            except TimeoutError:
+            barrier = client.online
+            if barrier:
+                await client.send_message("are my frames answered?")
+            with contextlib.suppress(TimeoutError):  # no answer in time: the socket stayed open
+                await client.wait_for(
+                    lambda c: c.status == "offline" or (barrier and not c.pending), TIMEOUT
+                )
+            if client.status != "offline" or not client.last_close:
                 return None, len(client.errors)
-            return (client.last_close[0] if client.last_close else None), len(client.errors)
+            return client.last_close[0], len(client.errors)
         finally:
             await client.close()
     finally:
