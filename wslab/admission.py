@@ -10,18 +10,21 @@
   WebSocket, which is then closed with 1013 and :data:`SERVER_FULL`, so that the
   client reads why and retries later. This module is the one place that decides
   a server is full.
+- ``join_timeout``: a socket that has not sent ``connecting`` that long after its
+  handshake is closed with 1008 and ``"join timeout"``.
 
 Server thread only, except :meth:`Admission.origin_allowed` (pure, any thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import http
 import ipaddress
 import logging
 import os
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -54,6 +57,7 @@ class Admission:
         host: the address the server binds (its own host name is an allowed origin).
         max_clients: connections beyond which a new WebSocket is closed with 1013.
         max_per_address: connections from one IP address (0: no cap).
+        join_timeout: seconds a socket has, after its handshake, to send ``connecting``.
         allowed_origins: extra allowed origins (``"https://example.org"`` or a host).
         trust_same_origin: allow a page whose ``Origin`` host is the ``Host`` it
             asked for (under JupyterHub's proxy, or when listening publicly).
@@ -65,11 +69,13 @@ class Admission:
         *,
         max_clients: int,
         max_per_address: int,
+        join_timeout: float,
         allowed_origins: Collection[str] = (),
         trust_same_origin: bool = False,
     ) -> None:
         self.max_clients = max_clients
         self.max_per_address = max_per_address
+        self.join_timeout = join_timeout
         self.allowed_hosts = LOCAL_HOSTS | {origin_host(o) for o in allowed_origins}
         if host not in WILDCARD_HOSTS:
             self.allowed_hosts |= {host.strip("[]").lower()}
@@ -82,6 +88,8 @@ class Admission:
         self.refused_per_address = 0
         #: WebSockets closed with 1013 because the server was full.
         self.refused_full = 0
+        #: Sockets closed because they did not send ``connecting`` in time.
+        self.join_timeouts = 0
 
     # ------------------------------------------------------------------ TCP connections
 
@@ -123,6 +131,20 @@ class Admission:
             self._per_address[connection.address] -= 1
             if not self._per_address[connection.address]:
                 del self._per_address[connection.address]
+
+    def watch_join(self, socket: ChatConnection, joined: Callable[[], bool]) -> asyncio.TimerHandle:
+        """Close ``socket`` with 1008 unless ``joined()`` is true ``join_timeout`` from now.
+
+        Cancel the handle when the socket ends. Server thread only (a running loop).
+        """
+        return asyncio.get_running_loop().call_later(
+            self.join_timeout, self._check_joined, socket, joined
+        )
+
+    def _check_joined(self, socket: ChatConnection, joined: Callable[[], bool]) -> None:
+        if not joined():
+            self.join_timeouts += 1
+            socket.close_soon(CloseCode.POLICY_VIOLATION, "join timeout")
 
     async def turn_away(self, socket: ChatConnection) -> bool:
         """Close ``socket`` with 1013 if it came while the server was full; say if it did."""

@@ -18,7 +18,8 @@ The parts, each in its own module:
   :class:`~wslab.options.Timeouts`, :class:`~wslab.options.RedisOptions`), each
   defined once with its default, help and bounds;
 - :mod:`wslab.admission`: who may open a socket (``Origin``, ``max_per_address``,
-  ``max_clients``: the one place that decides the server is full);
+  ``max_clients``: the one place that decides the server is full) and how long it
+  has to send ``connecting`` (``join_timeout``, then 1008);
 - :mod:`wslab.pages`: plain HTTP on the same port. ``GET /`` serves the browser
   chat page, ``/chat.js``, ``/chat.css``, ``/seed`` and ``/seed.js`` its files and
   the original design's page, and any other path gets a 404 (the method is not
@@ -30,9 +31,7 @@ The parts, each in its own module:
   (``max_buffer``: a peer over it is closed with 1013);
 - :mod:`wslab.endpoint`: the socket's and the page's URLs;
   :mod:`wslab.loopthread`: the thread, its loop, starting and stopping;
-- this module: the engine link, which feeds the room and applies what it answers,
-  and closes a socket that has not sent ``connecting`` within ``join_timeout``
-  with 1008.
+- this module: the engine link, which feeds the room and applies what it answers.
 
 Classroom mode (``hub=True``, ``python -m wslab serve --hub``): the chat is a
 JupyterHub service. :class:`~wslab.classroom.service.HubDoor` serves the page and
@@ -152,6 +151,7 @@ class ChatServer(ServedAt, LoopService):
             host,
             max_clients=self.limits.max_clients,
             max_per_address=self.limits.max_per_address,
+            join_timeout=self.timeouts.join_timeout,
             allowed_origins=allowed_origins,
             trust_same_origin=trust_same_origin(self.listens_publicly),
         )
@@ -178,10 +178,6 @@ class ChatServer(ServedAt, LoopService):
         #: The link to Redis while running with ``redis`` (server thread).
         self.link: BackplaneLink | None = None
         self.handler_errors = 0
-        #: Sockets closed because they did not send ``connecting`` in time.
-        self.join_timeouts = 0
-        # Read by the engine link.
-        self.join_timeout = self.timeouts.join_timeout
         self.redis, self.redis_keep = redis, self.redis_options.keep
         self.redis_heartbeat = self.redis_options.heartbeat
 
@@ -189,6 +185,11 @@ class ChatServer(ServedAt, LoopService):
     def refused_per_address(self) -> int:
         """Connections closed at once for being over ``max_per_address``."""
         return self.admission.refused_per_address
+
+    @property
+    def join_timeouts(self) -> int:
+        """Sockets closed because they did not send ``connecting`` in time."""
+        return self.admission.join_timeouts
 
     @property
     def slow_peers_dropped(self) -> int:
@@ -346,8 +347,7 @@ class ChatServer(ServedAt, LoopService):
             await socket.close(CloseCode.POLICY_VIOLATION, "no hub user")
             return
         self._apply(room.open(socket))
-        loop = asyncio.get_running_loop()
-        join_timer = loop.call_later(self.join_timeout, self._check_joined, socket)
+        join_timer = self.admission.watch_join(socket, lambda: room.user_of(socket) is not None)
         try:
             async for data in socket:
                 try:
@@ -371,12 +371,6 @@ class ChatServer(ServedAt, LoopService):
             join_timer.cancel()
             self._apply(room.close(socket))
             self._schedule_expiry()
-
-    def _check_joined(self, socket: _ChatConnection) -> None:
-        """``join_timeout`` after the handshake: a socket that never sent ``connecting`` goes."""
-        if self.room.user_of(socket) is None:
-            self.join_timeouts += 1
-            socket.close_soon(CloseCode.POLICY_VIOLATION, "join timeout")
 
     def _apply(self, outcome: Outcome) -> Coroutine[Any, Any, None] | None:
         """Carry out an outcome: its sends, then its close, then its engine requests.
