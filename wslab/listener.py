@@ -26,6 +26,7 @@ from websockets.server import ServerProtocol
 from . import pages
 from .admission import Admission
 from .connection import ChatConnection
+from .loopthread import stop_accepting
 from .options import Limits, Timeouts
 from .pages import CHAT_PATH
 from .protocol import CloseCode
@@ -122,6 +123,7 @@ class Listener:
         for connection in server.connections:
             connection.close_timeout = close_timeout
         self.admission.close()
+        await stop_accepting(server.server)
         server.close(code=CloseCode.GOING_AWAY, reason="server stopping")
         # A handshake in progress would hold the shutdown for up to open_timeout.
         for connection in list(self.admission.connections):

@@ -275,6 +275,22 @@ class LoopService:
             raise RuntimeError(f"the {self._kind} cannot be stopped from its own thread")
 
 
+async def stop_accepting(server: asyncio.Server, turns: int = 3) -> None:
+    """Stop ``server`` accepting connections, then let those it accepted last arrive.
+
+    asyncio makes an accepted connection's transport a loop turn after accepting it,
+    and on Python 3.11 a transport made after ``Server.close()`` fails an assertion and
+    leaves its socket open until it is collected. So a server stops accepting first,
+    gives the connections already accepted ``turns`` turns to reach its protocol (which
+    aborts them while closing), and only then closes. Loop thread only.
+    """
+    loop = asyncio.get_running_loop()
+    for sock in server.sockets:
+        loop.remove_reader(sock.fileno())
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel the tasks still on ``loop`` and let them finish, as ``asyncio.run`` does."""
     tasks = asyncio.all_tasks(loop)

@@ -55,7 +55,7 @@ from websockets.http11 import Request, Response, parse_headers
 from websockets.streams import StreamReader
 
 from .clock import Clock, SystemClock
-from .loopthread import LoopService
+from .loopthread import LoopService, stop_accepting
 
 if TYPE_CHECKING:
     import ipywidgets  # type: ignore[import-untyped]
@@ -559,6 +559,7 @@ class WireTap(LoopService):
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.WriteTransport] = set()
+        self._closing = False
         self._port = 0
         self._watchers: list[_Watcher] = []
         super().__init__("wslab-wiretap")
@@ -705,7 +706,9 @@ class WireTap(LoopService):
 
     async def _listen(self) -> None:
         self._started_at = self._clock.monotonic()
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self._port)
+        self._closing = False
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Accepted(self), "127.0.0.1", self._port)
         self._port = self._server.sockets[0].getsockname()[1]
         name = f"wslab-wiretap-{self._port}"
         self._loop_thread.name = threading.current_thread().name = name
@@ -714,6 +717,9 @@ class WireTap(LoopService):
         server = self._server
         if server is None:
             return
+        # From here a connection accepted late is aborted as it arrives (_Accepted).
+        self._closing = True
+        await stop_accepting(server)
         server.close()
         # Abort rather than cancel: a relay then ends as if the network dropped.
         for transport in list(self._transports):
@@ -728,7 +734,6 @@ class WireTap(LoopService):
         self._relays.add(task)
         self._connections += 1
         number = self._connections
-        self._transports.add(client_writer.transport)
         server_writer: asyncio.StreamWriter | None = None
         try:
             try:
@@ -750,6 +755,24 @@ class WireTap(LoopService):
             self._transports.discard(client_writer.transport)
             if server_writer is not None:
                 self._transports.discard(server_writer.transport)
+
+
+class _Accepted(asyncio.StreamReaderProtocol):
+    """A connection the tap accepted: its transport is known to the tap from the moment
+    it is made, so that a shutdown aborts it even before its relay runs, and one made
+    while the tap closes is aborted at once. Tap thread only."""
+
+    def __init__(self, tap: WireTap) -> None:
+        super().__init__(asyncio.StreamReader(), tap._relay)
+        self._tap = tap
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        if self._tap._closing:
+            transport.abort()
+            return
+        self._tap._transports.add(transport)
+        super().connection_made(transport)
 
 
 _Ends = tuple[asyncio.StreamReader, asyncio.StreamWriter]
