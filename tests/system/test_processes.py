@@ -487,6 +487,29 @@ def test_programs_of_a_python_killed_with_sigkill_are_ended_by_the_watchdog() ->
     shutil.rmtree(directory)  # a temporary directory is the one thing left: no handler ran
 
 
+FORGOTTEN = """
+import json
+from wslab import ServerProcess
+server = ServerProcess().start()
+print(json.dumps(server.pid), flush=True)
+# exits normally without stopping it
+"""
+
+
+def test_a_python_that_exits_normally_ends_its_watchdog_and_forgotten_programs() -> None:
+    """The program is ended at exit and the watchdog with it: no process or pipe is left
+    for the collector to warn about."""
+    done = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", FORGOTTEN],
+        capture_output=True,
+        text=True,
+        timeout=6 * WAIT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ResourceWarning" not in done.stderr, done.stderr
+    assert wait_until_gone([json.loads(done.stdout)], WAIT) == []
+
+
 def test_a_kernel_shut_down_now_leaves_no_program_running() -> None:
     """What nbval does after a lesson: ``shutdown_kernel(now=True)``, a SIGKILL."""
     from jupyter_client.manager import start_new_kernel

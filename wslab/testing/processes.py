@@ -20,6 +20,7 @@ serialised by its lock.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -158,6 +159,26 @@ def _forget_watchdog_in_child() -> None:
     _watched.clear()
 
 
+def _close_watchdog() -> None:
+    """At a normal exit: close the pipe as a death would, and wait for the watchdog.
+
+    It ends the groups still listed (programs their owners never stopped), then itself,
+    so that no watchdog outlives this interpreter's exit. Registered before any
+    ``weakref.finalize`` of a program, so it runs after them: what they end is off the
+    list by then.
+    """
+    watchdog = _watchdog
+    if watchdog is None:
+        return
+    if watchdog.stdin is not None:
+        with contextlib.suppress(OSError, ValueError):
+            watchdog.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        watchdog.wait(timeout=5)
+
+
+atexit.register(_close_watchdog)
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_watchdog_in_child)
 
@@ -184,8 +205,15 @@ def _end(process: subprocess.Popen[bytes], timeout: float) -> int:
 
 
 def _end_at_exit(process: subprocess.Popen[bytes]) -> None:
-    """A finalizer: the process outlived its owner (garbage or interpreter exit)."""
+    """A finalizer: the process outlived its owner (garbage or interpreter exit).
+
+    Ends it and closes the pipes its owner read, which no one closes otherwise.
+    """
     _end(process, 2.0)
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _read_lines(path: str, offset: int, count: int) -> str:
